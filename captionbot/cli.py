@@ -1,0 +1,59 @@
+"""The ``captionbot`` command: one entry point, one subcommand per job, dispatched to the packages.
+
+Each subcommand lives in a module that exposes ``configure(parser)`` and ``main(args) -> int`` and keeps its
+top-level imports light (no torch, discord or onnxruntime at import), so ``captionbot --help`` is instant and
+the bot and worker never load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help). A module that does not exist yet is left out of the command.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("bot.run_cli", "run the bot and a worker (embedded queue and local Discord stand-in by default)"),
+    "bot": ("bot.bot_cli", "run the Discord bot only (needs a queue shared with workers)"),
+    "worker": ("inference.worker_cli", "run a caption worker that serves the Redis stream"),
+    "caption": ("inference.caption_cli", "caption image files with a model bundle"),
+    "train": ("training.train_cli", "train a Show-Attend-Tell captioner"),
+    "evaluate": ("training.evaluate_cli", "score a checkpoint or bundle with the COCO caption metrics"),
+    "export": ("export.export_cli", "export a checkpoint to an ONNX model bundle (with parity checks)"),
+    "standin": ("bot.standin_cli", "run the local Discord stand-in server on its own"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="captionbot", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: $CAPTIONBOT_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part is not built (or not installed) here
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 2
+    from captionbot.settings import load_settings
+
+    level = args.log_level or load_settings().log_level
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args._main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

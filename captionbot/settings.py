@@ -1,0 +1,56 @@
+"""Settings read from the environment (prefix ``CAPTIONBOT_``; the bot token is ``DISCORD_TOKEN``).
+
+Every setting here is listed, with its default, in ``deploy/.env.example``. Secrets (the Discord token, a
+password inside the Redis URL) are ``SecretStr``: they never print in a log or a repr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUNDLE = REPO_ROOT / "models" / "default"
+
+
+class Settings(BaseSettings):
+    """All runtime settings. Unset Redis URL means the embedded in-process queue."""
+
+    model_config = SettingsConfigDict(env_prefix="CAPTIONBOT_", extra="ignore")
+
+    # Discord
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "CAPTIONBOT_DISCORD_TOKEN")
+    )
+    standin_port: int = 8765  # local Discord stand-in (used when no token is given)
+
+    # Queue
+    redis_url: SecretStr | None = None  # e.g. rediss://:password@redis:6379/0 ; None -> embedded
+    stream: str = "captionbot:jobs"
+    group: str = "captionbot-workers"
+    queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy"
+    batch_size: int = 16  # up to N jobs per worker batch ...
+    batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
+    claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed
+    max_attempts: int = 3  # after K failed attempts a job is dead-lettered
+    result_timeout_s: float = 60.0
+
+    # Model / inference
+    bundle: Path = DEFAULT_BUNDLE
+    variant: str = "fp32"  # fp32 | int8 | fp16
+    provider: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # 0 = onnxruntime's default
+    beam_size: int = 3
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    # Observability
+    metrics_port: int = 0  # 0 = no metrics/health HTTP server
+    log_level: str = "INFO"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

