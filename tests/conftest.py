@@ -119,3 +119,22 @@ def data_dir() -> Path:
     if found is None:
         pytest.skip("real data not found: set CAPTIONBOT_DATA or put the data in ../shared/data")
     return found
+
+
+@pytest.fixture(scope="session")
+def caption_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model bundle directory for end-to-end tests: models/default when present and its hashes verify,
+    else a tiny random-weight (but real) bundle built once per session by ``export.tiny.make_tiny_bundle``."""
+    from captionbot import formats
+    from captionbot.settings import DEFAULT_BUNDLE
+
+    manifest_path = DEFAULT_BUNDLE / formats.MANIFEST_FILE
+    if manifest_path.is_file():
+        try:
+            formats.verify_bundle_files(DEFAULT_BUNDLE, formats.Manifest.from_json(manifest_path.read_text()))
+            return DEFAULT_BUNDLE
+        except (formats.BundleError, ValueError, KeyError, TypeError):
+            pass
+    from export.tiny import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")

@@ -1,0 +1,165 @@
+"""Checkpoint model -> a checked model bundle on disk (``shared/design.md`` §1).
+
+Order of work, all in a staging directory next to the target, moved into place only at the end:
+1. export the three graphs (each passes ``onnx.checker``), write vocab.json and a manifest with sha256s;
+2. parity: PyTorch and the bundle caption the parity images at beam 1 and 3; any caption that differs token for
+   token aborts the export (:class:`ParityFailed`) and nothing is written;
+3. variants (int8, fp16): built, captioned with the runtime, measured against fp32, recorded in the manifest
+   (a variant that cannot run here is left out, with the reason logged);
+4. the final manifest (hashes of every file, parity figures, variant measures) and an atomic rename.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from captionbot import formats
+from captionbot.formats import DecoderSpec, EncoderSpec, Manifest
+from export.graphs import OPSET, export_graphs
+from export.parity import ParityReport, check_parity
+from export.variants import VariantMeasure, caption_with, make_fp16, make_int8, measure
+from inference.beam_search import BeamOptions
+from inference.bundle import load_bundle
+from inference.preprocess import decode_image, to_array
+from training.model import Captioner
+
+log = logging.getLogger(__name__)
+
+VARIANT_BUILDERS = {"int8": (make_int8, "cpu"), "fp16": (make_fp16, "cuda")}
+
+
+class ParityFailed(RuntimeError):
+    """The ONNX bundle does not caption like the PyTorch model: the bundle is not written."""
+
+    def __init__(self, reports: list[ParityReport]) -> None:
+        self.reports = reports
+        bad = [r for r in reports if not r.ok]
+        first = bad[0].mismatches[0] if bad and bad[0].mismatches else {}
+        super().__init__("parity failed: " + "; ".join(r.summary() for r in reports) + f"; first mismatch {first}")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: Manifest
+    parity: list[ParityReport]
+    variants: dict[str, VariantMeasure] = field(default_factory=dict)
+
+
+def preprocess_all(images: Sequence[bytes], model: Captioner) -> np.ndarray:
+    enc = model.encoder
+    size = (enc.input_size, enc.input_size)
+    return np.stack([to_array(decode_image(b, size=size), size, enc.mean, enc.std) for b in images])
+
+
+def build_manifest(model: Captioner, itos: list[str], model_name: str, model_version: str, trained_on: str,
+                   scores: list[dict]) -> Manifest:
+    enc, cfg = model.encoder, model.decoder.cfg
+    return Manifest(
+        model_name=model_name,
+        model_version=model_version,
+        encoder=EncoderSpec(enc.arch, (enc.input_size, enc.input_size), tuple(enc.mean), tuple(enc.std),
+                            (enc.grid, enc.grid), enc.channels),
+        decoder=DecoderSpec(cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, len(itos), cfg.max_len),
+        opset=OPSET,
+        scores=list(scores),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        trained_on=trained_on,
+    )
+
+
+def _write_manifest(staging: Path, manifest: Manifest) -> None:
+    files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != formats.MANIFEST_FILE)
+    manifest.files = {p.relative_to(staging).as_posix(): formats.sha256_file(p) for p in files}
+    (staging / formats.MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+
+
+def export_bundle(
+    model: Captioner,
+    itos: list[str],
+    out_dir: Path,
+    parity_images: Sequence[bytes],
+    *,
+    model_name: str = "show-attend-tell",
+    model_version: str | None = None,
+    trained_on: str = "",
+    scores: Sequence[dict] = (),
+    variants: Sequence[str] = ("int8", "fp16"),
+    beam_sizes: tuple[int, ...] = (1, 3),
+    force: bool = False,
+) -> ExportResult:
+    """Export ``model`` to ``out_dir`` after the parity check. Raises :class:`ParityFailed` (nothing written)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise FileExistsError(f"{out_dir} exists (pass force=True / --force to replace it)")
+    if tuple(itos[:4]) != formats.SPECIAL_TOKENS:
+        raise ValueError(f"vocab must start with {formats.SPECIAL_TOKENS}")
+    if not parity_images:
+        raise ValueError("parity needs at least one image")
+    model = model.eval()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        export_graphs(model, staging)
+        (staging / formats.VOCAB_FILE).write_text(json.dumps({"itos": list(itos)}), encoding="utf-8")
+        version = model_version or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        manifest = build_manifest(model, list(itos), model_name, version, trained_on, list(scores))
+        _write_manifest(staging, manifest)
+
+        images = preprocess_all(parity_images, model)
+        bundle = load_bundle(staging, provider="cpu")
+        reports = check_parity(model, bundle, images, beam_sizes)
+        for r in reports:
+            log.info("parity %s", r.summary())
+        if not all(r.ok for r in reports):
+            raise ParityFailed(reports)
+        manifest.scores += [{"check": "torch-onnx parity", "variant": "fp32", "beam_size": r.beam_size,
+                             "images": r.images, "identical_captions": r.identical,
+                             "max_log_prob_diff": r.max_log_prob_diff, "max_feature_diff": r.max_feature_diff}
+                            for r in reports]
+
+        measured = _build_variants(staging, manifest, bundle, images, variants)
+        _write_manifest(staging, manifest)
+        formats.verify_bundle_files(staging, manifest)
+        staging.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be read by the worker's user
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("wrote bundle %s (%s)", out_dir, manifest.model_version)
+    return ExportResult(out_dir, manifest, reports, measured)
+
+
+def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.ndarray,
+                    names: Sequence[str]) -> dict[str, VariantMeasure]:
+    options = BeamOptions(beam_size=3, max_len=manifest.decoder.max_len)
+    reference = caption_with(fp32_bundle, images, options)
+    measured: dict[str, VariantMeasure] = {}
+    for name in names:
+        builder, target = VARIANT_BUILDERS[name]
+        files = builder(staging, staging / name)
+        manifest.variants[name] = {"dir": name, "files": files, "target": target}
+        _write_manifest(staging, manifest)
+        try:
+            bundle = load_bundle(staging, variant=name, provider="auto")
+            m = measure(reference, caption_with(bundle, images, options), options.beam_size, bundle)
+        except Exception as exc:  # e.g. fp16 kernels missing on this CPU: the variant is not shipped unmeasured
+            log.warning("variant %s could not be measured here (%s): left out of the bundle", name, exc)
+            del manifest.variants[name]
+            shutil.rmtree(staging / name)
+            continue
+        manifest.variants[name].update(m.to_dict())
+        measured[name] = m
+        log.info("variant %s: %s", name, asdict(m))
+    return measured

@@ -1,0 +1,90 @@
+"""Torch ↔ ONNX parity: the bundle must give the PyTorch model's captions, token for token.
+
+For each beam size, every image is captioned twice: by the PyTorch reference (``torch_beam_search``, one image
+at a time) and by the runtime (onnxruntime graphs + batched numpy beam search). The report counts identical
+captions and gives the largest differences seen: encoder features, and the full log-probability vectors along
+each PyTorch caption (teacher-forced through both decoders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from export.torch_beam_search import torch_beam_search_features
+from inference.beam_search import BeamOptions, SpecialIds
+from inference.bundle import Bundle
+from inference.captioner import caption_arrays
+from training.model import Captioner
+
+
+@dataclass
+class ParityReport:
+    beam_size: int
+    images: int
+    identical: int
+    max_feature_diff: float
+    max_log_prob_diff: float  # over the whole vocabulary, every step of every PyTorch caption
+    max_score_diff: float  # between the two captions' normalised scores, where they are identical
+    mismatches: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.identical == self.images
+
+    def summary(self) -> str:
+        return (f"beam {self.beam_size}: {self.identical}/{self.images} captions identical, "
+                f"max |Δ log p| {self.max_log_prob_diff:.2e}, max |Δ features| {self.max_feature_diff:.2e}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@torch.inference_mode()
+def _teacher_forced_diff(model: Captioner, bundle: Bundle, feats: np.ndarray, tokens: list[int],
+                         special: SpecialIds) -> float:
+    """Largest |log p_torch - log p_onnx| along ``tokens`` (plus <end>) for one image's features [1, P, C]."""
+    words = [special.start, *tokens]
+    f_t = torch.from_numpy(feats)
+    h_t, c_t, p_t = model.decoder.init_state(f_t)
+    h_o, c_o, p_o = bundle.init(feats)
+    worst = 0.0
+    for w in words:
+        word = np.array([w], dtype=np.int64)
+        lp_t, h_t, c_t, _ = model.decoder.step(torch.from_numpy(word), h_t, c_t, f_t, p_t)
+        lp_o, h_o, c_o, _ = bundle.step(word, h_o, c_o, feats, p_o)
+        worst = max(worst, float(np.abs(lp_t.numpy() - lp_o).max()))
+    return worst
+
+
+@torch.inference_mode()
+def check_parity(
+    model: Captioner, bundle: Bundle, images: np.ndarray, beam_sizes: tuple[int, ...] = (1, 3),
+    options: BeamOptions | None = None,
+) -> list[ParityReport]:
+    """``images`` [B,3,H,W], preprocessed. One report per beam size."""
+    model = model.eval()
+    special = SpecialIds()
+    options = options or BeamOptions(max_len=model.decoder.cfg.max_len)
+    feats_torch = model.encoder(torch.from_numpy(images)).numpy()
+    feats_onnx = bundle.encode(images)
+    feat_diff = float(np.abs(feats_torch - feats_onnx).max())
+    reports = []
+    for k in beam_sizes:
+        opts = BeamOptions(**{**asdict(options), "beam_size": k})
+        onnx_hyps = caption_arrays(bundle, images, opts)
+        report = ParityReport(k, len(images), 0, feat_diff, 0.0, 0.0)
+        for i, o_hyp in enumerate(onnx_hyps):
+            t_hyp = torch_beam_search_features(model, torch.from_numpy(feats_torch[i : i + 1]), opts, special)
+            lp_diff = _teacher_forced_diff(model, bundle, feats_torch[i : i + 1], t_hyp.tokens, special)
+            report.max_log_prob_diff = max(report.max_log_prob_diff, lp_diff)
+            if t_hyp.tokens == o_hyp.tokens:
+                report.identical += 1
+                report.max_score_diff = max(report.max_score_diff, abs(t_hyp.score - o_hyp.score))
+            else:
+                report.mismatches.append({"image": i, "torch": t_hyp.tokens, "onnx": o_hyp.tokens,
+                                          "torch_score": t_hyp.score, "onnx_score": o_hyp.score})
+        reports.append(report)
+    return reports

@@ -1,0 +1,99 @@
+"""Smaller/faster copies of the fp32 graphs, each measured against fp32 before it goes into the manifest.
+
+- ``int8`` (CPU): onnxruntime dynamic quantisation (weights int8, activations quantised on the fly) of the
+  MatMul/Gemm layers, which are most of the decoder's work. The encoder keeps fp32: ConvInteger is slower than
+  the fp32 convolutions on x86 CPUs, so quantising it would cost speed and accuracy for nothing.
+- ``fp16`` (GPU): every graph in float16 with float32 inputs/outputs (so the runtime feeds the same arrays).
+
+"Measured" means: the same images captioned by fp32 and by the variant with the runtime, the share of captions
+that are identical, and the mean change in the captions' normalised log-probability score.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from captionbot import formats
+from inference.beam_search import BeamOptions, Hypothesis
+from inference.bundle import GRAPH_FILES, Bundle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VariantMeasure:
+    images: int
+    beam_size: int
+    caption_agreement: float  # share of images whose caption is identical to fp32's
+    score_delta: float  # mean (variant - fp32) normalised log-prob of the chosen captions
+    provider: str  # where it was measured
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "beam_size": self.beam_size,
+                "caption_agreement": round(self.caption_agreement, 4), "score_delta": round(self.score_delta, 5),
+                "measured_on": self.provider}
+
+
+def make_int8(src_dir: Path, out_dir: Path) -> list[str]:
+    """Dynamic int8 decoder graphs in ``out_dir``; returns the file names written."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in (formats.DECODER_INIT_FILE, formats.DECODER_STEP_FILE):
+        quantize_dynamic(src_dir / name, out_dir / name, op_types_to_quantize=["MatMul", "Gemm"],
+                         weight_type=QuantType.QInt8)
+        written.append(name)
+    return written
+
+
+def make_fp16(src_dir: Path, out_dir: Path) -> list[str]:
+    """float16 copies of all three graphs (float32 at their inputs/outputs) in ``out_dir``."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in GRAPH_FILES:
+        model = convert_float_to_float16(onnx.load(str(src_dir / name)), keep_io_types=True)
+        _sort_nodes(model.graph)  # the converter appends its input casts last; the checker wants topological order
+        onnx.checker.check_model(model)
+        onnx.save(model, str(out_dir / name))
+    return list(GRAPH_FILES)
+
+
+def _sort_nodes(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` topologically (stable: original order wherever it is already valid)."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError(f"graph has a cycle or a missing input near node {rest[0].name}")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def measure(
+    reference: list[Hypothesis], variant_hyps: list[Hypothesis], beam_size: int, bundle: Bundle
+) -> VariantMeasure:
+    same = [r.tokens == v.tokens for r, v in zip(reference, variant_hyps, strict=True)]
+    delta = float(np.mean([v.score - r.score for r, v in zip(reference, variant_hyps, strict=True)]))
+    return VariantMeasure(len(same), beam_size, float(np.mean(same)), delta, bundle.providers[0])
+
+
+def caption_with(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
+    from inference.captioner import caption_arrays
+
+    return caption_arrays(bundle, images, options)

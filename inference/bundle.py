@@ -1,0 +1,131 @@
+"""Load a model bundle (``shared/design.md`` §1): check its hashes, open its ONNX graphs with onnxruntime.
+
+A variant (``fp16``, ``int8``) lives in a sub-directory named in the manifest; any graph it does not replace is
+taken from the fp32 files at the top. The execution provider is CUDA when asked for (``cuda`` or ``auto``) and
+available, else CPU; asking for CUDA where there is none logs a warning and runs on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from captionbot import formats
+from captionbot.formats import BundleError, Manifest
+
+log = logging.getLogger(__name__)
+
+GRAPH_FILES = (formats.ENCODER_FILE, formats.DECODER_INIT_FILE, formats.DECODER_STEP_FILE)
+
+
+def choose_providers(provider: str = "auto") -> list[str]:
+    """onnxruntime providers for ``auto`` | ``cuda`` | ``cpu``."""
+    provider = provider.lower()
+    if provider not in ("auto", "cuda", "cpu"):
+        raise ValueError(f"provider must be auto, cuda or cpu, not {provider!r}")
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if provider == "cuda" and not has_cuda:
+        log.warning("CUDA was asked for but onnxruntime here has no CUDAExecutionProvider: running on CPU")
+    if provider in ("auto", "cuda") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads  # 0: onnxruntime picks (one per physical core)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
+    return opts
+
+
+def read_manifest(bundle_dir: Path) -> Manifest:
+    path = Path(bundle_dir) / formats.MANIFEST_FILE
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir} is not a model bundle: no {formats.MANIFEST_FILE}")
+    try:
+        return Manifest.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: bad manifest ({exc})") from exc
+
+
+def read_vocab(bundle_dir: Path, manifest: Manifest) -> list[str]:
+    itos = json.loads((Path(bundle_dir) / formats.VOCAB_FILE).read_text(encoding="utf-8"))["itos"]
+    if tuple(itos[: len(formats.SPECIAL_TOKENS)]) != formats.SPECIAL_TOKENS:
+        raise BundleError(f"vocab must start with {formats.SPECIAL_TOKENS}, starts with {itos[:4]}")
+    if len(itos) != manifest.decoder.vocab_size:
+        raise BundleError(f"vocab has {len(itos)} words, manifest says {manifest.decoder.vocab_size}")
+    return itos
+
+
+def variant_paths(bundle_dir: Path, manifest: Manifest, variant: str) -> dict[str, Path]:
+    """Graph file name -> the path to load for ``variant`` (fp32 files where the variant has none)."""
+    paths = {name: Path(bundle_dir) / name for name in GRAPH_FILES}
+    if variant == "fp32":
+        return paths
+    info = manifest.variants.get(variant)
+    if info is None:
+        have = ", ".join(["fp32", *manifest.variants])
+        raise BundleError(f"bundle has no {variant!r} variant (it has {have})")
+    for name in GRAPH_FILES:
+        rel = f"{info['dir']}/{name}"
+        if rel in manifest.files:
+            paths[name] = Path(bundle_dir) / rel
+    return paths
+
+
+@dataclass
+class Bundle:
+    """The opened bundle: manifest, vocabulary and the three onnxruntime sessions."""
+
+    path: Path
+    manifest: Manifest
+    itos: list[str]
+    variant: str
+    providers: list[str]
+    encoder: ort.InferenceSession
+    decoder_init: ort.InferenceSession
+    decoder_step: ort.InferenceSession
+
+    @property
+    def model_version(self) -> str:
+        version = self.manifest.model_version
+        return version if self.variant == "fp32" else f"{version}+{self.variant}"
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """images [B,3,H,W] float32 -> features [B,P,C]."""
+        return self.encoder.run(None, {"images": images})[0]
+
+    def init(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h, c, att_proj = self.decoder_init.run(None, {"features": features})
+        return h, c, att_proj
+
+    def step(
+        self, word: np.ndarray, h: np.ndarray, c: np.ndarray, features: np.ndarray, att_proj: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        feed = {"word": word, "h": h, "c": c, "features": features, "att_proj": att_proj}
+        log_probs, h, c, alpha = self.decoder_step.run(None, feed)
+        return log_probs, h, c, alpha
+
+
+def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0) -> Bundle:
+    """Open ``bundle_dir`` after checking every file's sha256 against the manifest (:class:`BundleError` if not)."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    formats.verify_bundle_files(bundle_dir, manifest)
+    for name in (*GRAPH_FILES, formats.VOCAB_FILE):
+        if name not in manifest.files:
+            raise BundleError(f"{bundle_dir}: manifest lists no sha256 for {name}")
+    itos = read_vocab(bundle_dir, manifest)
+    paths = variant_paths(bundle_dir, manifest, variant)
+    providers = choose_providers(provider)
+    opts = session_options(threads)
+    sessions = [ort.InferenceSession(str(paths[name]), sess_options=opts, providers=providers) for name in GRAPH_FILES]
+    log.info("loaded bundle %s (%s, %s) on %s", bundle_dir, manifest.model_version, variant, providers[0])
+    return Bundle(bundle_dir, manifest, itos, variant, providers, *sessions)

@@ -1,0 +1,103 @@
+"""Image bytes in, captions out: decode -> encoder on the whole batch -> decoder init -> batched beam search ->
+heatmaps. Torch-free; one bad image never fails the batch (it comes back as :class:`ImageRejected` in its place).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from captionbot.formats import ImageRejected
+from inference.beam_search import BeamOptions, Hypothesis, SpecialIds, beam_search
+from inference.bundle import Bundle, load_bundle
+from inference.heatmap import render_heatmap
+from inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
+
+log = logging.getLogger(__name__)
+
+ENCODER_CHUNK = 32  # images per encoder call: bounds peak memory for big batches
+
+
+@dataclass
+class CaptionOutput:
+    caption: str
+    words: list[str]
+    score: float  # length-normalised log-probability (mean per token): closer to 0 is more confident
+    alphas: np.ndarray  # [T, P]: attention over the feature grid for each of the T words
+    heatmap_png: bytes | None = None
+
+
+def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
+    """Preprocessed images [B,3,H,W] -> the best hypothesis per image (one batched beam search)."""
+    feats = np.concatenate([bundle.encode(images[i : i + ENCODER_CHUNK]) for i in range(0, len(images), ENCODER_CHUNK)])
+    h, c, att_proj = bundle.init(feats)
+    return beam_search(bundle.step, feats, h, c, att_proj, options, special_ids(bundle.itos))
+
+
+def as_sentence(words: list[str]) -> str:
+    """["a", "dog", "runs"] -> "A dog runs." (what a reader expects of alt text)."""
+    text = " ".join(words)
+    return f"{text[:1].upper()}{text[1:]}." if text else ""
+
+
+def special_ids(itos: list[str]) -> SpecialIds:
+    index = {w: i for i, w in enumerate(itos[:4])}
+    return SpecialIds(pad=index["<pad>"], start=index["<start>"], end=index["<end>"], unk=index["<unk>"])
+
+
+class Captioner:
+    """A loaded bundle plus decoding options. Thread-compatible, not thread-safe: one caller at a time."""
+
+    def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.bundle = bundle
+        self.options = options or BeamOptions(max_len=bundle.manifest.decoder.max_len)
+        self.max_pixels = max_pixels
+        enc = bundle.manifest.encoder
+        self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
+
+    @classmethod
+    def load(
+        cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0
+    ) -> Captioner:
+        """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``)."""
+        if bundle_dir is None:
+            from captionbot.settings import DEFAULT_BUNDLE
+
+            bundle_dir = DEFAULT_BUNDLE
+        return cls(load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads))
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.model_version
+
+    def preprocess(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
+        img = decode_image(data, size=self.input_size, max_pixels=self.max_pixels)
+        return img, to_array(img, self.input_size, self.mean, self.std)
+
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+    ) -> list[CaptionOutput | ImageRejected]:
+        """Caption each image; a refused image is returned (not raised) as :class:`ImageRejected` in its place."""
+        results: list[CaptionOutput | ImageRejected | None] = [None] * len(images)
+        decoded: list[tuple[int, Image.Image, np.ndarray]] = []
+        for i, data in enumerate(images):
+            try:
+                img, arr = self.preprocess(data)
+            except ImageRejected as exc:
+                log.info("image %d refused: %s", i, exc)
+                results[i] = exc
+                continue
+            decoded.append((i, img, arr))
+        if decoded:
+            batch = np.stack([arr for _, _, arr in decoded])
+            hyps = caption_arrays(self.bundle, batch, replace(self.options, beam_size=beam_size))
+            for (i, img, _), hyp in zip(decoded, hyps, strict=True):
+                words = [self.bundle.itos[t] for t in hyp.tokens]
+                png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
+                results[i] = CaptionOutput(as_sentence(words), words, hyp.score, hyp.alphas, png)
+        return results  # type: ignore[return-value]  # every slot is filled above

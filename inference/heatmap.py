@@ -1,0 +1,94 @@
+"""Attention heatmaps as one PNG, like the figures of Xu et al. (2015): the image, then one panel per word with
+the attention that produced it upsampled, smoothed and blended over the image, the word written beneath.
+
+Sized for a chat preview: panels of 192 px in rows of four (768 px wide), a legible word under each. The PNG is
+kept under ``max_bytes`` by palette quantisation and, if still needed, smaller panels.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+PANEL = 192  # px, square image area of a panel
+COLUMNS = 4
+MAX_BYTES = 1_500_000
+
+# A perceptual-ish colour ramp (dark blue -> teal -> yellow), like viridis, as 5 stops interpolated linearly.
+_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32)
+
+
+def _colourise(a: np.ndarray) -> np.ndarray:
+    """[H, W] in [0, 1] -> [H, W, 3] uint8 along the ramp."""
+    x = a * (len(_RAMP) - 1)
+    lo = np.clip(np.floor(x).astype(int), 0, len(_RAMP) - 2)
+    f = (x - lo)[..., None]
+    return ((1 - f) * _RAMP[lo] + f * _RAMP[lo + 1]).astype(np.uint8)
+
+
+def attention_overlay(img: Image.Image, alpha: np.ndarray, grid: tuple[int, int], size: int) -> Image.Image:
+    """One panel: ``alpha`` [P] over the ``grid`` (H', W') upsampled to ``size`` and blended over ``img``."""
+    a = np.asarray(alpha, dtype=np.float32).reshape(grid)
+    a = a / max(float(a.max()), 1e-8)  # each word's map on its own scale: where it looked, not how sharply
+    up = Image.fromarray((a * 255).astype(np.uint8), "L").resize((size, size), Image.Resampling.BICUBIC)
+    up = up.filter(ImageFilter.GaussianBlur(radius=size / (3 * max(grid))))
+    heat = np.asarray(up, dtype=np.float32) / 255.0
+    base = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    # Xu et al. show attended regions bright and the rest dimmed; the colour ramp makes the peak easy to find.
+    weight = (0.35 + 0.65 * heat)[..., None]
+    blended = 0.55 * base * weight + 0.45 * _colourise(heat).astype(np.float32) * (0.3 + 0.7 * heat[..., None])
+    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), "RGB")
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (needs FreeType)
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
+def _layout(img: Image.Image, words: list[str], alphas: np.ndarray, grid: tuple[int, int], panel: int) -> Image.Image:
+    label_h = max(18, panel // 6)
+    font = _font(int(label_h * 0.75))
+    n = len(words) + 1  # the image itself, then one panel per word
+    cols = min(COLUMNS, n)
+    rows = -(-n // cols)
+    pad = max(4, panel // 32)
+    sheet = Image.new("RGB", (cols * (panel + pad) + pad, rows * (panel + label_h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    panels = [(img.resize((panel, panel), Image.Resampling.BILINEAR), "")]
+    panels += [(attention_overlay(img, alphas[i], grid, panel), w) for i, w in enumerate(words)]
+    for k, (im, word) in enumerate(panels):
+        x = pad + (k % cols) * (panel + pad)
+        y = pad + (k // cols) * (panel + label_h + pad)
+        sheet.paste(im, (x, y))
+        if word:
+            tw = draw.textlength(word, font=font)
+            draw.text((x + (panel - tw) / 2, y + panel + label_h * 0.1), word, fill=(0, 0, 0), font=font)
+    return sheet
+
+
+def render_heatmap(
+    img: Image.Image,
+    words: list[str],
+    alphas: np.ndarray,
+    grid: tuple[int, int],
+    panel: int = PANEL,
+    max_bytes: int = MAX_BYTES,
+) -> bytes:
+    """PNG bytes: ``img`` and one panel per word of ``words`` (``alphas`` [len(words), P]); at most ``max_bytes``."""
+    if len(alphas) < len(words):
+        raise ValueError(f"{len(words)} words but attention for {len(alphas)}")
+    size = panel
+    while True:
+        sheet = _layout(img.convert("RGB"), words, alphas, grid, size)
+        for candidate in (sheet, sheet.quantize(256, method=Image.Quantize.MEDIANCUT)):
+            buf = io.BytesIO()
+            candidate.save(buf, format="PNG", optimize=True)
+            if buf.tell() <= max_bytes:
+                return buf.getvalue()
+        if size <= 48:
+            return buf.getvalue()  # words and layout alone exceed the budget: give the smallest we can
+        size = int(size * 0.75)
