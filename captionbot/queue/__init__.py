@@ -1,0 +1,31 @@
+"""The caption job queue on Redis Streams: the bot adds jobs, workers answer them.
+
+Modules, one concept each: ``connection`` (real Redis or the embedded in-process backend), ``streams`` (key names
+and the consumer group), ``scripts`` (the atomic steps, as Lua), ``client`` (the bot's side: enqueue, await the
+result), ``consumer`` (the worker's side: read batches, reclaim, publish, retry, dead-letter), ``dead_letter``
+(reading what was given up on), ``metrics`` and ``health`` (Prometheus and the HTTP probes).
+
+What the guarantees mean here (the tests in ``tests/queue`` prove each):
+
+**At least once.** A job leaves the stream only in the same atomic step (a Lua script) that publishes its answer
+(a caption, a refusal such as "not an image", or a dead-letter failure). A worker that dies, loses Redis, or is
+stopped anywhere before that step leaves the job in the consumer group's pending list, and it is run again. So a
+job may be *run* more than once, but it is *answered* once: the publishing step acknowledges the stream entry and
+sets a per-job-id "answered" mark, and publishes nothing when either shows the job was already answered. The bot
+side also drops any second result for a job id, so each result reaches the instance that asked exactly once.
+
+**Reclaimed after.** A job delivered to a worker that has not answered it for ``claim_idle_ms`` milliseconds is
+taken over (``XAUTOCLAIM``) by any live worker and run again; that delivery counts as a new attempt. A live worker
+refreshes its in-flight jobs every ``claim_idle_ms / 3`` while the model runs, so a slow batch is not stolen: only
+a worker that died (SIGKILL, OOM, power loss) or hung without its event loop loses its jobs.
+
+**Dead-lettered after.** Each delivery of a job is one attempt. When the model raises on a job, the job is put
+back on the stream at once with its attempt count (a batch that raises is first split so that one bad image
+cannot fail the others); a job that failed on its ``max_attempts``-th attempt, or whose worker died on it
+``max_attempts`` times, is moved to the dead-letter stream ``<stream>:dead`` with the reason, and the requester
+gets ``CaptionResult(ok=False, error=DEAD_LETTER)``. An image the model refuses (``ImageRejected``) is not a
+failure: it is answered at once with its error code and never retried.
+
+**Busy.** The job stream is bounded: when it holds ``queue_maxlen`` jobs (waiting or in progress) a new job is
+refused at once with ``BUSY`` and the stream does not grow. The check and the add are one atomic step.
+"""

@@ -1,0 +1,208 @@
+"""The bot's side of the queue: add a caption job, wait for its result. Never imports torch.
+
+Each bot instance reads its own result stream (``reply_to``); a background task delivers results to the waiting
+callers by job id, once each. ``caption`` never raises for what a user can be told: it returns a
+``CaptionResult`` with ``ok=False`` and an ``ErrorCode`` (BUSY, TIMEOUT, DEAD_LETTER, or the image's refusal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import statistics
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+
+from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
+from captionbot.queue import metrics
+from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis
+from captionbot.queue.scripts import QueueScripts, flatten
+from captionbot.queue.streams import StreamKeys, ensure_group
+from captionbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WORKER_STALE_S = 15.0  # a worker whose heartbeat is older than this is not counted as live
+MAX_BEAM_SIZE = 20
+
+
+class CaptionClient:
+    """Producer and result listener of one bot instance. Create with :meth:`connect`, end with :meth:`close`."""
+
+    def __init__(self, redis: Redis, settings: Settings, instance_id: str, owns_redis: bool) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.instance_id = instance_id
+        self.keys = StreamKeys.from_settings(settings)
+        self.reply_to = self.keys.results(instance_id)
+        self.scripts = QueueScripts(redis)
+        self.duplicates_dropped = 0  # results for a job already answered (or given up on): never delivered twice
+        self._owns_redis = owns_redis
+        self._waiting: dict[str, tuple[CaptionJob, asyncio.Future[CaptionResult]]] = {}
+        self._latencies_ms: deque[float] = deque(maxlen=500)
+        self._model_version = ""
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(
+        cls, settings: Settings, instance_id: str | None = None, redis: Redis | None = None
+    ) -> CaptionClient:
+        """Connect (or use ``redis``) and start listening for results. Works while Redis is still down."""
+        instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        client = cls(redis or await connect_redis(settings), settings, instance_id, owns_redis=redis is None)
+        try:
+            await ensure_group(client.redis, client.keys)  # so jobs added before any worker starts are kept
+        except REDIS_DOWN_ERRORS as exc:
+            log.warning("queue not reachable yet (%s): will keep trying", type(exc).__name__)
+        client._listener = asyncio.create_task(client._listen(), name=f"results:{instance_id}")
+        return client
+
+    # ------------------------------------------------------------------------------------------------ caption
+
+    async def caption(
+        self, image: bytes, *, beam_size: int = 3, heatmap: bool = False, context: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> CaptionResult:
+        """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'."""
+        if not 1 <= beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be 1..{MAX_BEAM_SIZE}, not {beam_size}")
+        job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
+                         context=dict(context or {}))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.settings.result_timeout_s if timeout is None else timeout)
+        future: asyncio.Future[CaptionResult] = loop.create_future()
+        self._waiting[job.job_id] = (job, future)  # before enqueueing: a fast worker may answer at once
+        try:
+            accepted = await self._enqueue(job, deadline)
+            if accepted is not True:
+                metrics.BUSY.inc()
+                return self._failure(job, ErrorCode.BUSY, accepted or "queue full")
+            metrics.ENQUEUED.inc()
+            try:
+                result = await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                log.warning("job %s: no result in time", job.job_id)
+                return self._failure(job, ErrorCode.TIMEOUT, "no result before the deadline")
+            if result.ok:
+                self._latencies_ms.append((time.time() - job.created_at) * 1000)
+            return result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: the user gets a generic message, the log gets the details
+            log.exception("job %s failed in the queue client", job.job_id)
+            return self._failure(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._waiting.pop(job.job_id, None)
+
+    async def _enqueue(self, job: CaptionJob, deadline: float) -> bool | str:
+        """True when queued; a reason string when the queue is full or stayed unreachable until the deadline."""
+        loop = asyncio.get_running_loop()
+        backoff = 0.05
+        while True:
+            try:
+                entry = await self.scripts.enqueue_if_room(
+                    keys=[self.keys.jobs], args=[self.settings.queue_maxlen, *flatten(job.to_fields())]
+                )
+                return True if entry is not None else f"queue holds {self.settings.queue_maxlen} jobs"
+            except REDIS_DOWN_ERRORS as exc:
+                if loop.time() + backoff >= deadline:
+                    return f"queue unreachable: {type(exc).__name__}"
+                log.warning("queue unreachable (%s): retrying job %s", type(exc).__name__, job.job_id)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _failure(self, job: CaptionJob, code: ErrorCode, detail: str) -> CaptionResult:
+        return CaptionResult(job_id=job.job_id, ok=False, error=code, detail=detail, context=job.context,
+                             latency_ms=(time.time() - job.created_at) * 1000)
+
+    # ------------------------------------------------------------------------------------------------ results
+
+    async def _listen(self) -> None:
+        """Read this instance's result stream forever, delivering each result to its waiting caller once."""
+        last_id = "0-0"
+        backoff = 0.05
+        while True:
+            try:
+                resp = await self.redis.xread({self.reply_to: last_id}, count=100, block=1000)
+                backoff = 0.05
+                ids = []
+                for _, entries in resp or []:
+                    for entry_id, fields in entries:
+                        last_id = entry_id
+                        ids.append(entry_id)
+                        self._deliver(fields)
+                if ids:  # read once: free the memory (heatmaps can be large)
+                    await self.redis.xdel(self.reply_to, *ids)
+            except asyncio.CancelledError:
+                raise
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("result stream unreachable (%s): reconnecting in %.2fs", type(exc).__name__, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:
+                log.exception("result listener error: continuing")
+                await asyncio.sleep(0.5)
+
+    def _deliver(self, fields: dict[bytes, bytes]) -> None:
+        try:
+            result = CaptionResult.from_fields(fields)
+        except (KeyError, ValueError, TypeError):
+            log.exception("unreadable result on %s: dropped", self.reply_to)
+            return
+        if result.model_version:
+            self._model_version = result.model_version
+        _, future = self._waiting.pop(result.job_id, (None, None))
+        if future is None or future.done():
+            self.duplicates_dropped += 1
+            log.info("result for job %s arrived with nobody waiting (late or repeated): dropped", result.job_id)
+            return
+        future.set_result(result)
+
+    # -------------------------------------------------------------------------------------------------- stats
+
+    async def stats(self) -> dict[str, Any]:
+        """Queue depth, jobs in progress, median latency seen by this instance, model version, live workers."""
+        out: dict[str, Any] = {
+            "queue_depth": None, "pending": None, "dead_letters": None, "workers": 0,
+            "median_latency_ms": round(statistics.median(self._latencies_ms), 1) if self._latencies_ms else None,
+            "model_version": self._model_version, "instance_id": self.instance_id, "available": True,
+        }
+        try:
+            length = await self.redis.xlen(self.keys.jobs)
+            pending = 0
+            with contextlib.suppress(Exception):  # no group yet
+                pending = (await self.redis.xpending(self.keys.jobs, self.keys.group))["pending"]
+            out.update(queue_depth=max(0, length - pending), pending=pending,
+                       dead_letters=await self.redis.xlen(self.keys.dead))
+            now = time.time()
+            live = []
+            for raw in (await self.redis.hgetall(self.keys.workers)).values():
+                beat = json.loads(raw)
+                if now - beat.get("seen", 0) < WORKER_STALE_S:
+                    live.append(beat)
+            out["workers"] = len(live)
+            if live:
+                out["model_version"] = max(live, key=lambda b: b["seen"]).get("model_version", "")
+        except REDIS_DOWN_ERRORS:
+            out["available"] = False
+        return out
+
+    async def close(self) -> None:
+        """Stop listening (callers still waiting get an INTERNAL "client closed" result); close our Redis."""
+        if self._listener:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for job, future in list(self._waiting.values()):
+            if not future.done():
+                future.set_result(self._failure(job, ErrorCode.INTERNAL, "client closed"))
+        if self._owns_redis:
+            await self.redis.aclose()

@@ -1,0 +1,59 @@
+"""Connecting to the queue's Redis: a real server from ``settings.redis_url``, or the embedded backend.
+
+A real connection retries each command with jittered exponential backoff and checks idle connections before use,
+so bot and workers ride out a Redis restart by themselves. With no URL configured, the queue lives in this process
+(fakeredis on one shared in-memory server), so ``captionbot run`` can host bot and worker together.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+import fakeredis
+from fakeredis import aioredis as fake_aioredis
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from captionbot.settings import Settings
+
+# Connection errors a caller should ride out (log, back off, try again) rather than treat as a bug.
+REDIS_DOWN_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+_embedded_server: fakeredis.FakeServer | None = None
+_embedded_lock = threading.Lock()
+
+
+def embedded_server() -> fakeredis.FakeServer:
+    """The one in-process Redis of this process: every embedded connection sees the same streams."""
+    global _embedded_server
+    with _embedded_lock:
+        if _embedded_server is None:
+            _embedded_server = fakeredis.FakeServer()
+        return _embedded_server
+
+
+async def connect_redis(settings: Settings) -> Redis:
+    """A ``redis.asyncio.Redis`` for the queue (bytes in, bytes out). Does not wait for the server to be up."""
+    if settings.redis_url is None:
+        return fake_aioredis.FakeRedis(server=embedded_server())
+    return Redis.from_url(
+        settings.redis_url.get_secret_value(),  # password and TLS (rediss://) come in the URL
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=8),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=10,
+        socket_connect_timeout=2,
+        socket_timeout=10,  # longer than any blocking read we issue (<= 1 s)
+        socket_keepalive=True,
+    )
+
+
+def describe(settings: Settings) -> str:
+    """Where the queue lives, for logs: host and port only, never the password."""
+    if settings.redis_url is None:
+        return "embedded in-process queue"
+    parts = urlsplit(settings.redis_url.get_secret_value())
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"

@@ -1,0 +1,226 @@
+"""The worker's side of the queue: read batches from the consumer group, reclaim, answer, retry, dead-letter.
+
+The failure semantics (at least once, reclaimed after, dead-lettered after) are written down in
+:mod:`captionbot.queue`; this module implements them. It knows nothing about the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
+from captionbot.queue import metrics
+from captionbot.queue.scripts import QueueScripts, flatten
+from captionbot.queue.streams import StreamKeys, ensure_group, is_missing_group
+from captionbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESULTS_MAXLEN = 10_000  # a result stream keeps about this many unread results
+MAX_BLOCK_MS = 1000  # longest blocking read, so a stop request is seen within a second
+
+
+@dataclass
+class Delivery:
+    """One stream entry handed to this worker. ``attempt`` counts from 1 (earlier failures plus deliveries)."""
+
+    entry_id: str
+    fields: dict[bytes, bytes]
+    job: CaptionJob | None  # None when the entry could not be read as a job
+    attempt: int
+    reclaimed: bool = False
+    unreadable: str = ""  # why ``job`` is None
+    received_at: float = field(default_factory=time.monotonic)
+
+
+def _delivery(entry_id: bytes | str, fields: dict[bytes, bytes], times_delivered: int, reclaimed: bool) -> Delivery:
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    try:
+        job = CaptionJob.from_fields(fields)
+    except (KeyError, ValueError, TypeError) as exc:  # a foreign or corrupt entry: never let it stall the queue
+        return Delivery(eid, fields, None, times_delivered, reclaimed, unreadable=f"{type(exc).__name__}: {exc}")
+    return Delivery(eid, fields, job, job.attempt + times_delivered, reclaimed)
+
+
+class JobConsumer:
+    """One worker's membership of the consumer group (its consumer name is the worker name)."""
+
+    def __init__(self, redis: Redis, settings: Settings, name: str) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.name = name
+        self.keys = StreamKeys.from_settings(settings)
+        self.scripts = QueueScripts(redis)
+        self._next_reclaim = 0.0
+
+    # ---------------------------------------------------------------------------------------------- reading
+
+    async def read_batch(self, stop: asyncio.Event | None = None) -> list[Delivery]:
+        """Up to ``batch_size`` jobs: reclaimed ones first, then new ones; after the first job arrives, wait up to
+        ``batch_wait_ms`` for more. Returns [] when nothing came within about a second."""
+        size = self.settings.batch_size
+        batch = await self._reclaim_due(size)
+        if len(batch) >= size:
+            return batch
+        block_ms = None if batch else self._first_block_ms()
+        batch += await self._read_new(size - len(batch), block_ms)
+        if not batch:
+            return batch
+        deadline = time.monotonic() + self.settings.batch_wait_ms / 1000
+        while len(batch) < size and not (stop and stop.is_set()):
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms < 1:
+                break
+            more = await self._read_new(size - len(batch), left_ms)
+            if not more:
+                break
+            batch += more
+        return batch
+
+    def _first_block_ms(self) -> int:
+        until_reclaim = int((self._next_reclaim - time.monotonic()) * 1000)
+        return max(1, min(MAX_BLOCK_MS, until_reclaim))
+
+    async def _read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
+        try:
+            resp = await self.redis.xreadgroup(
+                self.keys.group, self.name, {self.keys.jobs: ">"}, count=count, block=block_ms
+            )
+        except Exception as exc:
+            if not is_missing_group(exc):
+                raise
+            log.warning("consumer group %s vanished (Redis lost its data?): creating it again", self.keys.group)
+            await ensure_group(self.redis, self.keys)
+            return []
+        return [_delivery(eid, f, 1, False) for _, entries in resp or [] for eid, f in entries if f]
+
+    async def _reclaim_due(self, count: int) -> list[Delivery]:
+        """Take over jobs idle for ``claim_idle_ms`` on any consumer (a dead worker's, or our own failed ones)."""
+        now = time.monotonic()
+        if now < self._next_reclaim:
+            return []
+        self._next_reclaim = now + max(0.05, self.settings.claim_idle_ms / 2000)
+        try:
+            resp = await self.redis.xautoclaim(
+                self.keys.jobs, self.keys.group, self.name, min_idle_time=self.settings.claim_idle_ms,
+                start_id="0-0", count=count,
+            )
+        except Exception as exc:
+            if not is_missing_group(exc):
+                raise
+            await ensure_group(self.redis, self.keys)
+            return []
+        out = []
+        for eid, fields in resp[1]:
+            if not fields:
+                continue
+            info = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min=eid, max=eid, count=1)
+            times = info[0]["times_delivered"] if info else 1
+            d = _delivery(eid, fields, times, True)
+            log.warning("reclaimed job %s (attempt %d) after %d ms idle", _job_id(d), d.attempt,
+                        self.settings.claim_idle_ms)
+            metrics.RECLAIMS.inc()
+            out.append(d)
+        return out
+
+    async def keep_alive(self, deliveries: list[Delivery]) -> None:
+        """Reset the idle time of jobs still being worked on, so they are not reclaimed from a live worker."""
+        if deliveries:
+            await self.redis.xclaim(
+                self.keys.jobs, self.keys.group, self.name, min_idle_time=0,
+                message_ids=[d.entry_id for d in deliveries], justid=True,
+            )
+
+    # --------------------------------------------------------------------------------------------- answering
+
+    async def publish(self, answers: list[tuple[Delivery, CaptionResult]]) -> list[int]:
+        """Answer jobs: publish each result to its requester, ack and delete the entry, atomically per job.
+
+        Returns one code per job (1 published, 0 or 2 already answered elsewhere: see ``scripts.FINISH``)."""
+        if not answers:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d, result in answers:
+                await self._finish(d, result, None, pipe)  # queues the script on the pipeline
+            codes = [int(c) for c in await pipe.execute()]
+        for (d, _), code in zip(answers, codes, strict=True):
+            if code != 1:
+                metrics.DUPLICATES.inc()
+                log.info("job %s was already answered (code %d): not published again", _job_id(d), code)
+        return codes
+
+    async def dead_letter(self, d: Delivery, reason: str) -> CaptionResult:
+        """Give up on a job: record it in the dead-letter stream and tell the requester it could not be captioned."""
+        assert d.job is not None
+        result = CaptionResult(
+            job_id=d.job.job_id, ok=False, error=ErrorCode.DEAD_LETTER, detail=reason, worker=self.name,
+            latency_ms=(time.time() - d.job.created_at) * 1000, context=d.job.context,
+        )
+        dead = {k.decode(): v for k, v in d.fields.items()}
+        dead.update(reason=reason, attempts=str(d.attempt), worker=self.name, failed_at=repr(time.time()),
+                    entry_id=d.entry_id)
+        await self._finish(d, result, dead, self.redis)
+        metrics.JOBS.labels("dead_letter").inc()
+        log.error("job %s dead-lettered after %d attempts: %s", d.job.job_id, d.attempt, reason)
+        return result
+
+    async def retry(self, d: Delivery) -> None:
+        """Put a job whose attempt failed back on the stream now, carrying its attempt count."""
+        assert d.job is not None
+        d.job.attempt = d.attempt
+        await self.scripts.requeue(
+            keys=[self.keys.jobs], args=[self.keys.group, d.entry_id, *flatten(d.job.to_fields())]
+        )
+
+    async def discard(self, d: Delivery) -> None:
+        """Dead-letter an entry that is not a readable job (no requester can be told)."""
+        dead = {k.decode(errors="replace"): v for k, v in d.fields.items()}
+        dead.update(reason=f"unreadable job: {d.unreadable}", worker=self.name, entry_id=d.entry_id)
+        await self.scripts.discard(
+            keys=[self.keys.jobs, self.keys.dead],
+            args=[self.keys.group, d.entry_id, self.settings.dead_letter_maxlen, *flatten(dead)],
+        )
+        metrics.FAILURES.labels("unreadable").inc()
+        log.error("unreadable entry %s dead-lettered: %s", d.entry_id, d.unreadable)
+
+    def _finish(
+        self, d: Delivery, result: CaptionResult, dead: dict[str, bytes | str] | None, client: Redis
+    ) -> Awaitable[Any]:
+        """The FINISH script call for one job, on ``client`` (the connection, or a pipeline to batch them)."""
+        assert d.job is not None
+        ttl_ms = self.settings.result_ttl_s * 1000
+        keys = [self.keys.jobs, d.job.reply_to, self.keys.answered(d.job.job_id)]
+        result_args = flatten(result.to_fields())
+        args = [self.keys.group, d.entry_id, ttl_ms, RESULTS_MAXLEN, self.settings.dead_letter_maxlen,
+                len(result_args), *result_args]
+        if dead is not None:
+            keys.append(self.keys.dead)
+            args += flatten(dead)
+        return self.scripts.finish(keys=keys, args=args, client=client)
+
+    # ------------------------------------------------------------------------------------------------ status
+
+    async def report_depth(self) -> tuple[int, int]:
+        """(waiting, pending) now; also sets the queue gauges."""
+        length = await self.redis.xlen(self.keys.jobs)
+        try:
+            pending = (await self.redis.xpending(self.keys.jobs, self.keys.group))["pending"]
+        except Exception as exc:
+            if not is_missing_group(exc):
+                raise
+            pending = 0
+        waiting = max(0, length - pending)
+        metrics.QUEUE_DEPTH.set(waiting)
+        metrics.QUEUE_PENDING.set(pending)
+        return waiting, pending
+
+
+def _job_id(d: Delivery) -> str:
+    return d.job.job_id if d.job else f"entry {d.entry_id}"

@@ -1,0 +1,75 @@
+"""Test and benchmark stand-ins for the model: same interface as ``inference.captioner.Captioner``, no model.
+
+``NullCaptioner`` answers instantly (or after a set delay) with a caption derived from the image bytes, so the
+queue and worker can be tested and their overhead measured without the model's cost. It refuses bytes that do not
+start like PNG/JPEG/GIF/WebP, as the real model refuses non-images. ``PoisonCaptioner`` raises for any image that
+contains the marker ``POISON_MARK``, like a model that crashes on one input. Neither is ever a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from captionbot.formats import ErrorCode, ImageRejected
+
+POISON_MARK = b"<poison>"
+IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")
+# The smallest valid PNG (1x1 transparent): what the null model returns as a "heatmap".
+TINY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
+@dataclass
+class NullOutput:
+    caption: str
+    words: list[str]
+    score: float
+    heatmap_png: bytes | None = None
+
+
+def null_caption(image: bytes) -> str:
+    """The caption the null model gives an image: a function of its bytes, so tests can check who got what."""
+    return f"null caption {hashlib.sha1(image).hexdigest()[:10]}"
+
+
+class NullCaptioner:
+    """A model that does no work. ``delay_s`` is slept once per batch (to hold a batch in flight in tests)."""
+
+    model_version = "null-0"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.batches: list[int] = []  # size of each batch seen (tests read this)
+
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+    ) -> list[NullOutput | ImageRejected]:
+        self.batches.append(len(images))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return [self._one(img, heatmap) for img in images]
+
+    def _one(self, image: bytes, heatmap: bool) -> NullOutput | ImageRejected:
+        if not image.startswith(IMAGE_MAGIC):
+            return ImageRejected(ErrorCode.NOT_AN_IMAGE, "null model: no image signature")
+        caption = null_caption(image)
+        return NullOutput(caption, caption.split(), -1.0, TINY_PNG if heatmap else None)
+
+
+class PoisonCaptioner(NullCaptioner):
+    """The null model, except that a batch holding an image with ``POISON_MARK`` raises (as a crashing model)."""
+
+    model_version = "poison-0"
+
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+    ) -> list[NullOutput | ImageRejected]:
+        if any(POISON_MARK in img for img in images):
+            self.batches.append(len(images))
+            raise RuntimeError("poison image: the model crashed on it")
+        return super().caption_images(images, beam_size, heatmap)

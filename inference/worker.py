@@ -1,0 +1,197 @@
+"""The caption worker: serves the job stream in batches with a captioner, answering every job exactly once.
+
+One loop: read a batch (reclaimed jobs first, then new ones, up to ``batch_size`` or ``batch_wait_ms``), run the
+model on it in a thread (grouped by beam size and heatmap option), publish each result and acknowledge it in one
+atomic step. Failure handling follows :mod:`captionbot.queue` (at least once, reclaimed after, dead-lettered
+after). Stopping (SIGTERM) finishes the batch in hand, answers it, and returns. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from captionbot.formats import CaptionResult, ImageRejected
+from captionbot.queue import metrics
+from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, describe
+from captionbot.queue.consumer import Delivery, JobConsumer
+from captionbot.queue.streams import ensure_group
+from captionbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 2.0
+
+
+class CaptionModel(Protocol):
+    """What the worker needs from a model (``inference.captioner.Captioner`` and the test stand-ins)."""
+
+    model_version: str
+
+    def caption_images(self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False) -> list[Any]: ...
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """Serve caption jobs until ``stop`` is set. ``redis``: a connection to use (default: from settings)."""
+
+    def __init__(self, settings: Settings, captioner: CaptionModel, redis: Redis | None = None,
+                 name: str | None = None) -> None:
+        self.settings = settings
+        self.captioner = captioner
+        self.name = name or default_worker_name()
+        self._redis = redis
+        self.ready = False  # connected and serving (for /readyz)
+        self.jobs_answered = 0
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        redis = self._redis or await connect_redis(self.settings)
+        consumer = JobConsumer(redis, self.settings, self.name)
+        log.info("worker %s serving %s (stream %s, model %s, batch %d / %d ms)", self.name, describe(self.settings),
+                 self.settings.stream, self.captioner.model_version, self.settings.batch_size,
+                 self.settings.batch_wait_ms)
+        heartbeat = asyncio.create_task(self._heartbeat(consumer, stop), name=f"heartbeat:{self.name}")
+        backoff = 0.05
+        try:
+            while not stop.is_set():
+                try:
+                    if not self.ready:
+                        await ensure_group(redis, consumer.keys)
+                        self.ready = True
+                        log.info("worker %s connected", self.name)
+                    batch = await consumer.read_batch(stop)
+                    if batch:
+                        await self._serve_batch(consumer, batch)
+                    backoff = 0.05
+                except REDIS_DOWN_ERRORS as exc:
+                    # Jobs of an unfinished batch stay pending and are reclaimed after claim_idle_ms: none is lost.
+                    if self.ready:
+                        log.warning("worker %s lost the queue (%s): reconnecting", self.name, type(exc).__name__)
+                    self.ready = False
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 2.0)
+        finally:
+            self.ready = False
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN_ERRORS):
+                await heartbeat
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                await redis.hdel(consumer.keys.workers, self.name)
+            if self._redis is None:
+                await redis.aclose()
+            log.info("worker %s stopped after %d jobs", self.name, self.jobs_answered)
+
+    # ------------------------------------------------------------------------------------------------- batch
+
+    async def _serve_batch(self, consumer: JobConsumer, batch: list[Delivery]) -> None:
+        metrics.BATCH_SIZE.observe(len(batch))
+        runnable: list[Delivery] = []
+        for d in batch:
+            if d.job is None:
+                await consumer.discard(d)
+            elif d.attempt > self.settings.max_attempts:  # its workers died on it max_attempts times
+                await consumer.dead_letter(d, f"worker lost {d.attempt - 1} times (killed or hung on this job)")
+            else:
+                runnable.append(d)
+        groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
+        for d in runnable:
+            assert d.job is not None
+            groups[(d.job.beam_size, d.job.heatmap)].append(d)
+
+        answers: list[tuple[Delivery, CaptionResult]] = []
+        failed: list[tuple[Delivery, BaseException]] = []
+        keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable))
+        started = time.monotonic()
+        try:
+            for (beam_size, heatmap), group in groups.items():
+                for d, out in zip(group, await self._caption(group, beam_size, heatmap), strict=True):
+                    if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
+                        failed.append((d, out))
+                    else:
+                        answers.append((d, self._result(d, out)))
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN_ERRORS):
+                await keep_alive
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+
+        codes = await consumer.publish(answers)
+        for (_, result), code in zip(answers, codes, strict=True):
+            if code == 1:
+                metrics.JOBS.labels("ok" if result.ok else "rejected").inc()
+                metrics.JOB_LATENCY.observe(result.latency_ms / 1000)
+                self.jobs_answered += 1
+        for d, exc in failed:
+            metrics.FAILURES.labels("model_error").inc()
+            reason = f"model error: {type(exc).__name__}: {exc}"
+            if d.attempt >= self.settings.max_attempts:
+                await consumer.dead_letter(d, reason)
+                self.jobs_answered += 1
+            else:
+                log.warning("job %s attempt %d failed (%s): retrying", d.job.job_id if d.job else "?", d.attempt,
+                            reason)
+                await consumer.retry(d)
+
+    async def _caption(self, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
+        """Model outputs in order; a job whose inference raised gets its exception in its place.
+
+        When the whole batch raises, each job is run alone, so one poison image fails only its own job."""
+        images = [d.job.image for d in group if d.job]
+        try:
+            return list(await asyncio.to_thread(self.captioner.caption_images, images, beam_size, heatmap))
+        except Exception as exc:
+            if len(images) == 1:
+                log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
+                return [exc]
+            log.warning("batch of %d failed (%s): captioning each image alone", len(images), type(exc).__name__)
+        outs: list[Any] = []
+        for image in images:
+            try:
+                outs += await asyncio.to_thread(self.captioner.caption_images, [image], beam_size, heatmap)
+            except Exception as exc:
+                outs.append(exc)
+        return outs
+
+    def _result(self, d: Delivery, out: Any) -> CaptionResult:
+        job = d.job
+        assert job is not None
+        common = dict(job_id=job.job_id, model_version=self.captioner.model_version, worker=self.name,
+                      latency_ms=(time.time() - job.created_at) * 1000, context=job.context)
+        if isinstance(out, ImageRejected):
+            log.info("job %s: image refused: %s", job.job_id, out)
+            return CaptionResult(ok=False, error=out.code, detail=out.detail, **common)
+        return CaptionResult(ok=True, caption=out.caption, words=list(out.words), score=float(out.score),
+                             heatmap_png=out.heatmap_png, **common)
+
+    async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery]) -> None:
+        """While the model runs, refresh the jobs' idle time so a live worker's jobs are not reclaimed."""
+        interval = max(0.02, self.settings.claim_idle_ms / 3000)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                await consumer.keep_alive(deliveries)
+
+    async def _heartbeat(self, consumer: JobConsumer, stop: asyncio.Event) -> None:
+        """Announce this worker (for ``stats``) and refresh the queue gauges every couple of seconds."""
+        while not stop.is_set():
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                beat = {"model_version": self.captioner.model_version, "seen": time.time(), "jobs": self.jobs_answered}
+                await consumer.redis.hset(consumer.keys.workers, self.name, json.dumps(beat))
+                await consumer.report_depth()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
+
