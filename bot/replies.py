@@ -1,0 +1,114 @@
+"""How answers look and how they are sent: alt-text-style captions, heatmaps as PNGs, never a mention.
+
+Sending handles what Discord may refuse: without permission to attach files the reply goes out as text only;
+without permission to send at all the failure is logged and the bot carries on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import discord
+
+from captionbot.formats import USER_MESSAGES, CaptionResult, ErrorCode
+
+log = logging.getLogger(__name__)
+NO_MENTIONS = discord.AllowedMentions.none()
+DISCORD_MESSAGE_LIMIT = 2000
+
+
+@dataclass
+class Outcome:
+    """One image's answer: a caption result, or why it was refused before it reached the queue."""
+
+    filename: str
+    result: CaptionResult | None = None
+    error: ErrorCode | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and self.result.ok
+
+    @property
+    def error_code(self) -> ErrorCode | None:
+        if self.error is not None:
+            return self.error
+        return self.result.error if self.result is not None else ErrorCode.INTERNAL
+
+    @property
+    def text(self) -> str:
+        if self.ok:
+            return sentence(self.result.caption)  # type: ignore[union-attr]
+        return USER_MESSAGES[self.error_code or ErrorCode.INTERNAL]
+
+
+def sentence(caption: str) -> str:
+    """'a dog runs on grass' -> 'A dog runs on grass.'"""
+    text = " ".join(caption.split())
+    if not text:
+        return "(no description)"
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def caption_text(outcomes: Sequence[Outcome]) -> str:
+    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each."""
+    if len(outcomes) == 1:
+        o = outcomes[0]
+        return f"Image description: {o.text}" if o.ok else o.text
+    lines = ["Image descriptions:"]
+    for i, o in enumerate(outcomes, 1):
+        lines.append(f"{i}. {o.text}" if o.ok else f"{i}. (not captioned) {o.text}")
+    return "\n".join(lines)[:DISCORD_MESSAGE_LIMIT]
+
+
+def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:
+    """The attention heatmaps that came back, as PNG attachments with alt text of their own."""
+    files = []
+    for i, o in enumerate(outcomes, 1):
+        png = o.result.heatmap_png if o.ok and o.result else None
+        if png:
+            name = "heatmap.png" if len(outcomes) == 1 else f"heatmap-{i}.png"
+            files.append(discord.File(io.BytesIO(png), name, description=f"Attention heatmap: {o.text}"[:1024]))
+    return files
+
+
+async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None) -> bool:
+    """Reply to ``message`` without mentioning anyone. Returns whether a reply went out."""
+    try:
+        await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
+        return True
+    except discord.Forbidden as exc:
+        if files:
+            log.warning("cannot attach files in channel %s (%s); replying with text only", message.channel.id, exc)
+            return await reply_to(message, content)
+        log.warning("cannot reply in channel %s: %s", message.channel.id, exc)
+    except discord.HTTPException as exc:
+        log.error("reply to message %s failed: %s", message.id, exc)
+    return False
+
+
+async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None) -> None:
+    """Complete a deferred interaction with a public answer."""
+    try:
+        await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException as exc:
+        log.error("follow-up for interaction %s failed: %s", interaction.id, exc)
+
+
+async def answer_privately(interaction: discord.Interaction, content: str) -> None:
+    """Tell only the person who asked (ephemeral), whether or not the interaction was deferred publicly."""
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(content, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
+        # A deferred interaction's first follow-up fills the public "thinking" message: remove that first.
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        await interaction.followup.send(content, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException as exc:
+        log.error("could not answer interaction %s: %s", interaction.id, exc)

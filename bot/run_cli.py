@@ -1,0 +1,93 @@
+"""``captionbot run``: the bot, a caption worker and the queue in one process: the embedded default.
+
+With no ``DISCORD_TOKEN`` it also starts the local Discord stand-in on ``settings.standin_port`` and points
+discord.py at it by configuration (``Route.BASE``, ``DEFAULT_GATEWAY``); open the printed URL, post an image into
+#alt-text (automatic alt text is switched on there for the demo) or use "/caption", and watch the replies. With a
+token it connects to Discord itself. The queue is Redis when ``CAPTIONBOT_REDIS_URL`` is set, else in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from captionbot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=None, help="stand-in port (default: $CAPTIONBOT_STANDIN_PORT)")
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: $CAPTIONBOT_BUNDLE)")
+    parser.add_argument("--test-model", choices=("null",), default=None, help=argparse.SUPPRESS)
+
+
+def main(args: argparse.Namespace) -> int:
+    from captionbot.settings import load_settings
+    from inference.worker_cli import load_captioner
+
+    overrides: dict[str, object] = {"bundle": args.bundle} if args.bundle else {}
+    if args.port is not None:
+        overrides["standin_port"] = args.port
+    settings = load_settings(**overrides)
+    try:
+        captioner = load_captioner(settings, args.test_model)
+    except FileNotFoundError as exc:
+        log.error("%s", exc)
+        return 2
+    return asyncio.run(run(settings, captioner))
+
+
+async def run(settings: Settings, captioner: object) -> int:
+    from bot.channel_settings import SettingsStore
+    from bot.config import DISCORD_CDN_ORIGINS, BotConfig
+    from bot.runner import CaptionBot
+    from bot.standin import StandIn, point_discord_at
+    from captionbot.queue.connection import connect_redis
+    from inference.worker import Worker
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    standin = None
+    config = BotConfig(settings=settings)
+    if settings.discord_token is None:
+        standin = StandIn(port=settings.standin_port)
+        await standin.start()
+        point_discord_at(standin.base_url)
+        config.cdn_origins = (*DISCORD_CDN_ORIGINS, standin.base_url)
+        token = standin.token
+        redis = await connect_redis(settings)  # demo: alt text on in #alt-text, with heatmaps
+        await SettingsStore(redis).set_channel(int(standin.world.guild_id),
+                                               int(standin.world.channel("alt-text").id), enabled=True, heatmap=True)
+        await redis.aclose()
+    else:
+        token = settings.discord_token.get_secret_value()
+
+    worker_task = asyncio.create_task(Worker(settings, captioner).serve(stop), name="worker")  # type: ignore[arg-type]
+    bot = CaptionBot(config)
+    bot_task = asyncio.create_task(bot.start(token), name="bot")
+    if standin is not None:
+        await asyncio.wait([asyncio.create_task(standin.gateway.ready.wait()), bot_task],
+                           return_when=asyncio.FIRST_COMPLETED)
+        print(f"\ncaptionbot is running against a local Discord stand-in: open {standin.base_url}/ "
+              "and post an image into #alt-text (Ctrl-C stops)\n", flush=True)
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopper, bot_task, worker_task], return_when=asyncio.FIRST_COMPLETED)
+    failed = bot_task.done() and bot_task.exception() is not None
+    if failed:
+        log.error("the bot stopped: %s", bot_task.exception())
+    stop.set()
+    await bot.close()
+    await asyncio.gather(worker_task, return_exceptions=True)
+    stopper.cancel()
+    if standin is not None:
+        await standin.stop()
+    return 1 if failed else 0

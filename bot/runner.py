@@ -1,0 +1,53 @@
+"""The standalone bot: a small discord.py ``commands.Bot`` that loads the feature extensions.
+
+Intents are the minimum: guilds, guild messages, and message content (privileged) only when automatic alt
+text is wanted, because without it Discord delivers guild messages with empty attachments.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands
+
+from bot.config import BotConfig
+
+log = logging.getLogger(__name__)
+EXTENSIONS = ("bot.captions", "bot.alttext", "bot.stats")
+
+
+def minimal_intents(alt_text: bool = True) -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True  # channels and roles, to resolve permissions
+    intents.guild_messages = True  # MESSAGE_CREATE in guilds, for automatic alt text
+    intents.message_content = alt_text  # privileged: attachments of messages that do not mention the bot
+    return intents
+
+
+class CaptionBot(commands.Bot):
+    """captionbot as a bot of its own. Other bots can instead ``load_extension("bot.captions")`` etc."""
+
+    def __init__(self, config: BotConfig, *, alt_text: bool = True, **kwargs: object) -> None:
+        kwargs.setdefault("intents", minimal_intents(alt_text))
+        super().__init__(command_prefix=commands.when_mentioned, help_command=None,
+                         allowed_mentions=discord.AllowedMentions.none(), **kwargs)  # type: ignore[arg-type]
+        self.captionbot_config = config
+
+    async def setup_hook(self) -> None:
+        for ext in EXTENSIONS:
+            await self.load_extension(ext)
+        if self.captionbot_config.sync_commands:
+            synced = await self.tree.sync()
+            log.info("synced %d application command(s)", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (id %s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))
+
+    async def close(self) -> None:
+        for ext in list(self.extensions):
+            try:
+                await self.unload_extension(ext)
+            except Exception:
+                log.exception("unloading %s failed", ext)
+        await super().close()

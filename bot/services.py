@@ -1,0 +1,71 @@
+"""What the feature Cogs share in one bot: settings, the Redis connection, the caption client, the settings
+store, rate limits and an HTTP session for CDN downloads.
+
+Created by the first captionbot extension a bot loads and closed when the last one is unloaded, so the
+extensions work alone or together in any discord.py 2.x bot.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+from discord.ext import commands
+from redis.asyncio import Redis
+
+from bot.channel_settings import SettingsStore
+from bot.config import BotConfig
+from bot.rate_limit import CaptionRateLimits
+
+log = logging.getLogger(__name__)
+ATTR = "captionbot_services"
+
+
+@dataclass
+class Services:
+    config: BotConfig
+    redis: Redis
+    client: object  # captionbot.queue.client.CaptionClient (imported lazily: the queue may live elsewhere)
+    store: SettingsStore
+    limits: CaptionRateLimits
+    http: aiohttp.ClientSession
+    users: set[str] = field(default_factory=set)  # extensions using these services
+
+    @classmethod
+    async def create(cls, config: BotConfig) -> Services:
+        from captionbot.queue.client import CaptionClient
+        from captionbot.queue.connection import connect_redis, describe
+
+        redis = await connect_redis(config.settings)
+        client = await CaptionClient.connect(config.settings, redis=redis)
+        log.info("captionbot services ready (queue: %s)", describe(config.settings))
+        return cls(config=config, redis=redis, client=client, store=SettingsStore(redis),
+                   limits=CaptionRateLimits(config.user_limit, config.guild_limit, config.rate_window_s),
+                   http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.download_timeout_s)))
+
+    async def close(self) -> None:
+        await self.client.close()  # type: ignore[attr-defined]
+        await self.http.close()
+        await self.redis.aclose()
+
+
+async def acquire(bot: commands.Bot, extension: str) -> Services:
+    """The bot's services, created on first use (from ``bot.captionbot_config`` if the host bot set one)."""
+    services: Services | None = getattr(bot, ATTR, None)
+    if services is None:
+        config = getattr(bot, "captionbot_config", None) or BotConfig()
+        services = await Services.create(config)
+        setattr(bot, ATTR, services)
+    services.users.add(extension)
+    return services
+
+
+async def release(bot: commands.Bot, extension: str) -> None:
+    services: Services | None = getattr(bot, ATTR, None)
+    if services is None:
+        return
+    services.users.discard(extension)
+    if not services.users:
+        setattr(bot, ATTR, None)
+        await services.close()

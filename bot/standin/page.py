@@ -1,0 +1,95 @@
+"""The local page (``/``): post an image into a channel, or ask ``/caption``, and watch the bot's replies.
+
+Also a small JSON API used by the page and by ``captionbot standin`` users: ``/_standin/state``,
+``/_standin/channels/{id}/messages`` (GET: the channel; POST: upload as a user), ``/_standin/faults`` and
+``/_standin/sent``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from bot.standin.world import EPHEMERAL, Message
+
+if TYPE_CHECKING:
+    from bot.standin.server import StandIn
+
+
+class Page:
+    def __init__(self, standin: StandIn) -> None:
+        self.standin = standin
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/", self.index)
+        r.add_get("/_standin/state", self.state)
+        r.add_get("/_standin/channels/{channel_id}/messages", self.channel_messages)
+        r.add_post("/_standin/channels/{channel_id}/messages", self.upload)
+        r.add_post("/_standin/faults", self.faults)
+        r.add_get("/_standin/sent", self.sent)
+
+    async def index(self, request: web.Request) -> web.Response:
+        html = resources.files("bot.standin").joinpath("page.html").read_text()
+        return web.Response(text=html, content_type="text/html")
+
+    async def state(self, request: web.Request) -> web.Response:
+        w = self.standin.world
+        return web.json_response({
+            "guild": {"id": w.guild_id, "name": "Stand-in Guild"},
+            "channels": [{"id": c.id, "name": c.name} for c in w.channels.values()],
+            "users": [u.name for u in w.users.values() if not u.bot],
+            "bot_connected": any(s.conn is not None for s in self.standin.gateway.sessions.values()),
+        })
+
+    async def channel_messages(self, request: web.Request) -> web.Response:
+        cid = request.match_info["channel_id"]
+        msgs = sorted((m for m in self.standin.world.messages.values() if m.channel_id == cid), key=lambda m: int(m.id))
+        return web.json_response([_view(m) for m in msgs])
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """Form fields: user, content, file (one or more), mode = post | caption, heatmap = on."""
+        from bot.standin.server import FileToPost
+
+        form = await request.post()
+        cid = request.match_info["channel_id"]
+        user = str(form.get("user") or "alice")
+        files = [FileToPost(v.filename, v.file.read(), v.content_type) for k, v in form.items()
+                 if k == "file" and isinstance(v, web.FileField) and v.filename]
+        if form.get("mode") == "caption":
+            if not files:
+                return web.json_response({"error": "choose an image first"}, status=400)
+            state = await self.standin.slash(cid, user, "caption", image=files[0], heatmap=form.get("heatmap") == "on")
+            return web.json_response({"interaction_id": state.id})
+        message = await self.standin.post_message(cid, user, str(form.get("content") or ""), files)
+        return web.json_response({"message_id": message.id})
+
+    async def faults(self, request: web.Request) -> web.Response:
+        """``{"disconnect": true}``, ``{"rate_limit": {...}}``, ``{"server_error": {...}}``, ``{"slow_cdn": s}``,
+        ``{"clear": true}``."""
+        body: dict[str, Any] = await request.json()
+        f = self.standin.faults
+        if body.get("clear"):
+            f.clear()
+        if "rate_limit" in body:
+            f.rate_limit(**body["rate_limit"])
+        if "server_error" in body:
+            f.server_error(**body["server_error"])
+        if "slow_cdn" in body:
+            f.slow_cdn(float(body["slow_cdn"]))
+        closed = await self.standin.disconnect_bot() if body.get("disconnect") else 0
+        return web.json_response({"ok": True, "disconnected": closed})
+
+    async def sent(self, request: web.Request) -> web.Response:
+        return web.json_response([{"kind": s.kind, "route": s.route, "status": s.status, "content": s.content,
+                                   "files": [f.filename for f in s.files], "ephemeral": s.ephemeral}
+                                  for s in self.standin.sent])
+
+
+def _view(m: Message) -> dict[str, Any]:
+    return {"id": m.id, "author": m.author.name, "bot": m.author.bot, "content": m.content,
+            "reply_to": m.reference_id, "ephemeral": bool(m.flags & EPHEMERAL), "interaction": m.interaction_id,
+            "attachments": [{"url": a.url, "filename": a.filename, "content_type": a.content_type,
+                             "description": a.description} for a in m.attachments]}

@@ -1,0 +1,41 @@
+"""``captionbot standin``: the local Discord stand-in on its own (page at ``/``, faults at ``/_standin/faults``).
+
+Then run ``captionbot bot --standin http://127.0.0.1:PORT`` (with workers on the same Redis) to connect a bot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: $CAPTIONBOT_STANDIN_PORT)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from captionbot.settings import load_settings
+
+    port = args.port if args.port is not None else load_settings().standin_port
+    return asyncio.run(serve(args.host, port))
+
+
+async def serve(host: str, port: int) -> int:
+    from bot.standin import StandIn
+
+    standin = StandIn(host=host, port=port)
+    await standin.start()
+    print(f"Discord stand-in at {standin.base_url}/  (connect a bot: captionbot bot --standin {standin.base_url})",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await standin.stop()
+    return 0

@@ -1,0 +1,153 @@
+"""The bot under test, for real: discord.py <-> the Discord stand-in <-> a private redis-server <-> a worker.
+
+The worker runs the real model bundle when the ``caption_bundle`` fixture is available, else the queue's
+NullCaptioner. Photos come from the real Flickr8k images (``data_dir``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import discord.gateway
+import discord.http
+import pytest
+from PIL import Image
+
+from bot.config import DISCORD_CDN_ORIGINS, BotConfig
+from bot.runner import CaptionBot
+from bot.standin import StandIn, point_discord_at
+from bot.standin.server import FileToPost
+from captionbot.settings import Settings, load_settings
+
+TEST_MAX_IMAGE_BYTES = 300_000
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[StandIn]:
+    """A fresh local Discord, with discord.py pointed at it (and pointed back afterwards)."""
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    s = StandIn()
+    await s.start()
+    point_discord_at(s.base_url)
+    yield s
+    await s.stop()
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return load_settings(redis_url=redis_url, discord_token=None, result_timeout_s=30, batch_wait_ms=5,
+                         claim_idle_ms=1500, max_image_bytes=TEST_MAX_IMAGE_BYTES, beam_size=2)
+
+
+@pytest.fixture
+def captioner(request: pytest.FixtureRequest) -> object:
+    """The real small bundle's captioner when the fixture exists, else the NullCaptioner."""
+    try:
+        bundle = request.getfixturevalue("caption_bundle")
+    except pytest.FixtureLookupError:
+        from inference.null_captioner import NullCaptioner
+
+        return NullCaptioner()
+    from inference.captioner import Captioner
+
+    return Captioner.load(bundle, variant="fp32", provider="cpu", threads=1)
+
+
+@pytest.fixture
+async def worker(settings: Settings, captioner: object) -> AsyncIterator[object]:
+    from inference.worker import Worker
+
+    stop = asyncio.Event()
+    w = Worker(settings, captioner, name="test-worker")  # type: ignore[arg-type]
+    task = asyncio.create_task(w.serve(stop))
+    yield w
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+class BotUnderTest:
+    """Starts, stops and restarts the real bot against the stand-in."""
+
+    def __init__(self, standin: StandIn, config: BotConfig) -> None:
+        self.standin = standin
+        self.config = config
+        self.bot: CaptionBot | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, alt_text: bool = True) -> CaptionBot:
+        self.bot = CaptionBot(self.config, alt_text=alt_text, guild_ready_timeout=0.05)
+        self._task = asyncio.create_task(self.bot.start(self.standin.token))
+        ready = asyncio.create_task(self.bot.wait_until_ready())
+        await asyncio.wait([ready, self._task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self.bot.close()
+            self._task.result() if self._task.done() else None  # raise the start-up error, if there was one
+            raise AssertionError("the bot did not become ready")
+        return self.bot
+
+    async def stop(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+            await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True), 10)
+            self.bot = None
+
+    async def restart(self) -> CaptionBot:
+        await self.stop()
+        return await self.start()
+
+
+@pytest.fixture
+def bot_config(standin: StandIn, settings: Settings) -> BotConfig:
+    return BotConfig(settings=settings, cdn_origins=(*DISCORD_CDN_ORIGINS, standin.base_url), download_timeout_s=3,
+                     user_limit=100, guild_limit=500)
+
+
+@pytest.fixture
+async def bot(standin: StandIn, bot_config: BotConfig, worker: object) -> AsyncIterator[BotUnderTest]:
+    """The captionbot, connected and ready, with a worker serving its queue."""
+    b = BotUnderTest(standin, bot_config)
+    await b.start()
+    yield b
+    await b.stop()
+
+
+@pytest.fixture
+async def make_bot(standin: StandIn, bot_config: BotConfig) -> AsyncIterator[Callable[..., BotUnderTest]]:
+    """A bot with changed config, started by the test: ``await make_bot(user_limit=2).start()``."""
+    made: list[BotUnderTest] = []
+
+    def factory(**changes: object) -> BotUnderTest:
+        b = BotUnderTest(standin, replace(bot_config, **changes))
+        made.append(b)
+        return b
+
+    yield factory
+    for b in made:
+        await b.stop()
+
+
+@pytest.fixture
+def photo_paths(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[:24]
+
+
+@pytest.fixture
+def photos(photo_paths: list[Path]) -> list[FileToPost]:
+    """Real photos, as a user would attach them."""
+    return [FileToPost(p.name, p.read_bytes(), "image/jpeg") for p in photo_paths]
+
+
+@pytest.fixture
+def oversized_photo(photo_paths: list[Path]) -> FileToPost:
+    """A real photo enlarged to a PNG well over the size cap."""
+    img = Image.open(photo_paths[0]).convert("RGB").resize((1200, 1200))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    assert buf.tell() > TEST_MAX_IMAGE_BYTES
+    return FileToPost("big.png", buf.getvalue(), "image/png")

@@ -1,0 +1,82 @@
+"""Moderators switch automatic alt text on; people post photos; the bot describes them, once, in that channel."""
+
+from __future__ import annotations
+
+from bot_story import quiet, replies, turn_on
+
+from bot.standin import StandIn
+from bot.standin.server import FileToPost
+
+
+async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: StandIn, bot: object,
+                                                                      photos: list[FileToPost]) -> None:
+    from bot_story import answered
+
+    refusal = await answered(standin, await standin.slash("general", "alice", "alttext on"))
+    assert refusal.ephemeral, "the refusal is shown only to the member who asked"
+    assert "Manage Server" in refusal.content and refusal.content.startswith("Sorry")
+
+    posted = await standin.post_message("general", "alice", files=[photos[0]])
+    await quiet(standin)
+    assert standin.replies_to(posted) == []
+
+
+async def test_moderator_turns_it_on_for_a_channel_and_a_photo_there_gets_one_description(
+        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    confirmation = await turn_on(standin, "alt-text")
+    assert confirmation.ephemeral and "**on**" in confirmation.content
+
+    posted = await standin.post_message("alt-text", "alice", "look at this", files=[photos[0]])
+    [reply] = await replies(standin, posted)
+    assert reply.content.startswith("Image description: ") and len(reply.content) > len("Image description: ") + 3
+    assert reply.message.allowed_mentions == {"parse": [], "replied_user": False}, "replies never mention anyone"
+
+    elsewhere = await standin.post_message("general", "alice", files=[photos[1]])
+    await quiet(standin)
+    assert standin.replies_to(elsewhere) == [], "channels where it is off get no reply"
+    assert len(standin.replies_to(posted)) == 1
+
+
+async def test_the_setting_survives_a_bot_restart(standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    await turn_on(standin, "gallery")
+    await bot.restart()  # type: ignore[attr-defined]
+    posted = await standin.post_message("gallery", "bob", files=[photos[2]])
+    [reply] = await replies(standin, posted)
+    assert reply.content.startswith("Image description: ")
+
+
+async def test_a_channel_keeper_may_switch_one_channel_but_not_the_server(standin: StandIn, bot: object) -> None:
+    from bot_story import answered
+
+    whole_server = await answered(standin, await standin.slash("general", "keeper", "alttext on"))
+    assert whole_server.ephemeral and "Manage Server" in whole_server.content
+    one_channel = await answered(standin, await standin.slash(
+        "general", "keeper", "alttext on", channel=standin.world.channel("gallery")))
+    assert "**on**" in one_channel.content
+    status = await answered(standin, await standin.slash("gallery", "bob", "alttext status"))
+    assert "**on** (set for this channel)" in status.content
+
+
+async def test_images_that_already_have_alt_text_are_left_alone_unless_asked(
+        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    await turn_on(standin, "alt-text")
+    described = FileToPost(photos[3].filename, photos[3].data, "image/jpeg", description="My dog on the beach")
+    posted = await standin.post_message("alt-text", "alice", files=[described])
+    await quiet(standin)
+    assert standin.replies_to(posted) == []
+
+    await turn_on(standin, "alt-text", all_images=True)
+    posted = await standin.post_message("alt-text", "alice", files=[described])
+    assert len(await replies(standin, posted)) == 1
+
+
+async def test_the_bot_never_answers_bots(standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    await turn_on(standin, "alt-text")
+    posted = await standin.post_message("alt-text", "otherbot", files=[photos[4]])
+    await quiet(standin)
+    assert standin.replies_to(posted) == []
+    # ... including itself: its own replies come back over the gateway and are not captioned again.
+    human = await standin.post_message("alt-text", "alice", files=[photos[5]])
+    await replies(standin, human)
+    await quiet(standin)
+    assert [s.kind for s in standin.sent if s.kind == "message"] == ["message"]
