@@ -47,6 +47,12 @@ def env_names(container: dict[str, Any]) -> set[str]:
     return {e["name"] for e in container.get("env", [])}
 
 
+def batch_size(deployment: dict[str, Any]) -> int:
+    """CAPTIONBOT_BATCH_SIZE of a Deployment's container: its own env, else the shared ConfigMap's."""
+    own = {e["name"]: e.get("value") for e in containers(deployment)[0].get("env", [])}
+    return int(own.get("CAPTIONBOT_BATCH_SIZE") or CONFIG["CAPTIONBOT_BATCH_SIZE"])
+
+
 def test_every_manifest_parses_and_names_its_kind() -> None:
     for path in [*K8S.rglob("*.yaml")]:
         for doc in load_yaml_documents(path):
@@ -127,15 +133,21 @@ def test_keda_scales_workers_on_the_lag_of_our_stream_and_group() -> None:
                                                                                "captionbot-worker-gpu"}
     for obj in scaled.values():
         assert obj["spec"]["scaleTargetRef"]["name"] in DEPLOYMENTS
-        (trigger,) = obj["spec"]["triggers"]
-        meta = trigger["metadata"]
-        assert trigger["type"] == "redis-streams"
-        assert meta["stream"] == DEFAULTS.stream == CONFIG["CAPTIONBOT_STREAM"]
-        assert meta["consumerGroup"] == DEFAULTS.group == CONFIG["CAPTIONBOT_GROUP"]
-        assert int(meta["lagCount"]) > 0 and "activationLagCount" in meta, "scale on the consumer group's lag"
-        assert trigger["authenticationRef"]["name"] in auths
-        host, port = meta["address"].rsplit(":", 1)
-        assert host == f"redis.{namespace}.svc.cluster.local" and int(port) == 6379
+        triggers = obj["spec"]["triggers"]
+        assert {t["type"] for t in triggers} == {"redis-streams"}
+        lag = [t for t in triggers if "lagCount" in t["metadata"]]
+        assert len(lag) == 1, "one trigger scales on the consumer group's lag"
+        assert lag[0]["metadata"]["consumerGroup"] == DEFAULTS.group == CONFIG["CAPTIONBOT_GROUP"]
+        assert int(lag[0]["metadata"]["lagCount"]) > 0 and "activationLagCount" in lag[0]["metadata"]
+        for trigger in triggers:
+            meta = trigger["metadata"]
+            assert meta["stream"] == DEFAULTS.stream == CONFIG["CAPTIONBOT_STREAM"]
+            if "streamLength" in meta:  # XLEN mode only without a consumer group; must exceed one worker's batch
+                assert "consumerGroup" not in meta
+                assert int(meta["streamLength"]) > batch_size(DEPLOYMENTS[obj["spec"]["scaleTargetRef"]["name"]])
+            assert trigger["authenticationRef"]["name"] in auths
+            host, port = meta["address"].rsplit(":", 1)
+            assert host == f"redis.{namespace}.svc.cluster.local" and int(port) == 6379
         assert "redis" in services, "the address names the in-cluster Redis Service"
         assert obj["spec"]["minReplicaCount"] <= obj["spec"]["maxReplicaCount"]
 
@@ -167,7 +179,8 @@ def test_the_kustomizations_build() -> None:
     for objs in built.values():
         assert all(o["metadata"].get("namespace") == "captionbot" for o in objs if o["kind"] != "Namespace")
     (managed,) = [o for o in built["managed-redis"] if o["kind"] == "ScaledObject"]
-    assert managed["spec"]["triggers"][0]["metadata"]["enableTLS"] == "true"
+    assert all(t["metadata"]["enableTLS"] == "true" for t in managed["spec"]["triggers"])
+    assert not any("svc.cluster.local" in t["metadata"]["address"] for t in managed["spec"]["triggers"])
 
 
 def test_the_example_secret_is_not_applied() -> None:
