@@ -1,0 +1,128 @@
+"""People ask for descriptions with /caption and "Describe image"; bad files get a clear, private answer."""
+
+from __future__ import annotations
+
+from bot_story import answered, quiet, replies, turn_on
+
+from bot.standin import StandIn
+from bot.standin.server import FileToPost
+from bot.standin.world import ATTACH_FILES, SEND_MESSAGES
+from captionbot.formats import USER_MESSAGES, ErrorCode
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+async def test_caption_with_heatmap_is_deferred_then_answered_with_a_png(
+        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    asked = await standin.slash("general", "alice", "caption", image=photos[0], heatmap=True)
+    answer = await answered(standin, asked)
+
+    first = next(s for s in standin.sent if s.interaction_id == asked.id)
+    assert first.kind == "defer", "the interaction is acknowledged before any slow work"
+    assert answer.kind == "followup" and not answer.ephemeral
+    assert answer.content.startswith("Image description: ")
+    [png] = answer.files
+    assert png.filename == "heatmap.png" and png.data.startswith(PNG_SIGNATURE)
+    assert answer.payload["allowed_mentions"]["parse"] == []
+
+
+async def test_describe_image_on_a_message_with_three_photos_gives_three_captions_in_one_answer(
+        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    posted = await standin.post_message("general", "bob", "our trip", files=photos[:3])
+    asked = await standin.context_menu("general", "alice", "Describe image", posted)
+    answer = await answered(standin, asked)
+
+    lines = answer.content.splitlines()
+    assert lines[0] == "Image descriptions:"
+    assert [line[:3] for line in lines[1:]] == ["1. ", "2. ", "3. "]
+    assert all(len(line) > 5 for line in lines[1:])
+    assert len(standin.answers_to(asked.id)) == 1
+
+
+async def test_bad_files_get_a_clear_private_message_and_the_bot_keeps_serving(
+        standin: StandIn, bot: object, photos: list[FileToPost], oversized_photo: FileToPost) -> None:
+    truncated = FileToPost("cut.jpg", photos[1].data[: len(photos[1].data) // 2], "image/jpeg")
+    renamed_pdf = FileToPost("photo.png", b"%PDF-1.4\n" + b"0" * 2000, "image/png")
+    text_file = FileToPost("notes.txt", b"just some words", "text/plain")
+    cases = [(oversized_photo, ErrorCode.TOO_LARGE), (renamed_pdf, ErrorCode.NOT_AN_IMAGE),
+             (text_file, ErrorCode.NOT_AN_IMAGE), (truncated, ErrorCode.TRUNCATED)]
+    for bad, code in cases:
+        answer = await answered(standin, await standin.slash("general", "alice", "caption", image=bad))
+        assert answer.ephemeral, f"{bad.filename}: errors go only to the person who asked"
+        assert answer.content == USER_MESSAGES[code], bad.filename
+
+    good = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[2]))
+    assert good.content.startswith("Image description: ")
+
+
+async def test_a_broken_photo_in_an_alt_text_channel_gets_a_clear_reply(
+        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    await turn_on(standin, "alt-text")
+    truncated = FileToPost("cut.jpg", photos[1].data[: len(photos[1].data) // 3], "image/jpeg")
+    posted = await standin.post_message("alt-text", "alice", files=[truncated])
+    [reply] = await replies(standin, posted)
+    assert reply.content == USER_MESSAGES[ErrorCode.TRUNCATED]
+
+
+async def test_files_are_only_fetched_from_discords_cdn(standin: StandIn, bot: object,
+                                                        photos: list[FileToPost]) -> None:
+    elsewhere = FileToPost("dog.jpg", photos[0].data, "image/jpeg", url="http://198.51.100.7/dog.jpg")
+    answer = await answered(standin, await standin.slash("general", "alice", "caption", image=elsewhere))
+    assert answer.content == USER_MESSAGES[ErrorCode.DOWNLOAD_FAILED] and answer.ephemeral
+
+
+async def test_a_download_that_crawls_is_given_up_with_a_message(standin: StandIn, make_bot: object,
+                                                                   worker: object, photos: list[FileToPost]) -> None:
+    await make_bot(download_timeout_s=0.5).start()  # type: ignore[operator]
+    standin.faults.slow_cdn(0.4)  # 16 KiB every 0.4 s
+    answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
+    assert answer.content == USER_MESSAGES[ErrorCode.DOWNLOAD_FAILED]
+    standin.faults.clear()
+    again = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
+    assert again.content.startswith("Image description: ")
+
+
+async def test_someone_asking_too_fast_is_told_to_wait(standin: StandIn, make_bot: object, worker: object,
+                                                       photos: list[FileToPost]) -> None:
+    await make_bot(user_limit=2).start()  # type: ignore[operator]
+    answers = [await answered(standin, await standin.slash("general", "alice", "caption", image=p))
+               for p in photos[:3]]
+    assert [a.content.startswith("Image description: ") for a in answers] == [True, True, False]
+    assert answers[2].content == USER_MESSAGES[ErrorCode.RATE_LIMITED] and answers[2].ephemeral
+    other = await answered(standin, await standin.slash("general", "bob", "caption", image=photos[3]))
+    assert other.content.startswith("Image description: "), "the limit is per person"
+
+
+async def test_missing_permissions_are_logged_not_fatal(standin: StandIn, bot: object, photos: list[FileToPost],
+                                                        caplog: object) -> None:
+    await turn_on(standin, "alt-text", heatmap=True)
+    await turn_on(standin, "gallery")
+    standin.world.channel("alt-text").bot_denied = ATTACH_FILES
+    standin.world.channel("gallery").bot_denied = SEND_MESSAGES
+
+    no_attach = await standin.post_message("alt-text", "alice", files=[photos[0]])
+    [reply] = await replies(standin, no_attach)
+    assert reply.content.startswith("Image description: ") and reply.message.attachments == []
+
+    no_send = await standin.post_message("gallery", "alice", files=[photos[1]])
+    await quiet(standin)
+    assert standin.replies_to(no_send) == []
+    assert any(s.status == 403 for s in standin.sent)
+    assert "cannot reply in channel" in caplog.text  # type: ignore[attr-defined]
+
+    standin.world.channel("alt-text").bot_denied = 0
+    later = await standin.post_message("alt-text", "bob", files=[photos[2]])
+    [reply] = await replies(standin, later)
+    assert reply.message.attachments and reply.message.attachments[0].filename == "heatmap.png"
+
+
+async def test_without_the_message_content_intent_posted_photos_are_invisible(
+        standin: StandIn, make_bot: object, worker: object, photos: list[FileToPost]) -> None:
+    """Why alt-text automation needs the privileged intent (docs/bot.md): Discord strips the attachments."""
+    await make_bot().start(alt_text=False)  # type: ignore[operator]
+    await turn_on(standin, "alt-text")
+    posted = await standin.post_message("alt-text", "alice", files=[photos[0]])
+    await quiet(standin)
+    assert standin.replies_to(posted) == []
+    answer = await answered(standin, await standin.context_menu("alt-text", "alice", "Describe image", posted))
+    assert answer.content.startswith("Image description: "), "commands still work without the intent"
