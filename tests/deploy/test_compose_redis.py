@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 from deploy_files import free_port, interpolate, load_compose
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PASSWORD = "s3cret-0123456789abcdef"
 
@@ -39,8 +41,8 @@ def test_compose_redis_refuses_strangers_and_keeps_waiting_jobs_across_a_restart
     port = free_port()
     proc = start_compose_redis(tmp_path, port)
     try:
-        with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=port, socket_timeout=1).ping()
+        with pytest.raises(redis.AuthenticationError):  # no retries: a refusal is final
+            redis.Redis(port=port, socket_timeout=1, retry=Retry(NoBackoff(), 0)).ping()
         r = redis.Redis(port=port, password=PASSWORD, socket_timeout=1)
         assert r.config_get("appendonly") == {"appendonly": "yes"}
         assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
