@@ -1,0 +1,413 @@
+"""Training loop: teacher forcing on cached features, validation by beam-search CIDEr, checkpoints, early stopping.
+
+Runs as one process, or under ``torchrun`` (DDP) unchanged: the process group is started only when
+``WORLD_SIZE`` > 1; every rank computes the same batch list per epoch and takes its share; rank 0 validates,
+logs and saves, and tells the others whether to stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from training.data import PAD, CaptionedImage, Vocab, tokenize
+from training.dataset import Batch, CaptionFeatureDataset, LengthBucketBatches
+from training.evaluate import evaluate_images
+from training.features import FeatureCache
+from training.model import Captioner, DecoderConfig, doubly_stochastic_penalty
+from training.sources import DataSource, read_sources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    out_dir: Path
+    encoder: str = "efficientnet_lite0"
+    cache_dir: Path = Path("cache")
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 4e-4
+    weight_decay: float = 0.01  # AdamW, on weight matrices only
+    warmup_steps: int = 200
+    grad_clip: float = 5.0
+    embed_dim: int = 512
+    hidden_dim: int = 512
+    attention_dim: int = 512
+    dropout: float = 0.5
+    min_count: int = 5
+    max_len: int = 22
+    alpha_c: float = 1.0  # doubly-stochastic attention regularisation weight (lambda in Xu et al.)
+    label_smoothing: float = 0.0
+    bf16: bool = False
+    scheduled_sampling: float = 0.0  # final probability of feeding the model its own word; ramps up from 0
+    flip_augment: bool = False
+    beam_size: int = 3
+    patience: int = 5  # epochs without a better validation CIDEr before stopping
+    seed: int = 0
+    val_split: str = "dev"
+    val_limit: int | None = None  # 0: no validation (every epoch counts as best)
+    device: str = "auto"
+    threads: int | None = None  # torch intra-op threads (default: torch's choice)
+    resume: Path | None = None
+    max_steps_per_epoch: int | None = None  # for quick runs and tests
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainResult:
+    best_score: float
+    best_epoch: int
+    epochs_run: int
+    step_losses: list[float] = field(default_factory=list)  # cross-entropy of every step this process ran
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# process setup
+# --------------------------------------------------------------------------------------------------------------
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Starts the process group only under torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu" if device == "auto" else device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def warmup_cosine(warmup: int, total: int, floor: float = 0.05):
+    """LR factor: linear warm-up for ``warmup`` steps, then cosine decay to ``floor`` at ``total`` steps."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def init_word_embeddings(decoder: torch.nn.Module, scale: float = 0.1) -> None:
+    """Small uniform word embeddings (as in the Show-Attend-Tell tutorial).
+
+    Why: the embedding is tied to the output layer, and nn.Embedding's N(0, 1) start gives logits with a standard
+    deviation of about sqrt(embed_dim): the first loss is in the hundreds and the model collapses to repeating one
+    word for the first epochs. With U(-0.1, 0.1) the first loss is about ln(vocab size), as it should be.
+    """
+    with torch.no_grad():
+        decoder.embedding.weight.uniform_(-scale, scale)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the trainer
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Trains ``Captioner.decoder`` on cached features of ``train_images``; validates on ``val_images``."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_images: list[CaptionedImage],
+        val_images: list[CaptionedImage],
+        cache: FeatureCache,
+        flipped: FeatureCache | None = None,
+        vocab: Vocab | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.rank, self.world, self.device = setup_distributed(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.is_main = self.rank == 0
+        seed_everything(cfg.seed + self.rank)
+        ckpt = load_checkpoint(cfg.resume) if cfg.resume else None
+        if ckpt is not None:
+            vocab = Vocab.from_dict(ckpt["vocab"])
+        elif vocab is None:
+            vocab = Vocab.build((tokenize(c) for im in train_images for c in im.captions), cfg.min_count)
+        self.vocab = vocab
+        self.cache = cache
+        self.val_images = val_images
+        self.data = CaptionFeatureDataset(train_images, vocab, cache, cfg.max_len,
+                                          flipped if cfg.flip_augment else None)
+        self.batches = LengthBucketBatches(self.data.lengths, cfg.batch_size, cfg.seed, self.rank, self.world)
+        if ckpt is not None:
+            dcfg = DecoderConfig(**ckpt["decoder_config"])
+        else:
+            dcfg = DecoderConfig(vocab_size=len(vocab), feature_dim=cache.features.shape[2], embed_dim=cfg.embed_dim,
+                                 hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
+                                 max_len=cfg.max_len)
+        self.model = Captioner(dcfg, arch=cfg.encoder, pretrained=ckpt is None)
+        if ckpt is None:
+            init_word_embeddings(self.model.decoder)
+        self.model.decoder.to(self.device)
+        self.decoder = self.model.decoder
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.train_module: torch.nn.Module = (
+            DistributedDataParallel(self.decoder, device_ids=device_ids) if self.world > 1 else self.decoder
+        )
+        params = [p for p in self.decoder.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        steps_per_epoch = len(self.batches)
+        if cfg.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+        self.epoch = 0
+        self.step = 0
+        self.best_score = -1.0
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+        self.step_losses: list[float] = []
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.writer = None
+        if self.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            cfg.out_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(str(cfg.out_dir / "tb"), purge_step=self.step or None)
+            log.info("training %d captions (%d images), vocab %d, %d batches/epoch on %d process(es), device %s",
+                     len(self.data), len(train_images), len(vocab), len(self.batches), self.world, self.device)
+
+    # --- one epoch ------------------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.cfg.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def sample_prob(self, epoch: int) -> float:
+        """Scheduled sampling: 0 in the first epoch, rising linearly to ``cfg.scheduled_sampling`` at the last."""
+        if self.cfg.scheduled_sampling <= 0 or self.cfg.epochs <= 1:
+            return 0.0
+        return self.cfg.scheduled_sampling * epoch / (self.cfg.epochs - 1)
+
+    def loss(self, batch: Batch, sample_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total loss to minimise, cross-entropy alone) for one length-sorted batch."""
+        feats = batch.features.to(self.device, non_blocking=True)
+        caps = batch.captions.to(self.device, non_blocking=True)
+        lengths = batch.lengths.to(self.device)
+        with self._autocast():
+            logits, alphas = self.train_module(feats, caps, lengths, sample_prob)
+        targets = caps[:, 1:]
+        mask = targets != PAD
+        ce = F.cross_entropy(logits[mask].float(), targets[mask], label_smoothing=self.cfg.label_smoothing)
+        total = ce
+        if self.cfg.alpha_c > 0:
+            total = ce + self.cfg.alpha_c * doubly_stochastic_penalty(alphas.float(), lengths)
+        return total, ce
+
+    def train_epoch(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.train_module.train()
+        self.batches.set_epoch(self.epoch)
+        p = self.sample_prob(self.epoch)
+        n_batches = len(self.batches)
+        if cfg.max_steps_per_epoch:
+            n_batches = min(n_batches, cfg.max_steps_per_epoch)
+        bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
+                   disable=not (self.is_main and cfg.progress))
+        t0 = time.perf_counter()
+        seen = 0
+        ce_sum = 0.0
+        ema = None
+        for i, idx in enumerate(self.batches):
+            if i >= n_batches:
+                break
+            flip = self.batches.flips(len(idx), i) if self.data.flipped is not None else None
+            batch = self.data.batch(idx, flip)
+            total, ce = self.loss(batch, p)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.decoder.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            ce_v = float(ce.detach())
+            self.step_losses.append(ce_v)
+            ce_sum += ce_v
+            seen += batch.size
+            ema = ce_v if ema is None else 0.98 * ema + 0.02 * ce_v
+            rate = seen * self.world / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{ema:.3f}", cap_s=f"{rate:.0f}", refresh=False)
+            bar.update(1)
+            if self.writer is not None and self.step % 20 == 0:
+                self.writer.add_scalar("train/loss", ce_v, self.step)
+                self.writer.add_scalar("train/total_loss", float(total), self.step)
+                self.writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
+                self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        steps = max(1, min(n_batches, len(self.batches)))
+        return {"loss": ce_sum / steps, "captions_per_s": seen * self.world / elapsed, "train_seconds": elapsed,
+                "sample_prob": p}
+
+    # --- validation -------------------------------------------------------------------------------------------
+    def validate(self) -> dict[str, float | None]:
+        """Beam-search captions for the validation images, scored with BLEU and CIDEr (pycocoevalcap)."""
+        images = self.val_images[: self.cfg.val_limit] if self.cfg.val_limit else self.val_images
+        report = evaluate_images(self.decoder, self.cache.get, images, self.vocab, self.cfg.beam_size,
+                                 metrics=("BLEU", "CIDEr"), split=self.cfg.val_split, device=self.device,
+                                 progress=self.cfg.progress)
+        log.info("epoch %d validation: %s", self.epoch, report.summary())
+        for i, (k, v) in enumerate(report.captions.items()):
+            if i >= 3:
+                break
+            log.info("  %s: %s", k, v)
+        return report.scores
+
+    # --- checkpoints ------------------------------------------------------------------------------------------
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "decoder_config": self.decoder.cfg.to_dict(),
+            "encoder_arch": self.cfg.encoder,
+            "vocab": self.vocab.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "train_config": self.cfg.to_dict(),
+        }
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
+        self.bad_epochs, self.history = ckpt["bad_epochs"], ckpt["history"]
+        set_rng_state(ckpt["rng"])
+        if self.rank:  # each rank keeps its own dropout stream, as in an uninterrupted run
+            torch.manual_seed(self.cfg.seed + self.rank + 1000 * self.epoch)
+        log.info("resumed from %s at epoch %d, step %d (best CIDEr %.4f)", self.cfg.resume, self.epoch, self.step,
+                 self.best_score)
+
+    # --- the whole run ---------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        epochs_run = 0
+        while self.epoch < cfg.epochs:
+            stats = self.train_epoch()
+            epochs_run += 1
+            stop = False
+            if self.is_main:
+                scores = self.validate() if cfg.val_limit != 0 and self.val_images else {}
+                score = scores.get("CIDEr") or 0.0
+                improved = score > self.best_score or not scores
+                self.epoch += 1
+                if improved:
+                    self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
+                else:
+                    self.bad_epochs += 1
+                record = {"epoch": self.epoch, "step": self.step, **stats, **{f"val_{k}": v for k, v in scores.items()}}
+                self.history.append(record)
+                assert self.writer is not None
+                for k, v in record.items():
+                    if isinstance(v, float):
+                        self.writer.add_scalar(f"epoch/{k}", v, self.epoch)
+                self.writer.flush()
+                fields = self.checkpoint_fields()
+                save_checkpoint(cfg.out_dir / "last.pt", **fields)
+                if improved:
+                    save_checkpoint(cfg.out_dir / "best.pt", **fields)
+                (cfg.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+                log.info("epoch %d: loss %.4f, %.0f captions/s, val CIDEr %s (best %.4f at epoch %d)%s",
+                         self.epoch, stats["loss"], stats["captions_per_s"], scores.get("CIDEr"), self.best_score,
+                         self.best_epoch, "" if improved else f", {self.bad_epochs} without improvement")
+                stop = scores != {} and self.bad_epochs >= cfg.patience
+            else:
+                self.epoch += 1
+            if self.world > 1:
+                flag = torch.tensor([1 if stop else 0], device=self.device)
+                dist.broadcast(flag, 0)
+                stop = bool(flag.item())
+            if stop:
+                log.info("early stop: no better validation CIDEr for %d epochs", cfg.patience)
+                break
+        if self.writer is not None:
+            self.writer.close()
+        return TrainResult(self.best_score, self.best_epoch, epochs_run, self.step_losses, self.history)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# from data sources to a trained model
+# --------------------------------------------------------------------------------------------------------------
+
+
+def prepare_features(cfg: TrainConfig, images: list[CaptionedImage]) -> tuple[FeatureCache, FeatureCache | None]:
+    """The feature cache(s) for ``images`` under ``cache_dir/<encoder>`` (built on rank 0 if missing)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    paths = [im.path for im in images]
+    wanted = [(cfg.cache_dir / cfg.encoder, False)]
+    if cfg.flip_augment:
+        wanted.append((cfg.cache_dir / f"{cfg.encoder}_flip", True))
+    caches: list[FeatureCache | None] = []
+    for out_dir, flip in wanted:
+        if rank == 0:
+            caches.append(FeatureCache.build(out_dir, paths, arch=cfg.encoder, flip=flip))
+        if world > 1:
+            if not dist.is_initialized():
+                setup_distributed(cfg.device)
+            dist.barrier()
+            if rank != 0:
+                caches.append(FeatureCache.open(out_dir))
+    return caches[0], (caches[1] if len(caches) > 1 else None)  # type: ignore[return-value]
+
+
+def train(cfg: TrainConfig, sources: list[DataSource]) -> TrainResult:
+    """Read the sources, cache features, train, validate and checkpoint into ``cfg.out_dir``."""
+    items = read_sources(sources)
+    train_images = [im for im in items if im.split == "train"]
+    val_images = sorted((im for im in items if im.split == cfg.val_split), key=lambda im: im.image_id)
+    if not train_images:
+        raise SystemExit(f"no training images in {[s.paths[0] for s in sources]}")
+    if not val_images and cfg.val_limit != 0:
+        log.warning("no images in split %r: validation (and early stopping) is off", cfg.val_split)
+    cache, flipped = prepare_features(cfg, items)
+    trainer = Trainer(cfg, train_images, val_images, cache, flipped)
+    return trainer.fit()
