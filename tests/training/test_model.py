@@ -1,0 +1,36 @@
+"""The teacher-forced training pass computes exactly what the word-by-word decoder (the exported graphs) does."""
+
+import torch
+
+from training.model import Decoder, DecoderConfig, doubly_stochastic_penalty
+
+
+def _tiny_decoder() -> Decoder:
+    torch.manual_seed(0)
+    return Decoder(DecoderConfig(vocab_size=30, feature_dim=16, embed_dim=8, hidden_dim=8, attention_dim=8)).eval()
+
+
+def test_packed_training_pass_equals_step_by_step_decoding() -> None:
+    dec = _tiny_decoder()
+    features = torch.randn(3, 5, 16)
+    captions = torch.randint(4, 30, (3, 6))
+    lengths = torch.tensor([6, 4, 3])  # sorted, as the batches are
+    logits, alphas = dec(features, captions, lengths)
+    h, c, att_proj = dec.init_state(features)
+    for t in range(5):
+        log_probs, h, c, alpha = dec.step(captions[:, t], h, c, features, att_proj)
+        for i in range(3):
+            if t < lengths[i] - 1:
+                assert torch.allclose(logits[i, t].log_softmax(-1), log_probs[i], atol=1e-5)
+                assert torch.allclose(alphas[i, t], alpha[i], atol=1e-6)
+            else:  # past the caption's end nothing is computed
+                assert (logits[i, t] == 0).all() and (alphas[i, t] == 0).all()
+
+
+def test_attention_penalty_is_zero_only_when_every_region_gets_one_unit_of_attention() -> None:
+    lengths = torch.tensor([5])  # 4 decoding steps over 4 regions
+    spread = torch.eye(4).unsqueeze(0)  # step t looks only at region t: each region totals 1
+    stare = torch.zeros(1, 4, 4)
+    stare[..., 0] = 1.0  # every step looks at region 0
+    assert doubly_stochastic_penalty(spread, lengths).item() == 0.0
+    assert doubly_stochastic_penalty(stare, lengths).item() > 0.5
