@@ -186,6 +186,7 @@ async def test_compose_services_caption_photos_and_one_worker_finishes_when_the_
 
     # A burst of photos; meanwhile worker-1 is stopped (`docker compose stop`) and shuts down cleanly.
     burst = [await standin.post_message("alt-text", "alice", files=[p]) for p in photos[1:1 + PHOTOS_IN_BURST]]
+    await standin.wait_for(lambda _: any(standin.replies_to(m) for m in burst), 30)  # the burst is being served
     assert await asyncio.to_thread(worker_1.stop) == 0, "SIGTERM: finish the batch, acknowledge, exit 0\n" + \
         worker_1.log_tail()
     await one_description_each(standin, [first, *burst], [bot, worker_2])
