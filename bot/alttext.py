@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot import services as services_mod
 from bot.channel_settings import AltTextSettings
-from bot.replies import NO_MENTIONS, answer_privately
+from bot.replies import NO_MENTIONS, answer_privately, defer
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
     @app_commands.command(name="status", description="Is automatic alt text on here?")
     @app_commands.describe(channel="The channel to ask about (default: this one)")
     async def status(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        if not await defer(interaction, ephemeral=True):
+            return
         assert interaction.guild_id is not None  # guild_only
         channel_id = channel.id if channel else interaction.channel_id or 0
         settings = await self.s.store.effective(interaction.guild_id, channel_id)
@@ -85,7 +86,8 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
 
     async def _set(self, interaction: discord.Interaction, channel: discord.TextChannel | None,
                    **fields: bool) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        if not await defer(interaction, ephemeral=True):
+            return
         assert interaction.guild_id is not None  # guild_only
         if channel is None:
             await self.s.store.set_server(interaction.guild_id, **fields)

@@ -20,7 +20,7 @@ from discord.ext import commands
 from bot import services as services_mod
 from bot.image_check import check_metadata, probe_image
 from bot.image_fetch import download
-from bot.replies import Outcome, answer, answer_privately, caption_text, heatmap_files, reply_to
+from bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
 from bot.services import Services
 from captionbot.formats import USER_MESSAGES, ErrorCode, ImageRejected
 
@@ -103,7 +103,8 @@ class Captions(commands.Cog):
             return await answer_privately(interaction, exc.user_message)
         if not self._allowed(interaction.user.id, interaction.guild_id, 1):
             return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
-        await interaction.response.defer(thinking=True)
+        if not await defer(interaction):
+            return
         [outcome] = await self.caption_all([image], heatmap=heatmap, beam=beam,
                                            context=self._context(interaction, "slash"))
         if outcome.ok:
@@ -119,7 +120,8 @@ class Captions(commands.Cog):
             return await answer_privately(interaction, "That message has no images I can describe.")
         if not self._allowed(interaction.user.id, interaction.guild_id, len(images)):
             return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
-        await interaction.response.defer(thinking=True)
+        if not await defer(interaction):
+            return
         outcomes = await self.caption_all(images, heatmap=False, beam=None,
                                           context={**self._context(interaction, "menu"), "message_id": str(message.id)})
         if any(o.ok for o in outcomes):

@@ -92,6 +92,16 @@ async def reply_to(message: discord.Message, content: str, files: list[discord.F
     return False
 
 
+async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) -> bool:
+    """Acknowledge at once ("thinking…"): Discord allows 3 s for the first response. False if that failed."""
+    try:
+        await interaction.response.defer(ephemeral=ephemeral, thinking=True)
+        return True
+    except discord.HTTPException as exc:  # expired (over 3 s) or already answered: nothing more can be sent
+        log.warning("could not defer interaction %s: %s", interaction.id, exc)
+        return False
+
+
 async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None) -> None:
     """Complete a deferred interaction with a public answer."""
     try:

@@ -43,11 +43,3 @@ class CaptionBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("logged in as %s (id %s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))
-
-    async def close(self) -> None:
-        for ext in list(self.extensions):
-            try:
-                await self.unload_extension(ext)
-            except Exception:
-                log.exception("unloading %s failed", ext)
-        await super().close()

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import services as services_mod
-from bot.replies import NO_MENTIONS, answer_privately
+from bot.replies import NO_MENTIONS, answer_privately, defer
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ class Stats(commands.Cog):
 
     @captionbot.command(name="stats", description="Queue depth, median latency and model version")
     async def stats(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        if not await defer(interaction, ephemeral=True):
+            return
         try:
             stats = await self.s.client.stats()  # type: ignore[attr-defined]
         except Exception:

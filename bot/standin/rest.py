@@ -126,9 +126,10 @@ class Rest:
     async def put_commands(self, request: web.Request) -> web.Response:
         key = request.match_info.get("guild_id", "global")
         synced = []
-        for cmd in await request.json():
-            synced.append({"description": "", "options": [], "nsfw": False, **cmd, "id": snowflake(), "application_id": self.world.application_id,
-                           "version": snowflake(), **({"guild_id": key} if key != "global" else {})})
+        scope = {"guild_id": key} if key != "global" else {}
+        for cmd in await request.json():  # Discord fills in what the bot left out, and adds ids and a version
+            synced.append({"description": "", "options": [], "nsfw": False, **cmd, **scope, "id": snowflake(),
+                           "application_id": self.world.application_id, "version": snowflake()})
         self.commands[key] = synced
         await self.on_sent(Sent(kind="commands", route="PUT commands", status=200, payload={"commands": synced}))
         return json_response(synced)

@@ -37,12 +37,13 @@ async def assert_each_answered_once(standin: StandIn, posted: list[Message], tim
 async def test_twenty_photos_get_twenty_replies_through_rate_limits_and_server_errors(
         standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
-    standin.faults.rate_limit("POST /channels/{channel_id}/messages", times=3, retry_after=0.3)
+    # A 502 first (discord.py waits 1 + 2 x attempt seconds before retrying a 5xx), then three 429s.
     standin.faults.server_error("POST /channels/{channel_id}/messages", times=1, status=502)
+    standin.faults.rate_limit("POST /channels/{channel_id}/messages", times=3, retry_after=0.2)
 
     posted = await post_burst(standin, photos)
     await assert_each_answered_once(standin, posted)
-    assert [f.hits for f in standin.faults.rest] == [3, 1], "discord.py met (and rode out) every injected fault"
+    assert [f.hits for f in standin.faults.rest] == [1, 3], "discord.py met (and rode out) every injected fault"
 
 
 async def test_a_gateway_disconnect_during_the_burst_is_resumed_and_every_photo_answered(
