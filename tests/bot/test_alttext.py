@@ -80,3 +80,15 @@ async def test_the_bot_never_answers_bots(standin: StandIn, bot: object, photos:
     await replies(standin, human)
     await quiet(standin)
     assert [s.kind for s in standin.sent if s.kind == "message"] == ["message"]
+
+
+async def test_a_message_delivered_twice_is_described_once(standin: StandIn, bot: object,
+                                                           photos: list[FileToPost]) -> None:
+    await turn_on(standin, "alt-text")
+    posted = await standin.post_message("alt-text", "alice", files=[photos[6]])
+    await replies(standin, posted)
+    await standin.gateway.dispatch_message(posted)  # Discord may deliver an event again (e.g. around a RESUME)
+    await bot.restart()  # type: ignore[attr-defined]
+    await standin.gateway.dispatch_message(posted)
+    await quiet(standin)
+    assert len(standin.replies_to(posted)) == 1
