@@ -63,7 +63,8 @@ class Worker:
         log.info("worker %s serving %s (stream %s, model %s, batch %d / %d ms)", self.name, describe(self.settings),
                  self.settings.stream, self.captioner.model_version, self.settings.batch_size,
                  self.settings.batch_wait_ms)
-        heartbeat = asyncio.create_task(self._heartbeat(consumer, stop), name=f"heartbeat:{self.name}")
+        finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
+        heartbeat = asyncio.create_task(self._heartbeat(consumer, finished), name=f"heartbeat:{self.name}")
         backoff = 0.05
         try:
             while not stop.is_set():
@@ -81,14 +82,12 @@ class Worker:
                     if self.ready:
                         log.warning("worker %s lost the queue (%s): reconnecting", self.name, type(exc).__name__)
                     self.ready = False
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
+                    await _wait(stop, backoff)
                     backoff = min(backoff * 2, 2.0)
         finally:
             self.ready = False
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN_ERRORS):
-                await heartbeat
+            finished.set()
+            await heartbeat
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
                 await redis.hdel(consumer.keys.workers, self.name)
             if self._redis is None:
@@ -114,7 +113,8 @@ class Worker:
 
         answers: list[tuple[Delivery, CaptionResult]] = []
         failed: list[tuple[Delivery, BaseException]] = []
-        keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable))
+        inference_done = asyncio.Event()
+        keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable, inference_done))
         started = time.monotonic()
         try:
             for (beam_size, heatmap), group in groups.items():
@@ -124,9 +124,8 @@ class Worker:
                     else:
                         answers.append((d, self._result(d, out)))
         finally:
-            keep_alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError, *REDIS_DOWN_ERRORS):
-                await keep_alive
+            inference_done.set()
+            await keep_alive
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
 
         codes = await consumer.publish(answers)
@@ -177,21 +176,27 @@ class Worker:
         return CaptionResult(ok=True, caption=out.caption, words=list(out.words), score=float(out.score),
                              heatmap_png=out.heatmap_png, **common)
 
-    async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery]) -> None:
+    async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery], done: asyncio.Event) -> None:
         """While the model runs, refresh the jobs' idle time so a live worker's jobs are not reclaimed."""
         interval = max(0.02, self.settings.claim_idle_ms / 3000)
-        while True:
-            await asyncio.sleep(interval)
+        while not await _wait(done, interval):
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
                 await consumer.keep_alive(deliveries)
 
-    async def _heartbeat(self, consumer: JobConsumer, stop: asyncio.Event) -> None:
+    async def _heartbeat(self, consumer: JobConsumer, done: asyncio.Event) -> None:
         """Announce this worker (for ``stats``) and refresh the queue gauges every couple of seconds."""
-        while not stop.is_set():
+        while True:
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
                 beat = {"model_version": self.captioner.model_version, "seen": time.time(), "jobs": self.jobs_answered}
                 await consumer.redis.hset(consumer.keys.workers, self.name, json.dumps(beat))
                 await consumer.report_depth()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
+            if await _wait(done, HEARTBEAT_S):
+                return
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event``; True when it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 WORKER_STALE_S = 15.0  # a worker whose heartbeat is older than this is not counted as live
 MAX_BEAM_SIZE = 20
+LISTEN_BLOCK_MS = 250  # the result listener's blocking read; also the longest wait in close()
 
 
 class CaptionClient:
@@ -50,6 +51,7 @@ class CaptionClient:
         self._latencies_ms: deque[float] = deque(maxlen=500)
         self._model_version = ""
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
 
     @classmethod
     async def connect(
@@ -129,9 +131,9 @@ class CaptionClient:
         """Read this instance's result stream forever, delivering each result to its waiting caller once."""
         last_id = "0-0"
         backoff = 0.05
-        while True:
+        while not self._closing:
             try:
-                resp = await self.redis.xread({self.reply_to: last_id}, count=100, block=1000)
+                resp = await self.redis.xread({self.reply_to: last_id}, count=100, block=LISTEN_BLOCK_MS)
                 backoff = 0.05
                 ids = []
                 for _, entries in resp or []:
@@ -197,10 +199,12 @@ class CaptionClient:
 
     async def close(self) -> None:
         """Stop listening (callers still waiting get an INTERNAL "client closed" result); close our Redis."""
+        self._closing = True
         if self._listener:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            # Let the listener finish its command and see the flag: cancelling redis-py mid-command is unsafe.
+            done, _ = await asyncio.wait({self._listener}, timeout=LISTEN_BLOCK_MS / 1000 + 2)
+            if not done:
+                self._listener.cancel()
         for job, future in list(self._waiting.values()):
             if not future.done():
                 future.set_result(self._failure(job, ErrorCode.INTERNAL, "client closed"))

@@ -117,3 +117,13 @@ async def test_embedded_queue_runs_bot_and_worker_in_one_process() -> None:
     assert [r.caption for r in results] == [null_caption(photo(i)) for i in range(10)]
     assert client.duplicates_dropped == 0
     await client.close()
+
+
+def test_queue_and_worker_never_import_torch_or_discord() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, captionbot.queue.client, captionbot.queue.health, inference.worker, inference.worker_cli, "
+            "inference.null_captioner; print(sorted(m for m in ('torch', 'discord') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

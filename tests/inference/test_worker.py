@@ -1,0 +1,106 @@
+"""The caption worker on a real redis-server: batching, sharing the load, poison images, the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import pytest
+from queue_harness import photo, queue_settings, running_worker, wait_for
+
+from captionbot.formats import ErrorCode
+from captionbot.queue.client import CaptionClient
+from captionbot.queue.dead_letter import read_dead_letters
+from captionbot.settings import Settings
+from inference.null_captioner import POISON_MARK, NullCaptioner, PoisonCaptioner, null_caption
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return queue_settings(redis_url)
+
+
+async def test_jobs_waiting_together_are_captioned_in_batches_of_batch_size(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    pending = [asyncio.create_task(client.caption(photo(i))) for i in range(20)]
+    await wait_for(lambda: _xlen_is(client, settings, 20), what="20 jobs queued")
+    model = NullCaptioner()
+    async with running_worker(settings, model):  # batch_size 8
+        results = await asyncio.gather(*pending)
+    assert all(r.ok for r in results)
+    assert model.batches == [8, 8, 4]
+    await client.close()
+
+
+async def _xlen_is(client: CaptionClient, settings: Settings, n: int) -> bool:
+    return await client.redis.xlen(settings.stream) == n
+
+
+async def test_two_workers_share_the_load(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    one, two = NullCaptioner(delay_s=0.02), NullCaptioner(delay_s=0.02)
+    async with running_worker(settings, one, name="one"), running_worker(settings, two, name="two"):
+        results = await asyncio.gather(*(client.caption(photo(i)) for i in range(60)))
+    assert [r.caption for r in results] == [null_caption(photo(i)) for i in range(60)]
+    by_worker = {name: sum(r.worker == name for r in results) for name in ("one", "two")}
+    assert by_worker["one"] > 0 and by_worker["two"] > 0, by_worker
+    assert by_worker["one"] + by_worker["two"] == 60  # each job answered by exactly one of them
+    assert client.duplicates_dropped == 0
+    await client.close()
+
+
+async def test_poison_image_is_retried_then_dead_lettered_while_others_are_served(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    model = PoisonCaptioner()
+    poison = photo(0) + POISON_MARK
+    async with running_worker(settings, model):
+        results = await asyncio.gather(client.caption(poison), *(client.caption(photo(i)) for i in range(1, 16)))
+        after = await client.caption(photo(99))  # the worker still serves after giving up on the poison
+    failed, served = results[0], results[1:]
+    assert failed.ok is False and failed.error is ErrorCode.DEAD_LETTER
+    assert failed.user_message == "Sorry, I could not caption that image."
+    assert "poison image" in failed.detail  # the reason, for the log
+    assert all(r.ok for r in served) and after.ok
+    dead = await read_dead_letters(client.redis, settings)
+    assert [(d.job_id, d.attempts) for d in dead] == [(failed.job_id, settings.max_attempts)]
+    assert "poison image" in dead[0].reason and dead[0].image_bytes == len(poison)  # kept for inspection
+    await client.close()
+
+
+async def test_jobs_with_different_options_in_one_batch_each_get_their_own(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    jobs = [client.caption(photo(i), beam_size=1 + i % 3, heatmap=i % 2 == 0) for i in range(12)]
+    async with running_worker(settings):
+        results = await asyncio.gather(*jobs)
+    assert [r.heatmap_png is not None for r in results] == [i % 2 == 0 for i in range(12)]
+    assert [r.caption for r in results] == [null_caption(photo(i)) for i in range(12)]
+    await client.close()
+
+
+def _png(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_worker_with_the_real_model_captions_images_and_refuses_non_images(
+    settings: Settings, caption_bundle: Path
+) -> None:
+    from inference.captioner import Captioner
+
+    captioner = Captioner.load(caption_bundle, threads=1)
+    client = await CaptionClient.connect(settings)
+    red, blue = _png((200, 30, 30)), _png((30, 30, 200))
+    async with running_worker(settings, captioner):
+        photo_result, with_map, bad = await asyncio.gather(
+            client.caption(red), client.caption(blue, heatmap=True), client.caption(b"GIF89a but truncated"),
+        )
+    direct = captioner.caption_images([red])[0]  # the model called without the queue
+    assert photo_result.ok and (photo_result.caption, photo_result.words) == (direct.caption, direct.words)
+    assert photo_result.model_version == captioner.model_version
+    assert with_map.ok and with_map.heatmap_png and with_map.heatmap_png.startswith(b"\x89PNG")
+    assert bad.ok is False and bad.error in {ErrorCode.NOT_AN_IMAGE, ErrorCode.TRUNCATED}
+    await client.close()

@@ -1,0 +1,62 @@
+"""``captionbot worker`` as an operator runs it: with the model bundle, and with a missing one."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from queue_harness import REPO_ROOT, queue_settings, wait_for
+
+from captionbot.queue.client import CaptionClient
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 60), (20, 140, 60)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def test_worker_command_serves_captions_from_the_bundle_and_stops_on_sigterm(
+    redis_url: str, caption_bundle: Path
+) -> None:
+    settings = queue_settings(redis_url)
+    env = dict(os.environ, CAPTIONBOT_REDIS_URL=redis_url, CAPTIONBOT_STREAM=settings.stream,
+               CAPTIONBOT_BUNDLE=str(caption_bundle), CAPTIONBOT_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "captionbot.cli", "worker", "--name", "cli-worker"],
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = await CaptionClient.connect(settings)
+    try:
+        result = await client.caption(_png(), timeout=30)
+        assert result.ok and result.worker == "cli-worker"
+        assert result.model_version == json.loads((caption_bundle / "manifest.json").read_text())["model_version"]
+        stats = await client.stats()
+        assert stats["workers"] == 1 and stats["model_version"] == result.model_version
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        await wait_for(lambda: _no_workers(client), what="worker signed off")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.communicate(timeout=10)[0].decode()
+        await client.close()
+    assert "loaded model" in out and "stopped after 1 jobs" in out
+
+
+async def _no_workers(client: CaptionClient) -> bool:
+    return (await client.stats())["workers"] == 0
+
+
+def test_worker_command_without_a_bundle_says_how_to_get_one(tmp_path: Path) -> None:
+    env = dict(os.environ, CAPTIONBOT_BUNDLE=str(tmp_path / "nowhere"))
+    proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "worker"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "no model bundle at" in proc.stderr and "make model" in proc.stderr
