@@ -271,7 +271,7 @@ class Trainer:
             bar.update(1)
             if self.writer is not None and self.step % 20 == 0:
                 self.writer.add_scalar("train/loss", ce_v, self.step)
-                self.writer.add_scalar("train/total_loss", float(total), self.step)
+                self.writer.add_scalar("train/total_loss", float(total.detach()), self.step)
                 self.writer.add_scalar("train/grad_norm", float(grad_norm), self.step)
                 self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
         bar.close()
@@ -327,46 +327,52 @@ class Trainer:
                  self.best_score)
 
     # --- the whole run ---------------------------------------------------------------------------------------
-    def fit(self) -> TrainResult:
+    def run_epoch(self) -> bool:
+        """Train one epoch, validate, log, checkpoint (last, and best when better); True when it is time to stop."""
         cfg = self.cfg
-        epochs_run = 0
-        while self.epoch < cfg.epochs:
-            stats = self.train_epoch()
-            epochs_run += 1
-            stop = False
-            if self.is_main:
-                scores = self.validate() if cfg.val_limit != 0 and self.val_images else {}
-                score = scores.get("CIDEr") or 0.0
-                improved = score > self.best_score or not scores
-                self.epoch += 1
-                if improved:
-                    self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
-                else:
-                    self.bad_epochs += 1
-                record = {"epoch": self.epoch, "step": self.step, **stats, **{f"val_{k}": v for k, v in scores.items()}}
-                self.history.append(record)
-                assert self.writer is not None
-                for k, v in record.items():
-                    if isinstance(v, float):
-                        self.writer.add_scalar(f"epoch/{k}", v, self.epoch)
-                self.writer.flush()
-                fields = self.checkpoint_fields()
-                save_checkpoint(cfg.out_dir / "last.pt", **fields)
-                if improved:
-                    save_checkpoint(cfg.out_dir / "best.pt", **fields)
-                (cfg.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
-                log.info("epoch %d: loss %.4f, %.0f captions/s, val CIDEr %s (best %.4f at epoch %d)%s",
-                         self.epoch, stats["loss"], stats["captions_per_s"], scores.get("CIDEr"), self.best_score,
-                         self.best_epoch, "" if improved else f", {self.bad_epochs} without improvement")
-                stop = scores != {} and self.bad_epochs >= cfg.patience
+        stats = self.train_epoch()
+        stop = False
+        if self.is_main:
+            scores = self.validate() if cfg.val_limit != 0 and self.val_images else {}
+            score = scores.get("CIDEr") or 0.0
+            improved = score > self.best_score or not scores
+            self.epoch += 1
+            if improved:
+                self.best_score, self.best_epoch, self.bad_epochs = score, self.epoch, 0
             else:
-                self.epoch += 1
-            if self.world > 1:
-                flag = torch.tensor([1 if stop else 0], device=self.device)
-                dist.broadcast(flag, 0)
-                stop = bool(flag.item())
-            if stop:
-                log.info("early stop: no better validation CIDEr for %d epochs", cfg.patience)
+                self.bad_epochs += 1
+            record = {"epoch": self.epoch, "step": self.step, **stats, **{f"val_{k}": v for k, v in scores.items()}}
+            self.history.append(record)
+            assert self.writer is not None
+            for k, v in record.items():
+                if isinstance(v, float):
+                    self.writer.add_scalar(f"epoch/{k}", v, self.epoch)
+            self.writer.flush()
+            fields = self.checkpoint_fields()
+            save_checkpoint(cfg.out_dir / "last.pt", **fields)
+            if improved:
+                save_checkpoint(cfg.out_dir / "best.pt", **fields)
+            (cfg.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+            log.info("epoch %d: loss %.4f, %.0f captions/s, val CIDEr %s (best %.4f at epoch %d)%s",
+                     self.epoch, stats["loss"], stats["captions_per_s"], scores.get("CIDEr"), self.best_score,
+                     self.best_epoch, "" if improved else f", {self.bad_epochs} without improvement")
+            stop = scores != {} and self.bad_epochs >= cfg.patience
+        else:
+            self.epoch += 1
+        if self.world > 1:
+            flag = torch.tensor([1 if stop else 0], device=self.device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        if stop:
+            log.info("early stop: no better validation CIDEr for %d epochs", cfg.patience)
+        return stop
+
+    def fit(self) -> TrainResult:
+        """Epochs until ``cfg.epochs`` or early stopping."""
+        epochs_run = 0
+        while self.epoch < self.cfg.epochs:
+            epochs_run += 1
+            if self.run_epoch():
                 break
         if self.writer is not None:
             self.writer.close()
