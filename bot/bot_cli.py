@@ -1,7 +1,8 @@
 """``captionbot bot``: the Discord bot alone; workers run elsewhere on the same Redis (``CAPTIONBOT_REDIS_URL``).
 
 The token comes from ``DISCORD_TOKEN`` (never from the command line, so it stays out of shell history and process
-lists). ``--standin URL`` connects to a ``captionbot standin`` instead of Discord.
+lists). ``--standin URL`` connects to a ``captionbot standin`` instead of Discord. With ``CAPTIONBOT_METRICS_PORT``
+set it serves ``/healthz``, ``/readyz`` (ready = logged in and connected to the gateway) and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ async def run(settings: object, standin_url: str | None, *, alt_text: bool, sync
     else:
         token = config.settings.discord_token.get_secret_value()  # type: ignore[union-attr]
     bot = CaptionBot(config, alt_text=alt_text)
+    health = None
+    if config.settings.metrics_port:
+        from captionbot.queue.health import HealthServer
+
+        health = HealthServer(config.settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,6 +62,8 @@ async def run(settings: object, standin_url: str | None, *, alt_text: bool, sync
     bot_task = asyncio.create_task(bot.start(token))
     await asyncio.wait([bot_task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     await bot.close()
+    if health is not None:
+        health.close()
     if bot_task.done() and bot_task.exception() is not None:
         log.error("the bot stopped: %s", bot_task.exception())
         return 1

@@ -71,8 +71,14 @@ async def run(settings: Settings, captioner: object) -> int:
     else:
         token = settings.discord_token.get_secret_value()
 
-    worker_task = asyncio.create_task(Worker(settings, captioner).serve(stop), name="worker")  # type: ignore[arg-type]
+    worker = Worker(settings, captioner)  # type: ignore[arg-type]
+    worker_task = asyncio.create_task(worker.serve(stop), name="worker")
     bot = CaptionBot(config)
+    health = None
+    if settings.metrics_port:
+        from captionbot.queue.health import HealthServer
+
+        health = HealthServer(settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed() and worker.ready)
     bot_task = asyncio.create_task(bot.start(token), name="bot")
     if standin is not None:
         await asyncio.wait([asyncio.create_task(standin.gateway.ready.wait()), bot_task],
@@ -88,6 +94,8 @@ async def run(settings: Settings, captioner: object) -> int:
     await bot.close()
     await asyncio.gather(worker_task, return_exceptions=True)
     stopper.cancel()
+    if health is not None:
+        health.close()
     if standin is not None:
         await standin.stop()
     return 1 if failed else 0
