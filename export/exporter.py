@@ -17,7 +17,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +96,13 @@ def export_bundle(
     variants: Sequence[str] = ("int8", "fp16"),
     beam_sizes: tuple[int, ...] = (1, 3),
     force: bool = False,
+    references: Sequence[list[str]] | None = None,
+    eval_data: str = "",
 ) -> ExportResult:
-    """Export ``model`` to ``out_dir`` after the parity check. Raises :class:`ParityFailed` (nothing written)."""
+    """Export ``model`` to ``out_dir`` after the parity check. Raises :class:`ParityFailed` (nothing written).
+
+    With ``references`` (human captions of each parity image), the bundle's captions at beam 3 are scored
+    (BLEU-4, CIDEr with pycocoevalcap) for fp32 and each variant, and the scores go into the manifest."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} exists (pass force=True / --force to replace it)")
@@ -127,7 +132,7 @@ def export_bundle(
                              "max_log_prob_diff": r.max_log_prob_diff, "max_feature_diff": r.max_feature_diff}
                             for r in reports]
 
-        measured = _build_variants(staging, manifest, bundle, images, variants)
+        measured = _build_variants(staging, manifest, bundle, images, variants, list(itos), references, eval_data)
         _write_manifest(staging, manifest)
         formats.verify_bundle_files(staging, manifest)
         staging.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be read by the worker's user
@@ -141,10 +146,14 @@ def export_bundle(
     return ExportResult(out_dir, manifest, reports, measured)
 
 
-def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.ndarray,
-                    names: Sequence[str]) -> dict[str, VariantMeasure]:
+def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.ndarray, names: Sequence[str],
+                    itos: list[str], references: Sequence[list[str]] | None, eval_data: str
+                    ) -> dict[str, VariantMeasure]:
     options = BeamOptions(beam_size=3, max_len=manifest.decoder.max_len)
     reference = caption_with(fp32_bundle, images, options)
+    fp32_scores = _metrics(reference, itos, references)
+    manifest.scores += [{"data": eval_data, "images": len(images), "beam_size": 3, "variant": "fp32",
+                         "metric": k, "value": v} for k, v in fp32_scores.items()]
     measured: dict[str, VariantMeasure] = {}
     for name in names:
         builder, target = VARIANT_BUILDERS[name]
@@ -153,13 +162,32 @@ def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.n
         _write_manifest(staging, manifest)
         try:
             bundle = load_bundle(staging, variant=name, provider="auto")
-            m = measure(reference, caption_with(bundle, images, options), options.beam_size, bundle)
+            hyps = caption_with(bundle, images, options)
         except Exception as exc:  # e.g. fp16 kernels missing on this CPU: the variant is not shipped unmeasured
             log.warning("variant %s could not be measured here (%s): left out of the bundle", name, exc)
             del manifest.variants[name]
             shutil.rmtree(staging / name)
             continue
+        m = measure(reference, hyps, options.beam_size, bundle)
         manifest.variants[name].update(m.to_dict())
+        for metric, value in _metrics(hyps, itos, references).items():
+            manifest.variants[name][f"{metric}_delta"] = round(value - fp32_scores[metric], 5)
         measured[name] = m
-        log.info("variant %s: %s", name, asdict(m))
+        log.info("variant %s: %s", name, manifest.variants[name])
     return measured
+
+
+def _metrics(hyps: list, itos: list[str], references: Sequence[list[str]] | None) -> dict[str, float]:
+    """BLEU-4 and CIDEr of the captions against ``references`` ({} without references or without Java)."""
+    if not references:
+        return {}
+    from training.metrics import MetricsUnavailable, score_captions
+
+    cands = {str(i): " ".join(itos[t] for t in h.tokens) for i, h in enumerate(hyps)}
+    refs = {str(i): list(r) for i, r in enumerate(references)}
+    try:
+        scores, _ = score_captions(refs, cands, ("BLEU", "CIDEr"))
+    except MetricsUnavailable as exc:
+        log.warning("no caption scores in the manifest: %s", exc)
+        return {}
+    return {"BLEU-4": round(float(scores["Bleu_4"]), 5), "CIDEr": round(float(scores["CIDEr"]), 5)}

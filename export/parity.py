@@ -1,7 +1,8 @@
 """Torch ↔ ONNX parity: the bundle must give the PyTorch model's captions, token for token.
 
-For each beam size, every image is captioned twice: by the PyTorch reference (``torch_beam_search``, one image
-at a time) and by the runtime (onnxruntime graphs + batched numpy beam search). The report counts identical
+For each beam size, every image is captioned twice: by the PyTorch model with training's beam search
+(``training/beam_search.py``, what evaluation scores are measured with) and by the runtime (onnxruntime graphs +
+batched numpy beam search, ``inference/beam_search.py``). The report counts identical
 captions and gives the largest differences seen: encoder features, and the full log-probability vectors along
 each PyTorch caption (teacher-forced through both decoders).
 """
@@ -13,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from export.torch_beam_search import torch_beam_search_features
 from inference.beam_search import BeamOptions, SpecialIds
 from inference.bundle import Bundle
 from inference.captioner import caption_arrays
+from training.beam_search import beam_search as torch_beam_search
 from training.model import Captioner
+
+TORCH_BATCH = 50  # images per PyTorch beam-search call
 
 
 @dataclass
@@ -27,7 +30,7 @@ class ParityReport:
     identical: int
     max_feature_diff: float
     max_log_prob_diff: float  # over the whole vocabulary, every step of every PyTorch caption
-    max_score_diff: float  # between the two captions' normalised scores, where they are identical
+    max_score_diff: float  # between the two captions' summed log-probs, where they are identical
     mismatches: list[dict] = field(default_factory=list)
 
     @property
@@ -75,16 +78,21 @@ def check_parity(
     for k in beam_sizes:
         opts = BeamOptions(**{**asdict(options), "beam_size": k})
         onnx_hyps = caption_arrays(bundle, images, opts)
+        torch_tokens = []
+        for i in range(0, len(images), TORCH_BATCH):
+            chunk = torch.from_numpy(feats_torch[i : i + TORCH_BATCH])
+            for hyps in torch_beam_search(model.decoder, chunk, k, opts.max_len, no_repeat=opts.block_repeated_word):
+                toks = hyps[0].tokens
+                torch_tokens.append((toks[:-1] if toks and toks[-1] == special.end else toks, hyps[0].score))
         report = ParityReport(k, len(images), 0, feat_diff, 0.0, 0.0)
-        for i, o_hyp in enumerate(onnx_hyps):
-            t_hyp = torch_beam_search_features(model, torch.from_numpy(feats_torch[i : i + 1]), opts, special)
-            lp_diff = _teacher_forced_diff(model, bundle, feats_torch[i : i + 1], t_hyp.tokens, special)
+        for i, (o_hyp, (t_toks, t_score)) in enumerate(zip(onnx_hyps, torch_tokens, strict=True)):
+            lp_diff = _teacher_forced_diff(model, bundle, feats_torch[i : i + 1], t_toks, special)
             report.max_log_prob_diff = max(report.max_log_prob_diff, lp_diff)
-            if t_hyp.tokens == o_hyp.tokens:
+            if t_toks == o_hyp.tokens:
                 report.identical += 1
-                report.max_score_diff = max(report.max_score_diff, abs(t_hyp.score - o_hyp.score))
+                report.max_score_diff = max(report.max_score_diff, abs(t_score - o_hyp.log_prob))
             else:
-                report.mismatches.append({"image": i, "torch": t_hyp.tokens, "onnx": o_hyp.tokens,
-                                          "torch_score": t_hyp.score, "onnx_score": o_hyp.score})
+                report.mismatches.append({"image": i, "torch": t_toks, "onnx": o_hyp.tokens,
+                                          "torch_score": t_score, "onnx_score": o_hyp.log_prob})
         reports.append(report)
     return reports

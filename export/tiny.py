@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from captionbot.formats import SPECIAL_TOKENS
-from export.exporter import export_bundle
+from export.exporter import export_bundle, preprocess_all
 from training.model import Captioner, DecoderConfig
 
 TINY_WORDS = [
@@ -40,14 +41,29 @@ def synthetic_images(n: int = 4, size: int = 96, seed: int = 0) -> list[bytes]:
     return out
 
 
-def make_tiny_model(seed: int = 0, max_len: int = 12) -> tuple[Captioner, list[str]]:
+def make_tiny_model(seed: int = 0, max_len: int = 8) -> tuple[Captioner, list[str]]:
+    """The real Captioner with random weights, adjusted so that its captions depend on the image."""
     torch.manual_seed(seed)
     itos = [*SPECIAL_TOKENS, *TINY_WORDS]
     cfg = DecoderConfig(vocab_size=len(itos), embed_dim=32, hidden_dim=48, attention_dim=24, dropout=0.0,
                         max_len=max_len)
     model = Captioner(cfg, arch="efficientnet_lite0", pretrained=False).eval()
-    with torch.no_grad():  # peaky word distributions: no near-ties that float noise could flip between runtimes
-        model.decoder.embedding.weight.mul_(3.0)
+    with torch.no_grad():
+        # Random BatchNorm statistics make the features vanish (~1e-8): set them from a few images instead.
+        bns = [m for m in model.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration batch
+        model.encoder.train()
+        model.encoder(torch.from_numpy(preprocess_all(synthetic_images(8, seed=seed + 1), model)))
+        model.encoder.eval()
+        # The tied output embedding makes a random decoder repeat its previous word whatever the image; let
+        # the image context speak louder (and <end> a little), so different images get different captions.
+        dec = model.decoder
+        dec.embedding.weight.mul_(0.1)
+        dec.out_z.weight.mul_(15.0)
+        dec.out_h.weight.mul_(3.0)
+        dec.out.bias[SPECIAL_TOKENS.index("<end>")] += 1.0
     return model, itos
 
 

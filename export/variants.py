@@ -30,7 +30,7 @@ class VariantMeasure:
     images: int
     beam_size: int
     caption_agreement: float  # share of images whose caption is identical to fp32's
-    score_delta: float  # mean (variant - fp32) normalised log-prob of the chosen captions
+    score_delta: float  # mean (variant - fp32) of the chosen captions' mean log-prob per token
     provider: str  # where it was measured
 
     def to_dict(self) -> dict:
@@ -89,7 +89,7 @@ def measure(
     reference: list[Hypothesis], variant_hyps: list[Hypothesis], beam_size: int, bundle: Bundle
 ) -> VariantMeasure:
     same = [r.tokens == v.tokens for r, v in zip(reference, variant_hyps, strict=True)]
-    delta = float(np.mean([v.score - r.score for r, v in zip(reference, variant_hyps, strict=True)]))
+    delta = float(np.mean([v.score(1.0) - r.score(1.0) for r, v in zip(reference, variant_hyps, strict=True)]))
     return VariantMeasure(len(same), beam_size, float(np.mean(same)), delta, bundle.providers[0])
 
 

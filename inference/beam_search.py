@@ -1,18 +1,28 @@
 """Batched beam search in numpy over many images × beams, one decoder call per step.
 
-All live hypotheses of all images are rows of one batch (``N`` = sum of live beams), grouped by image. Each step:
-call the decoder once on the N rows, add its log-probabilities to each row's running score, and let every image
-keep its best ``k`` continuations, where ``k`` is the number of its beams still open. A continuation that ends
-with ``<end>`` leaves the active set (the image then has one beam fewer, as in the widely used Show-Attend-Tell
-tutorial), so no computation is spent on finished captions. The winner of an image is its finished hypothesis
-with the best length-normalised score.
+The rules are those of the PyTorch search in ``training/beam_search.py`` (what evaluation scores are measured
+with), so the bundle captions exactly as the evaluated model did; export checks this token for token:
+- every image keeps ``beam_size`` hypotheses; at step 0 only one is alive, so the first expansion picks the
+  ``beam_size`` best distinct first words;
+- a hypothesis's score is the sum of its words' log-probabilities, ``<end>`` included;
+- ``<pad>``, ``<start>`` and ``<unk>`` are never emitted;
+- a hypothesis that emitted ``<end>`` is finished: it keeps its score and competes with the live ones for a
+  place in the beam; search stops when all of an image's beam is finished, or after ``max_len + 1`` steps
+  (unfinished hypotheses are then taken as they are);
+- beam size 1 is greedy decoding under the same rules.
 
-Rules shared with the PyTorch reference in ``export/torch_beam_search.py`` (they must stay identical, because
-export checks that both give the same captions token for token):
-- ``<pad>``, ``<start>`` and ``<unk>`` are never emitted; ``<end>`` is not allowed as the first token;
-- a caption has at most ``max_len`` words: at that step only ``<end>`` is allowed;
-- scores are sums of log-probabilities in float64; the final choice uses ``log_prob / (words + 1) ** alpha``;
-- optional repeat blocking (``banned_tokens``): no word twice in a row, and/or no repeated word n-gram.
+What the runtime adds, and why it is fast: all live hypotheses of all images are rows of ONE decoder call
+(``N`` = sum of live beams), grouped by image; a finished hypothesis leaves the rows (it needs no more decoder
+work, it only competes by its frozen score), and an image whose beam is all finished leaves entirely.
+The features of each row are regathered only when the set of rows per image changes.
+
+Options beyond the evaluated rules (off by default, so default captions are the evaluated ones):
+- ``length_alpha``: the final choice among an image's beam uses ``score / n_tokens ** alpha`` (search itself
+  ranks by raw sums, as usual); 0 = raw sums;
+- ``block_repeated_word`` (training's ``no_repeat``): a word never follows itself;
+- ``no_repeat_ngram`` = n >= 2: no word n-gram appears twice in a caption;
+- ``min_words``: ``<end>`` is masked until a caption has that many words (the runtime's Captioner uses 1, so a
+  user never gets an empty caption; training's rules allow one).
 """
 
 from __future__ import annotations
@@ -37,25 +47,30 @@ class SpecialIds:
     unk: int = 3
 
 
+DEFAULT_SPECIAL = SpecialIds()
+
+
 @dataclass(frozen=True)
 class BeamOptions:
     beam_size: int = 3
     max_len: int = 22  # words, without <start>/<end>
-    length_alpha: float = 1.0  # 0: raw sum of log-probs; 1: mean log-prob per token (incl. <end>)
+    length_alpha: float = 0.0  # final choice by score / n_tokens**alpha; 0 = raw sum (the evaluated rule)
     block_repeated_word: bool = False  # no word twice in a row ("a a dog")
     no_repeat_ngram: int = 0  # n >= 2: no word n-gram twice in one caption; 0 = off
+    min_words: int = 0  # <end> is not allowed before this many words (0: the evaluated rule allows it at once)
 
 
 @dataclass
 class Hypothesis:
     tokens: list[int]  # word ids, without <start>/<end>
-    log_prob: float  # sum of log-probabilities, <end> included
-    score: float  # length-normalised log_prob: what beam search ranks finished captions by
+    log_prob: float  # sum of log-probabilities (<end> included when finished)
+    finished: bool  # ended with <end> (False: cut at max_len + 1 words)
     alphas: np.ndarray  # [len(tokens), P]: the attention that produced each word
 
-
-def normalised_score(log_prob: float, n_words: int, alpha: float) -> float:
-    return log_prob / float(n_words + 1) ** alpha
+    def score(self, alpha: float = 0.0) -> float:
+        """Length-normalised log-probability; alpha 0 = the raw sum."""
+        n_tokens = len(self.tokens) + (1 if self.finished else 0)
+        return self.log_prob / max(n_tokens, 1) ** alpha
 
 
 def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
@@ -73,17 +88,13 @@ def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
 
 
 def mask_log_probs(
-    log_probs: np.ndarray, t: int, token_rows: Sequence[Sequence[int]], special: SpecialIds, options: BeamOptions
+    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]], special: SpecialIds, options: BeamOptions
 ) -> np.ndarray:
-    """Apply the emission rules (in place) to float64 ``log_probs`` [N, V] at step ``t`` (0 = first word)."""
+    """Apply the emission rules, in place, to ``log_probs`` [N, V] of rows whose words so far are ``token_rows``."""
     log_probs[:, [special.pad, special.start, special.unk]] = -np.inf
-    if t == 0:
-        log_probs[:, special.end] = -np.inf
-    if t >= options.max_len:  # the caption is full: it must end now
-        end_col = log_probs[:, special.end].copy()
-        log_probs[:] = -np.inf
-        log_probs[:, special.end] = end_col
-        return log_probs
+    if options.min_words > 0:
+        short = [row for row, toks in enumerate(token_rows) if len(toks) < options.min_words]
+        log_probs[short, special.end] = -np.inf
     if options.block_repeated_word or options.no_repeat_ngram >= 2:
         for row, toks in enumerate(token_rows):
             ban = banned_tokens(toks, options)
@@ -99,7 +110,7 @@ def beam_search(
     c: np.ndarray,
     att_proj: np.ndarray,
     options: BeamOptions,
-    special: SpecialIds = SpecialIds(),
+    special: SpecialIds = DEFAULT_SPECIAL,
 ) -> list[Hypothesis]:
     """Best caption of each of the B images. ``features`` [B,P,C], ``h``/``c`` [B,D], ``att_proj`` [B,P,A] are
     the decoder-init outputs for the batch. Returns one :class:`Hypothesis` per image, in order."""
@@ -107,64 +118,80 @@ def beam_search(
     K = options.beam_size
     if K < 1:
         raise ValueError(f"beam_size must be >= 1, got {K}")
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    open_beams = np.full(B, K)  # beams still open per image
+    result: list[Hypothesis | None] = [None] * B
+    kept_finished: list[list[Hypothesis]] = [[] for _ in range(B)]  # finished hypotheses still in the beam
 
-    row_img = np.arange(B)  # image of each active row; rows are grouped by image, in image order
+    row_img = np.arange(B)  # image of each live row; rows are grouped by image, in image order
     words = np.full(B, special.start, dtype=np.int64)
     scores = np.zeros(B, dtype=np.float64)
     tokens = np.zeros((B, 0), dtype=np.int64)
     alphas = np.zeros((B, 0, P), dtype=np.float32)
-    feats_rows, proj_rows = features, att_proj  # features of each row: regathered only when row_img changes
+    feats_rows, proj_rows = features, att_proj
+    steps = options.max_len + 1
 
-    for t in range(options.max_len + 1):
+    for t in range(steps):
         log_probs, h, c, alpha = step(words, h, c, feats_rows, proj_rows)
-        cand = mask_log_probs(log_probs.astype(np.float64), t, tokens.tolist(), special, options)
+        cand = mask_log_probs(log_probs.astype(np.float64), tokens.tolist(), special, options)
         cand += scores[:, None]  # [N, V]
         V = cand.shape[1]
 
-        # Per image, the best k = open_beams[img] continuations among its rows × V. Pad each image's rows to
-        # K (or 1 at t = 0) so one argpartition serves all images.
+        # One padded table per image: its live rows × V, then its kept finished hypotheses (frozen scores).
         imgs, first_row, n_rows = np.unique(row_img, return_index=True, return_counts=True)
-        width = int(n_rows.max())
-        padded = np.full((len(imgs), width, V), -np.inf)
-        pos_in_img = np.arange(len(row_img)) - np.repeat(first_row, n_rows)
-        padded[np.repeat(np.arange(len(imgs)), n_rows), pos_in_img] = cand
-        flat = padded.reshape(len(imgs), width * V)
-        k_max = int(open_beams[imgs].max())
-        top = np.argpartition(-flat, k_max - 1, axis=1)[:, :k_max]
-        top_val = np.take_along_axis(flat, top, axis=1)
-        order = np.argsort(-top_val, axis=1, kind="stable")
+        G = len(imgs)
+        live = np.full((G, K, V), -np.inf)
+        live[np.repeat(np.arange(G), n_rows), np.arange(len(row_img)) - np.repeat(first_row, n_rows)] = cand
+        done = np.full((G, K), -np.inf)
+        for g, img in enumerate(imgs):
+            for j, hyp in enumerate(kept_finished[img]):
+                done[g, j] = hyp.log_prob
+        table = np.concatenate([live.reshape(G, K * V), done], axis=1)
+        top = np.argpartition(-table, K - 1, axis=1)[:, :K]
+        top_val = np.take_along_axis(table, top, axis=1)
+        order = np.lexsort((top, -top_val), axis=1)  # best first; ties: lower index (torch.topk's order)
         top, top_val = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_val, order, axis=1)
-        keep = np.arange(k_max)[None, :] < open_beams[imgs][:, None]  # image g keeps its first open_beams[g]
-        g_idx, j_idx = np.nonzero(keep)
-        choice = top[g_idx, j_idx]
-        new_score = top_val[g_idx, j_idx]
-        parent = first_row[g_idx] + choice // V
-        tok = (choice % V).astype(np.int64)
-        img_of = imgs[g_idx]
 
-        ended = (tok == special.end) | ~np.isfinite(new_score)
-        for i in np.nonzero(ended)[0]:
-            p, g = int(parent[i]), int(img_of[i])
-            toks = tokens[p].tolist()
-            lp = float(new_score[i])
-            finished[g].append(Hypothesis(toks, lp, normalised_score(lp, len(toks), options.length_alpha), alphas[p]))
-            open_beams[g] -= 1
-        live = ~ended
-        if not live.any():
+        last = t == steps - 1
+        new_parent, new_tok, new_score, new_img = [], [], [], []
+        for g, img in enumerate(imgs):
+            beam_finished: list[Hypothesis] = []
+            beam_live = 0
+            for idx, val in zip(top[g], top_val[g], strict=True):
+                if not np.isfinite(val):
+                    continue  # fewer than K possible continuations
+                if idx >= K * V:
+                    beam_finished.append(kept_finished[img][idx - K * V])
+                    continue
+                parent, tok = first_row[g] + idx // V, int(idx % V)
+                if tok == special.end:
+                    beam_finished.append(Hypothesis(tokens[parent].tolist(), float(val), True, alphas[parent]))
+                else:
+                    beam_live += 1
+                    new_parent.append(parent)
+                    new_tok.append(tok)
+                    new_score.append(val)
+                    new_img.append(img)
+                    if last:  # cut at max_len + 1 words: taken as it is
+                        beam_finished.append(Hypothesis(
+                            [*tokens[parent].tolist(), tok], float(val), False,
+                            np.concatenate([alphas[parent], alpha[parent][None]]),
+                        ))
+            kept_finished[img] = beam_finished
+            if beam_live == 0 or last:
+                result[img] = max(beam_finished, key=lambda hyp: hyp.score(options.length_alpha))
+        keep = [i for i, img in enumerate(new_img) if result[img] is None]
+        if not keep:
             break
-        parent, tok = parent[live], tok[live]
-        new_row_img = img_of[live]
+        parent = np.asarray(new_parent)[keep]
+        new_row_img = np.asarray(new_img)[keep]
         h, c = h[parent], c[parent]
-        words, scores = tok, new_score[live]
-        tokens = np.concatenate([tokens[parent], tok[:, None]], axis=1)
+        words = np.asarray(new_tok, dtype=np.int64)[keep]
+        scores = np.asarray(new_score, dtype=np.float64)[keep]
+        tokens = np.concatenate([tokens[parent], words[:, None]], axis=1)
         alphas = np.concatenate([alphas[parent], alpha[parent][:, None, :].astype(np.float32)], axis=1)
         if not np.array_equal(new_row_img, row_img):
             feats_rows, proj_rows = features[new_row_img], att_proj[new_row_img]
         row_img = new_row_img
-
-    return [max(hyps, key=lambda hyp: hyp.score) for hyps in finished]
+    return result  # type: ignore[return-value]  # every image gets its result by the last step
 
 
 def greedy_search(
@@ -174,16 +201,16 @@ def greedy_search(
     c: np.ndarray,
     att_proj: np.ndarray,
     options: BeamOptions,
-    special: SpecialIds = SpecialIds(),
+    special: SpecialIds = DEFAULT_SPECIAL,
 ) -> list[list[int]]:
-    """Arg-max decoding under the same emission rules: what beam search with ``beam_size=1`` must return."""
+    """Arg-max decoding under the same rules: what ``beam_search`` with ``beam_size=1`` must return."""
     B = features.shape[0]
     words = np.full(B, special.start, dtype=np.int64)
     out: list[list[int]] = [[] for _ in range(B)]
     done = np.zeros(B, dtype=bool)
-    for t in range(options.max_len + 1):
+    for _ in range(options.max_len + 1):
         log_probs, h, c, _ = step(words, h, c, features, att_proj)
-        lp = mask_log_probs(log_probs.astype(np.float64), t, out, special, options)
+        lp = mask_log_probs(log_probs.astype(np.float64), out, special, options)
         words = lp.argmax(axis=1).astype(np.int64)
         for b in range(B):
             if not done[b]:

@@ -27,7 +27,7 @@ ENCODER_CHUNK = 32  # images per encoder call: bounds peak memory for big batche
 class CaptionOutput:
     caption: str
     words: list[str]
-    score: float  # length-normalised log-probability (mean per token): closer to 0 is more confident
+    score: float  # mean log-probability per token (<end> included): closer to 0 is more confident
     alphas: np.ndarray  # [T, P]: attention over the feature grid for each of the T words
     heatmap_png: bytes | None = None
 
@@ -55,7 +55,8 @@ class Captioner:
 
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.bundle = bundle
-        self.options = options or BeamOptions(max_len=bundle.manifest.decoder.max_len)
+        # min_words=1: never an empty caption (the one way these options differ from training's search rules)
+        self.options = options or BeamOptions(max_len=bundle.manifest.decoder.max_len, min_words=1)
         self.max_pixels = max_pixels
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
@@ -99,5 +100,5 @@ class Captioner:
             for (i, img, _), hyp in zip(decoded, hyps, strict=True):
                 words = [self.bundle.itos[t] for t in hyp.tokens]
                 png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
-                results[i] = CaptionOutput(as_sentence(words), words, hyp.score, hyp.alphas, png)
+                results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png)
         return results  # type: ignore[return-value]  # every slot is filled above

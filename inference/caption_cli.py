@@ -1,0 +1,71 @@
+"""``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--bundle DIR]``: caption image files.
+
+One line per image (``path: caption``), or one JSON object per image with ``--json``. A file that cannot be
+captioned gets its reason on the same line (or ``"error"`` in JSON) and makes the exit status 1.
+With several images, ``--heatmap OUT.png`` writes ``OUT-1.png``, ``OUT-2.png``, … in the order given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMG", help="image files")
+    parser.add_argument("--beam", type=int, default=None, help="beam size (default $CAPTIONBOT_BEAM_SIZE or 3)")
+    parser.add_argument("--heatmap", type=Path, default=None, metavar="OUT.png", help="write attention heatmaps")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image")
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default $CAPTIONBOT_BUNDLE)")
+    parser.add_argument("--variant", default=None, help="fp32, int8 or fp16 (default $CAPTIONBOT_VARIANT)")
+    parser.add_argument("--provider", default=None, help="auto, cpu or cuda (default $CAPTIONBOT_PROVIDER)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0 = its default)")
+
+
+def heatmap_paths(out: Path, n: int) -> list[Path]:
+    return [out] if n == 1 else [out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}") for i in range(n)]
+
+
+def main(args: argparse.Namespace) -> int:
+    from captionbot.formats import BundleError, ImageRejected
+    from captionbot.settings import load_settings
+    from inference.captioner import Captioner
+
+    settings = load_settings()
+    try:
+        captioner = Captioner.load(
+            args.bundle or settings.bundle,
+            variant=args.variant or settings.variant,
+            provider=args.provider or settings.provider,
+            threads=settings.threads if args.threads is None else args.threads,
+        )
+    except (BundleError, FileNotFoundError) as exc:
+        print(f"error: cannot load the model bundle: {exc}")
+        return 2
+    captioner.max_pixels = settings.max_pixels
+    blobs: list[bytes] = []
+    for path in args.images:
+        try:
+            blobs.append(path.read_bytes())
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror or exc}")
+            return 2
+    outputs = captioner.caption_images(blobs, beam_size=args.beam or settings.beam_size, heatmap=bool(args.heatmap))
+    png_paths = heatmap_paths(args.heatmap, len(blobs)) if args.heatmap else []
+    failed = 0
+    for i, (path, out) in enumerate(zip(args.images, outputs, strict=True)):
+        if isinstance(out, ImageRejected):
+            failed += 1
+            record = {"image": str(path), "error": out.code.value, "message": out.user_message}
+            line = f"{path}: {out.user_message}"
+        else:
+            record = {"image": str(path), "caption": out.caption, "words": out.words, "score": round(out.score, 4),
+                      "model_version": captioner.model_version}
+            line = f"{path}: {out.caption}"
+            if out.heatmap_png is not None:
+                png_paths[i].write_bytes(out.heatmap_png)
+                record["heatmap"] = str(png_paths[i])
+                line += f"  [heatmap: {png_paths[i]}]"
+        print(json.dumps(record) if args.json else line)
+    return 1 if failed else 0

@@ -1,0 +1,59 @@
+"""Loading a bundle: hashes are checked, variants and providers are chosen as asked, or a clear error says why."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import onnxruntime as ort
+import pytest
+
+from captionbot import formats
+from captionbot.formats import BundleError
+from inference.bundle import choose_providers, load_bundle
+
+
+@pytest.fixture
+def bundle_copy(caption_bundle, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(caption_bundle, dst)
+    return dst
+
+
+def test_a_tampered_file_is_refused(bundle_copy):
+    with open(bundle_copy / formats.DECODER_STEP_FILE, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(BundleError, match=r"decoder_step\.onnx"):
+        load_bundle(bundle_copy)
+
+
+def test_a_missing_file_or_manifest_is_refused(bundle_copy, tmp_path):
+    (bundle_copy / formats.VOCAB_FILE).unlink()
+    with pytest.raises(BundleError, match=r"vocab\.json"):
+        load_bundle(bundle_copy)
+    with pytest.raises(BundleError, match="not a model bundle"):
+        load_bundle(tmp_path / "nowhere")
+
+
+def test_variants(caption_bundle):
+    manifest = formats.Manifest.from_json((caption_bundle / formats.MANIFEST_FILE).read_text())
+    for name in manifest.variants:
+        b = load_bundle(caption_bundle, variant=name, provider="cpu")
+        assert b.model_version.endswith(f"+{name}")
+    with pytest.raises(BundleError, match="no 'fp8' variant"):
+        load_bundle(caption_bundle, variant="fp8")
+
+
+def test_provider_choice(caption_bundle, caplog):
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    assert choose_providers("cpu") == ["CPUExecutionProvider"]
+    with caplog.at_level(logging.WARNING):
+        chosen = choose_providers("cuda")
+    assert chosen[0] == ("CUDAExecutionProvider" if has_cuda else "CPUExecutionProvider")
+    if not has_cuda:
+        assert "CUDA was asked for" in caplog.text
+    with pytest.raises(ValueError):
+        choose_providers("tpu")
+    b = load_bundle(caption_bundle, provider="cpu", threads=1)
+    assert b.encoder.get_providers() == ["CPUExecutionProvider"]
+    assert b.encoder.get_session_options().intra_op_num_threads == 1

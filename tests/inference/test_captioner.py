@@ -1,0 +1,64 @@
+"""The runtime as the worker uses it: a batch of uploads in, a caption (or a clear refusal) per upload out."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captionbot.formats import ErrorCode, ImageRejected
+from export.tiny import synthetic_images
+from inference.captioner import Captioner, CaptionOutput
+
+
+@pytest.fixture(scope="module")
+def captioner(caption_bundle) -> Captioner:
+    return Captioner.load(caption_bundle, provider="cpu", threads=1)
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_bad_image_never_fails_the_batch(captioner):
+    good = synthetic_images(3)
+    bomb = png(Image.new("L", (8, 8)))[:16] + b"\0" * 8  # header cut short
+    batch = [good[0], b"GIF89a not really", good[1], bomb, good[2]]
+    out = captioner.caption_images(batch, beam_size=3)
+    assert len(out) == len(batch)
+    assert isinstance(out[1], ImageRejected) and out[1].code in (ErrorCode.NOT_AN_IMAGE, ErrorCode.TRUNCATED)
+    assert isinstance(out[3], ImageRejected)
+    for o in (out[0], out[2], out[4]):
+        assert isinstance(o, CaptionOutput)
+        assert o.words and o.caption[0].isupper() and o.caption.endswith(".")
+        assert "<unk>" not in o.words and "<end>" not in o.words
+        assert o.alphas.shape == (len(o.words), int(np.prod(captioner.grid)))
+        assert np.allclose(o.alphas.sum(axis=1), 1.0, atol=1e-3)  # attention is a distribution per word
+        assert o.score < 0 and o.heatmap_png is None
+
+
+def test_a_caption_does_not_depend_on_the_rest_of_the_batch(captioner):
+    images = synthetic_images(4)
+    alone = [captioner.caption_images([img])[0] for img in images]
+    together = captioner.caption_images(images)
+    assert [a.words for a in alone] == [t.words for t in together]
+
+
+def test_heatmap_when_asked(captioner):
+    out = captioner.caption_images(synthetic_images(1), beam_size=1, heatmap=True)[0]
+    assert isinstance(out, CaptionOutput)
+    assert Image.open(io.BytesIO(out.heatmap_png)).format == "PNG"
+
+
+def test_only_refusals_means_no_model_call(captioner):
+    out = captioner.caption_images([b"", b"\x89PNG\r\n\x1a\n"])
+    assert all(isinstance(o, ImageRejected) for o in out)
+    assert captioner.caption_images([]) == []
+
+
+def test_model_version_names_the_bundle(captioner):
+    assert captioner.model_version
