@@ -5,6 +5,8 @@ included). Its captions are word salad; everything else (shapes, graphs, hashes,
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 from pathlib import Path
 
@@ -42,7 +44,14 @@ def synthetic_images(n: int = 4, size: int = 96, seed: int = 0) -> list[bytes]:
 
 
 def make_tiny_model(seed: int = 0, max_len: int = 8) -> tuple[Captioner, list[str]]:
-    """The real Captioner with random weights, adjusted so that its captions depend on the image."""
+    """The real Captioner with random weights, adjusted so that its captions depend on the image (a fresh copy
+    each call; building one costs seconds, so it is built once per process)."""
+    model, itos = _tiny_model(seed, max_len)
+    return copy.deepcopy(model), list(itos)
+
+
+@functools.lru_cache(maxsize=2)
+def _tiny_model(seed: int, max_len: int) -> tuple[Captioner, list[str]]:
     torch.manual_seed(seed)
     itos = [*SPECIAL_TOKENS, *TINY_WORDS]
     cfg = DecoderConfig(vocab_size=len(itos), embed_dim=32, hidden_dim=48, attention_dim=24, dropout=0.0,
