@@ -56,6 +56,15 @@ async def test_a_gateway_disconnect_during_the_burst_is_resumed_and_every_photo_
     assert standin.gateway.resumes >= 1 and standin.gateway.identifies == 1, "resumed, not a fresh session"
 
 
+async def test_when_discord_asks_the_bot_to_reconnect_it_resumes_without_missing_a_photo(
+        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+    await turn_on(standin, "alt-text")
+    await standin.gateway.request_reconnect()  # op 7, as Discord sends before moving a session
+    posted = await post_burst(standin, photos, 0, 4)
+    await assert_each_answered_once(standin, posted)
+    assert standin.gateway.resumes == 1 and standin.gateway.identifies == 1
+
+
 def worker_command(caption_bundle: Path | None) -> list[str]:
     cmd = [sys.executable, "-m", "captionbot.cli", "worker", "--batch-size", "2", "--name", "doomed-worker"]
     if caption_bundle is not None:

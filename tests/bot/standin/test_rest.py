@@ -58,3 +58,17 @@ async def test_the_page_posts_an_upload_into_a_channel() -> None:
                 assert await resp.read() == b"\x89PNG fake", "the CDN serves what was uploaded"
     finally:
         await standin.stop()
+
+
+async def test_faults_can_be_injected_over_http_for_manual_trials() -> None:
+    standin = StandIn()
+    await standin.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            body = {"rate_limit": {"route": "POST /channels/{channel_id}/messages", "times": 2, "retry_after": 1},
+                    "slow_cdn": 0.5, "disconnect": True}
+            async with http.post(f"{standin.base_url}/_standin/faults", json=body) as resp:
+                assert (await resp.json()) == {"ok": True, "disconnected": 0}
+        assert standin.faults.rest[0].times == 2 and standin.faults.cdn_chunk_delay_s == 0.5
+    finally:
+        await standin.stop()
