@@ -49,6 +49,11 @@ def main(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         log.error("%s", exc)
         return 2
+    from captionbot.queue.connection import is_embedded
+
+    if is_embedded(settings):
+        log.warning("CAPTIONBOT_REDIS_URL is not set: serving an in-process queue that no bot can reach "
+                    "(use `captionbot run` for bot and worker in one process)")
     return asyncio.run(serve_until_signalled(settings, captioner, args.name))
 
 

@@ -38,10 +38,11 @@ def embedded_server() -> fakeredis.FakeServer:
 
 async def connect_redis(settings: Settings) -> Redis:
     """A ``redis.asyncio.Redis`` for the queue (bytes in, bytes out). Does not wait for the server to be up."""
-    if settings.redis_url is None:
+    if is_embedded(settings):
         return fake_aioredis.FakeRedis(server=embedded_server())
+    assert settings.redis_url is not None
     return Redis.from_url(
-        settings.redis_url.get_secret_value(),  # password and TLS (rediss://) come in the URL
+        settings.redis_url.get_secret_value().strip(),  # password and TLS (rediss://) come in the URL
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=8),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
@@ -51,9 +52,14 @@ async def connect_redis(settings: Settings) -> Redis:
     )
 
 
+def is_embedded(settings: Settings) -> bool:
+    """No Redis URL configured (unset or empty, as in a .env with ``CAPTIONBOT_REDIS_URL=``)."""
+    return settings.redis_url is None or not settings.redis_url.get_secret_value().strip()
+
+
 def describe(settings: Settings) -> str:
     """Where the queue lives, for logs: host and port only, never the password."""
-    if settings.redis_url is None:
+    if is_embedded(settings):
         return "embedded in-process queue"
     parts = urlsplit(settings.redis_url.get_secret_value())
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
