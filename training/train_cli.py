@@ -78,6 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     from training.sources import DataSource
     from training.train import TrainConfig, train
@@ -110,6 +111,7 @@ def main(args: argparse.Namespace) -> int:
         max_steps_per_epoch=args.max_steps_per_epoch, progress=not args.no_progress,
     )
     result = train(cfg, sources)
-    log.info("done: best validation CIDEr %.4f at epoch %d; checkpoints in %s", result.best_score, result.best_epoch,
-             args.out)
+    if int(os.environ.get("RANK", "0")) == 0:
+        log.info("done: best validation CIDEr %.4f at epoch %d; checkpoints in %s", result.best_score,
+                 result.best_epoch, args.out)
     return 0
