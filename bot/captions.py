@@ -56,12 +56,12 @@ class Captions(commands.Cog):
         """Check, download, probe and caption one attachment. Never raises: refusals become an Outcome."""
         settings = self.s.config.settings
         try:
-            check_metadata(att.content_type, att.size, settings.max_image_bytes)
+            check_metadata(att.content_type, att.size, settings.max_image_bytes, att.filename)
             data = await download(self.s.http, att.url, allowed_origins=self.s.config.cdn_origins,
                                   max_bytes=settings.max_image_bytes, timeout_s=self.s.config.download_timeout_s)
             await asyncio.to_thread(probe_image, data, settings.max_pixels)
-            result = await self.s.client.caption(  # type: ignore[attr-defined]
-                data, beam_size=beam or settings.beam_size, heatmap=heatmap, context=context)
+            result = await self.s.client.caption(data, beam_size=beam or settings.beam_size, heatmap=heatmap,
+                                                 context=context)
         except ImageRejected as exc:
             log.info("image %s refused: %s", att.filename, exc)
             return Outcome(att.filename, error=exc.code)
@@ -97,7 +97,7 @@ class Captions(commands.Cog):
     async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool = False,
                       beam: app_commands.Range[int, 1, 8] | None = None) -> None:
         try:
-            check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes)
+            check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes, image.filename)
         except ImageRejected as exc:
             log.info("/caption refused %s: %s", image.filename, exc)
             return await answer_privately(interaction, exc.user_message)
@@ -128,6 +128,11 @@ class Captions(commands.Cog):
             await answer(interaction, caption_text(outcomes))
         else:
             await answer_privately(interaction, caption_text(outcomes))
+
+    async def cog_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
+        log.error("%s failed", interaction.command and interaction.command.name, exc_info=error)
+        await answer_privately(interaction, USER_MESSAGES[ErrorCode.INTERNAL])
 
     # -- automatic alt text ----------------------------------------------------------------------------------
 

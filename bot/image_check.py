@@ -9,6 +9,7 @@ entropy-coded stream at 1/8 of the pixels), GIF and WebP by decoding the first f
 from __future__ import annotations
 
 import io
+import mimetypes
 from dataclasses import dataclass
 
 from PIL import Image
@@ -26,9 +27,9 @@ class ImageInfo:
     height: int
 
 
-def check_metadata(content_type: str | None, size: int, max_bytes: int) -> None:
-    """Refuse from the attachment's metadata alone: declared type and size."""
-    ctype = (content_type or "").split(";")[0].strip().lower()
+def check_metadata(content_type: str | None, size: int, max_bytes: int, filename: str = "") -> None:
+    """Refuse from the attachment's metadata alone: declared type (else the file name's) and size."""
+    ctype = (content_type or mimetypes.guess_type(filename)[0] or "").split(";")[0].strip().lower()
     if not ctype.startswith("image/"):
         raise ImageRejected(ErrorCode.NOT_AN_IMAGE, f"content type {content_type!r}")
     if ctype not in ACCEPTED_CONTENT_TYPES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from discord.ext import commands
@@ -18,6 +19,9 @@ from bot.channel_settings import SettingsStore
 from bot.config import BotConfig
 from bot.rate_limit import CaptionRateLimits
 
+if TYPE_CHECKING:
+    from captionbot.queue.client import CaptionClient
+
 log = logging.getLogger(__name__)
 ATTR = "captionbot_services"
 
@@ -26,7 +30,7 @@ ATTR = "captionbot_services"
 class Services:
     config: BotConfig
     redis: Redis
-    client: object  # captionbot.queue.client.CaptionClient (imported lazily: the queue may live elsewhere)
+    client: CaptionClient
     store: SettingsStore
     limits: CaptionRateLimits
     http: aiohttp.ClientSession
@@ -45,7 +49,7 @@ class Services:
                    http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.download_timeout_s)))
 
     async def close(self) -> None:
-        await self.client.close()  # type: ignore[attr-defined]
+        await self.client.close()
         await self.http.close()
         await self.redis.aclose()
 

@@ -52,11 +52,16 @@ class Stats(commands.Cog):
         if not await defer(interaction, ephemeral=True):
             return
         try:
-            stats = await self.s.client.stats()  # type: ignore[attr-defined]
+            stats = await self.s.client.stats()
         except Exception:
             log.exception("stats failed")
             return await answer_privately(interaction, "Sorry, I could not read the queue's statistics just now.")
         await interaction.followup.send(format_stats(stats), ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def cog_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
+        log.error("%s failed", interaction.command and interaction.command.name, exc_info=error)
+        await answer_privately(interaction, "Sorry, something went wrong on my side.")
 
     @app_commands.command(name="help", description="What this bot does and how to use it")
     async def help(self, interaction: discord.Interaction) -> None:

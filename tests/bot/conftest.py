@@ -15,10 +15,10 @@ from pathlib import Path
 import discord.gateway
 import discord.http
 import pytest
+from bot_story import BotUnderTest
 from PIL import Image
 
 from bot.config import DISCORD_CDN_ORIGINS, BotConfig
-from bot.runner import CaptionBot
 from bot.standin import StandIn, point_discord_at
 from bot.standin.server import FileToPost
 from captionbot.settings import Settings, load_settings
@@ -68,38 +68,6 @@ async def worker(settings: Settings, captioner: object) -> AsyncIterator[object]
     yield w
     stop.set()
     await asyncio.wait_for(task, 15)
-
-
-class BotUnderTest:
-    """Starts, stops and restarts the real bot against the stand-in."""
-
-    def __init__(self, standin: StandIn, config: BotConfig) -> None:
-        self.standin = standin
-        self.config = config
-        self.bot: CaptionBot | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, alt_text: bool = True) -> CaptionBot:
-        self.bot = CaptionBot(self.config, alt_text=alt_text, guild_ready_timeout=0.05)
-        self._task = asyncio.create_task(self.bot.start(self.standin.token))
-        ready = asyncio.create_task(self.bot.wait_until_ready())
-        await asyncio.wait([ready, self._task], timeout=15, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
-            ready.cancel()
-            await self.bot.close()
-            self._task.result() if self._task.done() else None  # raise the start-up error, if there was one
-            raise AssertionError("the bot did not become ready")
-        return self.bot
-
-    async def stop(self) -> None:
-        if self.bot is not None:
-            await self.bot.close()
-            await asyncio.wait_for(asyncio.gather(self._task, return_exceptions=True), 10)
-            self.bot = None
-
-    async def restart(self) -> CaptionBot:
-        await self.stop()
-        return await self.start()
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot_story import quiet, replies, turn_on
+from bot_story import BotUnderTest, quiet, replies, turn_on
 
 from bot.standin import StandIn
 from bot.standin.server import FileToPost
 
 
-async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: StandIn, bot: object,
+async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: StandIn, bot: BotUnderTest,
                                                                       photos: list[FileToPost]) -> None:
     from bot_story import answered
 
@@ -22,7 +22,7 @@ async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: S
 
 
 async def test_moderator_turns_it_on_for_a_channel_and_a_photo_there_gets_one_description(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     confirmation = await turn_on(standin, "alt-text")
     assert confirmation.ephemeral and "**on**" in confirmation.content
 
@@ -37,15 +37,16 @@ async def test_moderator_turns_it_on_for_a_channel_and_a_photo_there_gets_one_de
     assert len(standin.replies_to(posted)) == 1
 
 
-async def test_the_setting_survives_a_bot_restart(standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+async def test_the_setting_survives_a_bot_restart(standin: StandIn, bot: BotUnderTest,
+                                                  photos: list[FileToPost]) -> None:
     await turn_on(standin, "gallery")
-    await bot.restart()  # type: ignore[attr-defined]
+    await bot.restart()
     posted = await standin.post_message("gallery", "bob", files=[photos[2]])
     [reply] = await replies(standin, posted)
     assert reply.content.startswith("Image description: ")
 
 
-async def test_a_channel_keeper_may_switch_one_channel_but_not_the_server(standin: StandIn, bot: object) -> None:
+async def test_a_channel_keeper_may_switch_one_channel_but_not_the_server(standin: StandIn, bot: BotUnderTest) -> None:
     from bot_story import answered
 
     whole_server = await answered(standin, await standin.slash("general", "keeper", "alttext on"))
@@ -58,7 +59,7 @@ async def test_a_channel_keeper_may_switch_one_channel_but_not_the_server(standi
 
 
 async def test_images_that_already_have_alt_text_are_left_alone_unless_asked(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     described = FileToPost(photos[3].filename, photos[3].data, "image/jpeg", description="My dog on the beach")
     posted = await standin.post_message("alt-text", "alice", files=[described])
@@ -70,7 +71,7 @@ async def test_images_that_already_have_alt_text_are_left_alone_unless_asked(
     assert len(await replies(standin, posted)) == 1
 
 
-async def test_the_bot_never_answers_bots(standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+async def test_the_bot_never_answers_bots(standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     posted = await standin.post_message("alt-text", "otherbot", files=[photos[4]])
     await quiet(standin)
@@ -82,13 +83,13 @@ async def test_the_bot_never_answers_bots(standin: StandIn, bot: object, photos:
     assert [s.kind for s in standin.sent if s.kind == "message"] == ["message"]
 
 
-async def test_a_message_delivered_twice_is_described_once(standin: StandIn, bot: object,
+async def test_a_message_delivered_twice_is_described_once(standin: StandIn, bot: BotUnderTest,
                                                            photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     posted = await standin.post_message("alt-text", "alice", files=[photos[6]])
     await replies(standin, posted)
     await standin.gateway.dispatch_message(posted)  # Discord may deliver an event again (e.g. around a RESUME)
-    await bot.restart()  # type: ignore[attr-defined]
+    await bot.restart()
     await standin.gateway.dispatch_message(posted)
     await quiet(standin)
     assert len(standin.replies_to(posted)) == 1

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bot_story import quiet, turn_on
+from bot_story import BotUnderTest, quiet, turn_on
 from redis.asyncio import Redis
 
 from bot.standin import StandIn
@@ -35,7 +35,7 @@ async def assert_each_answered_once(standin: StandIn, posted: list[Message], tim
 
 
 async def test_twenty_photos_get_twenty_replies_through_rate_limits_and_server_errors(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     # A 502 first (discord.py waits 1 + 2 x attempt seconds before retrying a 5xx), then three 429s.
     standin.faults.server_error("POST /channels/{channel_id}/messages", times=1, status=502)
@@ -47,7 +47,7 @@ async def test_twenty_photos_get_twenty_replies_through_rate_limits_and_server_e
 
 
 async def test_a_gateway_disconnect_during_the_burst_is_resumed_and_every_photo_answered(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     first = await post_burst(standin, photos, 0, BURST // 2)
     assert await standin.disconnect_bot() == 1
@@ -57,7 +57,7 @@ async def test_a_gateway_disconnect_during_the_burst_is_resumed_and_every_photo_
 
 
 async def test_when_discord_asks_the_bot_to_reconnect_it_resumes_without_missing_a_photo(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     await standin.gateway.request_reconnect()  # op 7, as Discord sends before moving a session
     posted = await post_burst(standin, photos, 0, 4)
@@ -73,7 +73,7 @@ def worker_command(caption_bundle: Path | None) -> list[str]:
 
 
 async def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(
-        standin: StandIn, make_bot: object, settings: Settings, captioner: object, photos: list[FileToPost],
+        standin: StandIn, make_bot: BotUnderTest, settings: Settings, captioner: object, photos: list[FileToPost],
         request: pytest.FixtureRequest) -> None:
     from inference.worker import Worker
 
@@ -88,7 +88,7 @@ async def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(
     rescuer: asyncio.Task[None] | None = None
     redis = Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
     try:
-        await make_bot().start()  # type: ignore[operator]
+        await make_bot().start()
         await turn_on(standin, "alt-text")
         posted = await post_burst(standin, photos)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot_story import answered, quiet, replies, turn_on
+import pytest
+from bot_story import BotUnderTest, answered, quiet, replies, turn_on
 
 from bot.standin import StandIn
 from bot.standin.server import FileToPost
@@ -13,7 +14,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 async def test_caption_with_heatmap_is_deferred_then_answered_with_a_png(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     asked = await standin.slash("general", "alice", "caption", image=photos[0], heatmap=True)
     answer = await answered(standin, asked)
 
@@ -27,7 +28,7 @@ async def test_caption_with_heatmap_is_deferred_then_answered_with_a_png(
 
 
 async def test_describe_image_on_a_message_with_three_photos_gives_three_captions_in_one_answer(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     posted = await standin.post_message("general", "bob", "our trip", files=photos[:3])
     asked = await standin.context_menu("general", "alice", "Describe image", posted)
     answer = await answered(standin, asked)
@@ -40,7 +41,7 @@ async def test_describe_image_on_a_message_with_three_photos_gives_three_caption
 
 
 async def test_bad_files_get_a_clear_private_message_and_the_bot_keeps_serving(
-        standin: StandIn, bot: object, photos: list[FileToPost], oversized_photo: FileToPost) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost], oversized_photo: FileToPost) -> None:
     truncated = FileToPost("cut.jpg", photos[1].data[: len(photos[1].data) // 2], "image/jpeg")
     renamed_pdf = FileToPost("photo.png", b"%PDF-1.4\n" + b"0" * 2000, "image/png")
     text_file = FileToPost("notes.txt", b"just some words", "text/plain")
@@ -56,7 +57,7 @@ async def test_bad_files_get_a_clear_private_message_and_the_bot_keeps_serving(
 
 
 async def test_a_broken_photo_in_an_alt_text_channel_gets_a_clear_reply(
-        standin: StandIn, bot: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
     await turn_on(standin, "alt-text")
     truncated = FileToPost("cut.jpg", photos[1].data[: len(photos[1].data) // 3], "image/jpeg")
     posted = await standin.post_message("alt-text", "alice", files=[truncated])
@@ -64,16 +65,16 @@ async def test_a_broken_photo_in_an_alt_text_channel_gets_a_clear_reply(
     assert reply.content == USER_MESSAGES[ErrorCode.TRUNCATED]
 
 
-async def test_files_are_only_fetched_from_discords_cdn(standin: StandIn, bot: object,
+async def test_files_are_only_fetched_from_discords_cdn(standin: StandIn, bot: BotUnderTest,
                                                         photos: list[FileToPost]) -> None:
     elsewhere = FileToPost("dog.jpg", photos[0].data, "image/jpeg", url="http://198.51.100.7/dog.jpg")
     answer = await answered(standin, await standin.slash("general", "alice", "caption", image=elsewhere))
     assert answer.content == USER_MESSAGES[ErrorCode.DOWNLOAD_FAILED] and answer.ephemeral
 
 
-async def test_a_download_that_crawls_is_given_up_with_a_message(standin: StandIn, make_bot: object,
+async def test_a_download_that_crawls_is_given_up_with_a_message(standin: StandIn, make_bot: BotUnderTest,
                                                                    worker: object, photos: list[FileToPost]) -> None:
-    await make_bot(download_timeout_s=0.5).start()  # type: ignore[operator]
+    await make_bot(download_timeout_s=0.5).start()
     standin.faults.slow_cdn(0.4)  # 16 KiB every 0.4 s
     answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
     assert answer.content == USER_MESSAGES[ErrorCode.DOWNLOAD_FAILED]
@@ -82,9 +83,9 @@ async def test_a_download_that_crawls_is_given_up_with_a_message(standin: StandI
     assert again.content.startswith("Image description: ")
 
 
-async def test_someone_asking_too_fast_is_told_to_wait(standin: StandIn, make_bot: object, worker: object,
+async def test_someone_asking_too_fast_is_told_to_wait(standin: StandIn, make_bot: BotUnderTest, worker: object,
                                                        photos: list[FileToPost]) -> None:
-    await make_bot(user_limit=2).start()  # type: ignore[operator]
+    await make_bot(user_limit=2).start()
     answers = [await answered(standin, await standin.slash("general", "alice", "caption", image=p))
                for p in photos[:3]]
     assert [a.content.startswith("Image description: ") for a in answers] == [True, True, False]
@@ -93,8 +94,8 @@ async def test_someone_asking_too_fast_is_told_to_wait(standin: StandIn, make_bo
     assert other.content.startswith("Image description: "), "the limit is per person"
 
 
-async def test_missing_permissions_are_logged_not_fatal(standin: StandIn, bot: object, photos: list[FileToPost],
-                                                        caplog: object) -> None:
+async def test_missing_permissions_are_logged_not_fatal(standin: StandIn, bot: BotUnderTest, photos: list[FileToPost],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     await turn_on(standin, "alt-text", heatmap=True)
     await turn_on(standin, "gallery")
     standin.world.channel("alt-text").bot_denied = ATTACH_FILES
@@ -108,7 +109,7 @@ async def test_missing_permissions_are_logged_not_fatal(standin: StandIn, bot: o
     await quiet(standin)
     assert standin.replies_to(no_send) == []
     assert any(s.status == 403 for s in standin.sent)
-    assert "cannot reply in channel" in caplog.text  # type: ignore[attr-defined]
+    assert "cannot reply in channel" in caplog.text
 
     standin.world.channel("alt-text").bot_denied = 0
     later = await standin.post_message("alt-text", "bob", files=[photos[2]])
@@ -117,9 +118,9 @@ async def test_missing_permissions_are_logged_not_fatal(standin: StandIn, bot: o
 
 
 async def test_without_the_message_content_intent_posted_photos_are_invisible(
-        standin: StandIn, make_bot: object, worker: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, make_bot: BotUnderTest, worker: object, photos: list[FileToPost]) -> None:
     """Why alt-text automation needs the privileged intent (docs/bot.md): Discord strips the attachments."""
-    await make_bot().start(alt_text=False)  # type: ignore[operator]
+    await make_bot().start(alt_text=False)
     await turn_on(standin, "alt-text")
     posted = await standin.post_message("alt-text", "alice", files=[photos[0]])
     await quiet(standin)

@@ -60,3 +60,4 @@ def test_metadata_alone_refuses_wrong_types_and_sizes(ctype: str | None, size: i
         check_metadata(ctype, size, max_bytes=1_000)
     assert err.value.code == code
     check_metadata("image/jpeg", 1_000, max_bytes=1_000)
+    check_metadata(None, 1_000, max_bytes=1_000, filename="cat.webp")  # no declared type: the name's

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot_story import answered
+from bot_story import BotUnderTest, answered
 
 from bot.standin import StandIn
 from bot.standin.server import FileToPost
 
 
-async def test_stats_show_the_queue_the_latency_and_the_model(standin: StandIn, bot: object, worker: object,
+async def test_stats_show_the_queue_the_latency_and_the_model(standin: StandIn, bot: BotUnderTest, worker: object,
                                                              photos: list[FileToPost]) -> None:
     await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
     stats = await answered(standin, await standin.slash("general", "alice", "captionbot stats"))
@@ -20,7 +20,7 @@ async def test_stats_show_the_queue_the_latency_and_the_model(standin: StandIn, 
     assert lines[2] == f"Model: {version}" and lines[3] == "Workers: 1"
 
 
-async def test_help_explains_the_commands_privately(standin: StandIn, bot: object) -> None:
+async def test_help_explains_the_commands_privately(standin: StandIn, bot: BotUnderTest) -> None:
     help_ = await answered(standin, await standin.slash("general", "bob", "help"))
     assert help_.kind == "interaction_message" and help_.ephemeral
     for command in ("/caption", "Describe image", "/alttext", "/captionbot stats"):

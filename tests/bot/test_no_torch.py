@@ -1,0 +1,17 @@
+"""The bot process stays light: none of its modules (nor the queue client it uses) loads torch or onnxruntime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+MODULES = ["bot.runner", "bot.captions", "bot.alttext", "bot.stats", "bot.services", "bot.standin", "bot.bot_cli",
+           "bot.run_cli", "bot.standin_cli", "captionbot.queue.client"]
+
+
+def test_bot_modules_import_neither_torch_nor_onnxruntime() -> None:
+    code = (f"import sys, importlib; [importlib.import_module(m) for m in {MODULES!r}]; "
+            "print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
