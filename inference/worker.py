@@ -36,7 +36,8 @@ HEARTBEAT_S = 2.0
 class CaptionModel(Protocol):
     """What the worker needs from a model (``inference.captioner.Captioner`` and the test stand-ins)."""
 
-    model_version: str
+    @property
+    def model_version(self) -> str: ...
 
     def caption_images(self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False) -> list[Any]: ...
 
@@ -84,6 +85,12 @@ class Worker:
                     self.ready = False
                     await _wait(stop, backoff)
                     backoff = min(backoff * 2, 2.0)
+                except Exception:
+                    # A bug, not bad input (that is answered per job). The batch's jobs stay pending and are
+                    # reclaimed after claim_idle_ms; a job that keeps causing this is dead-lettered by attempts.
+                    log.exception("worker %s: unexpected error serving a batch: continuing", self.name)
+                    await _wait(stop, backoff)
+                    backoff = min(backoff * 2, 2.0)
         finally:
             self.ready = False
             finished.set()
@@ -102,8 +109,10 @@ class Worker:
         for d in batch:
             if d.job is None:
                 await consumer.discard(d)
-            elif d.attempt > self.settings.max_attempts:  # its workers died on it max_attempts times
-                await consumer.dead_letter(d, f"worker lost {d.attempt - 1} times (killed or hung on this job)")
+            elif d.attempt > self.settings.max_attempts:  # its workers died (or hit a bug) on it max_attempts times
+                reason = f"not answered in {d.attempt - 1} deliveries (worker killed, hung or failing)"
+                await consumer.dead_letter(d, reason, attempts_made=d.attempt - 1)
+                self.jobs_answered += 1
             else:
                 runnable.append(d)
         groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)

@@ -156,19 +156,22 @@ class JobConsumer:
                 log.info("job %s was already answered (code %d): not published again", _job_id(d), code)
         return codes
 
-    async def dead_letter(self, d: Delivery, reason: str) -> CaptionResult:
-        """Give up on a job: record it in the dead-letter stream and tell the requester it could not be captioned."""
+    async def dead_letter(self, d: Delivery, reason: str, attempts_made: int | None = None) -> CaptionResult:
+        """Give up on a job: record it in the dead-letter stream and tell the requester it could not be captioned.
+
+        ``attempts_made`` defaults to this delivery's attempt (it was run and failed)."""
         assert d.job is not None
+        attempts = d.attempt if attempts_made is None else attempts_made
         result = CaptionResult(
             job_id=d.job.job_id, ok=False, error=ErrorCode.DEAD_LETTER, detail=reason, worker=self.name,
             latency_ms=(time.time() - d.job.created_at) * 1000, context=d.job.context,
         )
         dead = {k.decode(): v for k, v in d.fields.items()}
-        dead.update(reason=reason, attempts=str(d.attempt), worker=self.name, failed_at=repr(time.time()),
+        dead.update(reason=reason, attempts=str(attempts), worker=self.name, failed_at=repr(time.time()),
                     entry_id=d.entry_id)
         await self._finish(d, result, dead, self.redis)
         metrics.JOBS.labels("dead_letter").inc()
-        log.error("job %s dead-lettered after %d attempts: %s", d.job.job_id, d.attempt, reason)
+        log.error("job %s dead-lettered after %d attempts: %s", d.job.job_id, attempts, reason)
         return result
 
     async def retry(self, d: Delivery) -> None:

@@ -104,3 +104,34 @@ async def test_worker_with_the_real_model_captions_images_and_refuses_non_images
     assert with_map.ok and with_map.heatmap_png and with_map.heatmap_png.startswith(b"\x89PNG")
     assert bad.ok is False and bad.error in {ErrorCode.NOT_AN_IMAGE, ErrorCode.TRUNCATED}
     await client.close()
+
+
+async def test_an_unreadable_entry_is_set_aside_and_the_worker_keeps_serving(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    await client.redis.xadd(settings.stream, {"something": "else"})  # not a caption job
+    async with running_worker(settings):
+        result = await client.caption(photo(1))
+    assert result.ok
+    dead = await client.redis.xrange(f"{settings.stream}:dead")
+    assert len(dead) == 1 and dead[0][1][b"reason"].startswith(b"unreadable job")
+    assert await client.redis.xlen(settings.stream) == 0
+    await client.close()
+
+
+class _BrokenOnMark(NullCaptioner):
+    """A model with a bug on marked images: it returns no output for them (the worker cannot answer them)."""
+
+    def caption_images(self, images, beam_size=3, heatmap=False):  # type: ignore[no-untyped-def]
+        if any(b"<bug>" in img for img in images):
+            return []
+        return super().caption_images(images, beam_size, heatmap)
+
+
+async def test_a_job_that_trips_a_worker_bug_is_dead_lettered_and_the_worker_survives(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    async with running_worker(settings, _BrokenOnMark()) as worker:
+        buggy = await client.caption(photo(1) + b"<bug>")
+        fine = await client.caption(photo(2))
+    assert buggy.ok is False and buggy.error is ErrorCode.DEAD_LETTER
+    assert fine.ok and worker.jobs_answered == 2
+    await client.close()
