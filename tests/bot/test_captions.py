@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 from bot_story import BotUnderTest, answered, quiet, replies, turn_on
 
+from bot.config import BotConfig
 from bot.standin import StandIn
 from bot.standin.server import FileToPost
 from bot.standin.world import ATTACH_FILES, SEND_MESSAGES
 from captionbot.formats import USER_MESSAGES, ErrorCode
+from captionbot.settings import Settings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -127,3 +132,25 @@ async def test_without_the_message_content_intent_posted_photos_are_invisible(
     assert standin.replies_to(posted) == []
     answer = await answered(standin, await standin.context_menu("alt-text", "alice", "Describe image", posted))
     assert answer.content.startswith("Image description: "), "commands still work without the intent"
+
+
+async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], bot_config: BotConfig, settings: Settings,
+        captioner: object, photos: list[FileToPost]) -> None:
+    from inference.worker import Worker
+
+    full_at_one = bot_config.settings.model_copy(update={"queue_maxlen": 1})
+    await make_bot(settings=full_at_one).start()  # no worker yet: the first job waits in the queue
+    waiting = await standin.slash("general", "alice", "caption", image=photos[0])
+    await standin.wait_for(lambda sent: any(s.kind == "defer" and s.interaction_id == waiting.id for s in sent))
+    busy = await answered(standin, await standin.slash("general", "bob", "caption", image=photos[1]))
+    assert busy.content == USER_MESSAGES[ErrorCode.BUSY] and busy.ephemeral
+
+    stop = asyncio.Event()
+    serving = asyncio.create_task(Worker(settings, captioner, name="late-worker").serve(stop))  # type: ignore[arg-type]
+    try:
+        first = await answered(standin, waiting)
+        assert first.content.startswith("Image description: "), "the queued job was kept and answered"
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)
