@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ class Batch:
     features: torch.Tensor  # [B, P, C] float32
     captions: torch.Tensor  # [B, T] int64: <start> w1 … wn <end> (<pad>)
     lengths: torch.Tensor  # [B] tokens incl. <start>/<end>, sorted descending
+    images: list[Path]  # [B] the image of each caption (for fine-tuning the encoder on pixels)
 
     @property
     def size(self) -> int:
@@ -56,6 +58,7 @@ class CaptionFeatureDataset:
         self.cache = cache
         self.flipped = flipped
         rows, tokens, tokens_flipped, skipped = [], [], [], 0
+        self.paths: list[Path] = []
         for item in images:
             for text in item.captions:
                 words = tokenize(text)
@@ -63,6 +66,7 @@ class CaptionFeatureDataset:
                     skipped += 1
                     continue
                 rows.append(cache.index[item.image_id])
+                self.paths.append(item.path)
                 tokens.append(vocab.encode(words, max_len))
                 tokens_flipped.append(vocab.encode([FLIP_WORDS.get(w, w) for w in words], max_len))
         if skipped:
@@ -99,6 +103,7 @@ class CaptionFeatureDataset:
             features=torch.from_numpy(np.asarray(feats)).float(),
             captions=torch.from_numpy(tokens),
             lengths=torch.from_numpy(self.lengths[idx].copy()),
+            images=[self.paths[i] for i in idx],
         )
 
 

@@ -77,13 +77,19 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _evaluate_checkpoint(args: argparse.Namespace, images: list, metrics: tuple[str, ...]):
-    from training.checkpoint import load_captioner
+    import tempfile
+
+    from training.checkpoint import load_captioner, load_checkpoint
     from training.evaluate import evaluate_images
     from training.features import FeatureCache
 
     model, vocab = load_captioner(args.model)
-    # the encoder is frozen in every checkpoint this trainer writes, so cached features are the model's own
-    cache = FeatureCache.build(args.cache_dir / model.encoder.arch, [im.path for im in images], arch=model.encoder.arch)
+    arch, paths = model.encoder.arch, [im.path for im in images]
+    if load_checkpoint(args.model).get("encoder_fine_tuned"):  # its own encoder weights: features of its own
+        cache = FeatureCache.build(Path(tempfile.mkdtemp()) / arch, paths, arch=arch, encoder=model.encoder,
+                                   engine="torch")
+    else:  # frozen pretrained encoder: the shared cache holds exactly its features
+        cache = FeatureCache.build(args.cache_dir / arch, paths, arch=arch)
     return evaluate_images(model.decoder, cache.get, images, vocab, args.beam, metrics, split=args.split,
                            no_repeat=args.no_repeat, progress=True)
 

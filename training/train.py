@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,13 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from inference.preprocess import decode_image, to_array
 from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from training.data import PAD, CaptionedImage, Vocab, tokenize
 from training.dataset import Batch, CaptionFeatureDataset, LengthBucketBatches
 from training.evaluate import evaluate_images
 from training.features import FeatureCache
-from training.model import Captioner, DecoderConfig, doubly_stochastic_penalty
+from training.model import Captioner, DecoderConfig, Encoder, doubly_stochastic_penalty
 from training.sources import DataSource, read_sources
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class TrainConfig:
     bf16: bool = False
     scheduled_sampling: float = 0.0  # final probability of feeding the model its own word; ramps up from 0
     flip_augment: bool = False
+    fine_tune_blocks: int = 0  # >0: unfreeze the encoder's top blocks and train on pixels (slow on CPU)
+    encoder_lr_scale: float = 0.1  # encoder learning rate = lr x this when fine-tuning
     beam_size: int = 3
     patience: int = 5  # epochs without a better validation CIDEr before stopping
     seed: int = 0
@@ -130,6 +134,14 @@ def init_word_embeddings(decoder: torch.nn.Module, scale: float = 0.1) -> None:
         decoder.embedding.weight.uniform_(-scale, scale)
 
 
+def load_pixels(paths: list[Path], encoder: Encoder) -> list[np.ndarray]:
+    """Decode and preprocess images exactly as the runtime does (``inference.preprocess``)."""
+    size = (encoder.input_size, encoder.input_size)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(
+            lambda p: to_array(decode_image(p.read_bytes(), size=size), size, encoder.mean, encoder.std), paths))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the trainer
 # --------------------------------------------------------------------------------------------------------------
@@ -161,6 +173,7 @@ class Trainer:
         self.vocab = vocab
         self.cache = cache
         self.val_images = val_images
+        self.val_paths = {im.image_id: im.path for im in val_images}
         self.data = CaptionFeatureDataset(train_images, vocab, cache, cfg.max_len,
                                           flipped if cfg.flip_augment else None)
         self.batches = LengthBucketBatches(self.data.lengths, cfg.batch_size, cfg.seed, self.rank, self.world)
@@ -180,11 +193,24 @@ class Trainer:
             DistributedDataParallel(self.decoder, device_ids=device_ids) if self.world > 1 else self.decoder
         )
         params = [p for p in self.decoder.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-            lr=cfg.lr,
-        )
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        self.encoder: Encoder | None = None
+        self.encode_module = None
+        if cfg.fine_tune_blocks > 0:
+            # the encoder stays in eval mode (BatchNorm statistics frozen: batches of a few dozen images would only
+            # add noise to them), but gradients reach its top blocks, at a lower learning rate
+            self.encoder = self.model.encoder.to(self.device).eval()
+            self.encoder.fine_tune_top(cfg.fine_tune_blocks)
+            if self.world > 1:
+                self.encode_module: torch.nn.Module = DistributedDataParallel(self.encoder, device_ids=device_ids)
+            enc_params = [p for p in self.encoder.parameters() if p.requires_grad]
+            groups.append({"params": enc_params, "weight_decay": 0.0, "lr": cfg.lr * cfg.encoder_lr_scale})
+            if flipped is not None and cfg.flip_augment:
+                log.warning("--flip-augment is ignored when fine-tuning the encoder")
+                self.data.flipped = None
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        self.trainable = [p for g in groups for p in g["params"]]
         steps_per_epoch = len(self.batches)
         if cfg.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
@@ -214,6 +240,22 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def encode_images(self, paths: list[Path]) -> torch.Tensor:
+        """Features [len(paths), P, C] from pixels through the (partly trainable) encoder; each image once."""
+        assert self.encoder is not None
+        unique = list(dict.fromkeys(paths))
+        where = {p: i for i, p in enumerate(unique)}
+        pixels = torch.from_numpy(np.stack(load_pixels(unique, self.encoder))).to(self.device)
+        feats = (self.encode_module or self.encoder)(pixels)
+        return feats[torch.tensor([where[p] for p in paths], device=self.device)]
+
+    def validation_features(self, image_ids: list[str]) -> np.ndarray:
+        """Validation features: from the cache, or through the fine-tuned encoder."""
+        if self.encoder is None:
+            return self.cache.get(image_ids)
+        with torch.no_grad(), self._autocast():
+            return self.encode_images([self.val_paths[i] for i in image_ids]).float().cpu().numpy()
+
     def sample_prob(self, epoch: int) -> float:
         """Scheduled sampling: 0 in the first epoch, rising linearly to ``cfg.scheduled_sampling`` at the last."""
         if self.cfg.scheduled_sampling <= 0 or self.cfg.epochs <= 1:
@@ -222,7 +264,11 @@ class Trainer:
 
     def loss(self, batch: Batch, sample_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss to minimise, cross-entropy alone) for one length-sorted batch."""
-        feats = batch.features.to(self.device, non_blocking=True)
+        if self.encoder is not None:
+            with self._autocast():
+                feats = self.encode_images(batch.images)
+        else:
+            feats = batch.features.to(self.device, non_blocking=True)
         caps = batch.captions.to(self.device, non_blocking=True)
         lengths = batch.lengths.to(self.device)
         with self._autocast():
@@ -257,7 +303,7 @@ class Trainer:
             total, ce = self.loss(batch, p)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.decoder.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
@@ -284,7 +330,7 @@ class Trainer:
     def validate(self) -> dict[str, float | None]:
         """Beam-search captions for the validation images, scored with BLEU and CIDEr (pycocoevalcap)."""
         images = self.val_images[: self.cfg.val_limit] if self.cfg.val_limit else self.val_images
-        report = evaluate_images(self.decoder, self.cache.get, images, self.vocab, self.cfg.beam_size,
+        report = evaluate_images(self.decoder, self.validation_features, images, self.vocab, self.cfg.beam_size,
                                  metrics=("BLEU", "CIDEr"), split=self.cfg.val_split, device=self.device,
                                  progress=self.cfg.progress)
         log.info("epoch %d validation: %s", self.epoch, report.summary())
@@ -300,6 +346,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "decoder_config": self.decoder.cfg.to_dict(),
             "encoder_arch": self.cfg.encoder,
+            "encoder_fine_tuned": self.encoder is not None,
             "vocab": self.vocab.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),

@@ -48,7 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--attention", type=int, default=512, help="attention MLP size (default: 512)")
     model.add_argument("--dropout", type=float, default=0.5, help="dropout before the output layer (default: 0.5)")
     model.add_argument("--fine-tune-blocks", type=int, default=0,
-                       help="unfreeze the encoder's top N blocks (not supported with the feature cache yet)")
+                       help="unfreeze the encoder's top N blocks and train on pixels (slow on CPU; default 0: "
+                            "frozen encoder, cached features)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
@@ -95,17 +96,14 @@ def main(args: argparse.Namespace) -> int:
         if missing:
             log.error("--%s: %s does not exist", src.kind, missing[0])
             return 2
-    if args.fine_tune_blocks:
-        log.error("--fine-tune-blocks needs images, not cached features; this build trains the decoder on the "
-                  "frozen encoder's cached features only")
-        return 2
     cfg = TrainConfig(
         out_dir=args.out, encoder=args.encoder, cache_dir=args.cache_dir, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
         grad_clip=args.grad_clip, embed_dim=args.embed, hidden_dim=args.hidden, attention_dim=args.attention,
         dropout=args.dropout, min_count=args.min_count, max_len=args.max_len, alpha_c=args.alpha_c,
         label_smoothing=args.label_smoothing, bf16=args.bf16, scheduled_sampling=args.scheduled_sampling,
-        flip_augment=args.flip_augment, beam_size=args.beam, patience=args.patience, seed=args.seed,
+        flip_augment=args.flip_augment, fine_tune_blocks=args.fine_tune_blocks, beam_size=args.beam,
+        patience=args.patience, seed=args.seed,
         val_split=args.val_split, val_limit=args.val_limit, device=args.device, threads=args.threads,
         resume=args.resume,
         max_steps_per_epoch=args.max_steps_per_epoch, progress=not args.no_progress,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from training.beam_search import greedy_decode
+from training.checkpoint import load_checkpoint
 from training.data import CaptionedImage, tokenize
 from training.features import FeatureCache
 from training.train import TrainConfig, Trainer
@@ -65,3 +66,19 @@ def test_resume_continues_with_identical_losses(few_images: list[CaptionedImage]
     rest = resumed.fit()
     assert interrupted.step_losses + rest.step_losses == straight.step_losses
     assert len(straight.step_losses) > 6
+
+
+def test_fine_tuning_trains_only_the_top_encoder_blocks(few_images: list[CaptionedImage], few_features: FeatureCache,
+                                                         tmp_path: Path) -> None:
+    trainer = Trainer(small_config(tmp_path, fine_tune_blocks=1, max_steps_per_epoch=2, batch_size=8, epochs=1),
+                      few_images[:4], few_images[4:6], few_features)
+    blocks = trainer.model.encoder._blocks
+    top, low = blocks[-1], blocks[0]
+    top_before = [p.detach().clone() for p in top.parameters()]
+    low_before = [p.detach().clone() for p in low.parameters()]
+    trainer.cfg.val_limit = None
+    trainer.run_epoch()  # two steps on pixels, then validation through the fine-tuned encoder
+    assert any(not torch.equal(a, b) for a, b in zip(top_before, top.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(low_before, low.parameters(), strict=True))
+    assert "val_CIDEr" in trainer.history[-1]
+    assert load_checkpoint(tmp_path / "last.pt")["encoder_fine_tuned"] is True
