@@ -43,7 +43,9 @@ async def connect_redis(settings: Settings) -> Redis:
     assert settings.redis_url is not None
     return Redis.from_url(
         settings.redis_url.get_secret_value().strip(),  # password and TLS (rediss://) come in the URL
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), retries=8),
+        # Short blips are retried inside redis-py; longer outages by the callers' own loops (client, listener,
+        # worker), which back off and keep going, so one command never stalls for long.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         health_check_interval=10,
         socket_connect_timeout=2,

@@ -128,6 +128,8 @@ class JobConsumer:
                         self.settings.claim_idle_ms)
             metrics.RECLAIMS.inc()
             out.append(d)
+        if len(resp[1]) >= count:  # more may be waiting (several dead workers): look again on the next read
+            self._next_reclaim = now
         return out
 
     async def keep_alive(self, deliveries: list[Delivery]) -> None:
