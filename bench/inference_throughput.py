@@ -1,0 +1,236 @@
+"""Caption throughput on this machine, all methods in one run, interleaved so the ratios are fair even when
+other work on the machine comes and goes (each round gives every method its share of images in turn):
+
+  tutorial   PyTorch, one image at a time, written like the widely used Show-Attend-Tell tutorial's
+             ``caption_image_beam_search``: encoder on one image, its k beams as a batch of k that shrinks as
+             beams end, and, as the tutorial's Attention module does, the encoder-side attention projection
+             recomputed at every step. THE BASELINE.
+  torch-b1   PyTorch, one image at a time with training's beam search (projection computed once per image)
+  torch-b32  PyTorch, batches of 32 with training's beam search: how much batching alone gives in PyTorch
+  runtime    the worker's path: image bytes -> decode -> ONNX encoder on the batch -> batched numpy beam search
+             (fp32 and int8), batches of 32
+  encoder    the ONNX encoder alone on preprocessed batches of 32: the ceiling for the runtime
+
+All at beam 3 on the same Flickr8k dev images, with the same model (a checkpoint and its bundle).
+
+    MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 \\
+    .venv/bin/python bench/inference_throughput.py --checkpoint runs/smoke/best.pt [--bundle DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from export.exporter import export_bundle  # noqa: E402
+from inference.beam_search import BeamOptions  # noqa: E402
+from inference.captioner import Captioner  # noqa: E402
+from inference.preprocess import decode_image, to_array  # noqa: E402
+from training.beam_search import beam_search as torch_beam_search  # noqa: E402
+from training.checkpoint import load_captioner  # noqa: E402
+from training.data import read_flickr8k  # noqa: E402
+
+BEAM = 3
+BATCH = 32
+
+
+def dev_images(n: int) -> list[bytes]:
+    root = REPO.parent / "shared" / "data" / "flickr8k"
+    items = sorted((it for it in read_flickr8k(root) if it.split == "dev"), key=lambda it: it.path.name)
+    return [it.path.read_bytes() for it in items[:n]]
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+@torch.inference_mode()
+def tutorial_per_image(model, images: list[bytes], max_len: int) -> list[list[int]]:
+    """The tutorial's caption_image_beam_search, ported to this model's modules (same math per step)."""
+    enc, dec = model.encoder, model.decoder
+    size = (enc.input_size, enc.input_size)
+    start, end = 1, 2
+    out = []
+    for data in images:
+        x = torch.from_numpy(to_array(decode_image(data, size=size), size, enc.mean, enc.std))[None]
+        k = BEAM
+        feats = enc(x).expand(k, -1, -1)  # [k, P, C]
+        prev = torch.full((k,), start, dtype=torch.long)
+        seqs = prev[:, None]
+        top_scores = torch.zeros(k, 1)
+        complete, complete_scores = [], []
+        h, c, _ = dec.init_state(feats)
+        for step in range(1, max_len + 2):
+            att_proj = dec.attention.project(feats)  # the tutorial's Attention recomputes this every step
+            log_probs, h, c, _ = dec.step(prev, h, c, feats, att_proj)
+            log_probs[:, [0, 1, 3]] = float("-inf")
+            scores = top_scores.expand_as(log_probs) + log_probs
+            top_scores, top_words = (scores[0] if step == 1 else scores.view(-1)).topk(k)
+            prev_inds, next_words = top_words // log_probs.size(1), top_words % log_probs.size(1)
+            seqs = torch.cat([seqs[prev_inds], next_words[:, None]], dim=1)
+            incomplete = [i for i, w in enumerate(next_words.tolist()) if w != end]
+            for i in set(range(len(next_words))) - set(incomplete):
+                complete.append(seqs[i].tolist())
+                complete_scores.append(float(top_scores[i]))
+            k -= len(next_words) - len(incomplete)
+            if k == 0:
+                break
+            seqs, prev = seqs[incomplete], next_words[incomplete]
+            keep = prev_inds[incomplete]
+            h, c, feats = h[keep], c[keep], feats[keep]
+            top_scores = top_scores[incomplete][:, None]
+        if not complete:  # the tutorial would fail here; take the live beams as they are
+            complete = seqs.tolist()
+            complete_scores = top_scores.view(-1).tolist()
+        best = complete[int(np.argmax(complete_scores))]
+        out.append([t for t in best[1:] if t != end])
+    return out
+
+
+@torch.inference_mode()
+def torch_per_image(model, images: list[bytes], max_len: int) -> list[list[int]]:
+    enc = model.encoder
+    size = (enc.input_size, enc.input_size)
+    out = []
+    for data in images:
+        x = torch.from_numpy(to_array(decode_image(data, size=size), size, enc.mean, enc.std))[None]
+        hyp = torch_beam_search(model.decoder, enc(x), BEAM, max_len)[0][0]
+        out.append([t for t in hyp.tokens if t != 2])
+    return out
+
+
+@torch.inference_mode()
+def torch_batched(model, images: list[bytes], max_len: int) -> list[list[int]]:
+    enc = model.encoder
+    size = (enc.input_size, enc.input_size)
+    out = []
+    for i in range(0, len(images), BATCH):
+        x = torch.from_numpy(np.stack([to_array(decode_image(d, size=size), size, enc.mean, enc.std)
+                                       for d in images[i : i + BATCH]]))
+        for hyps in torch_beam_search(model.decoder, enc(x), BEAM, max_len):
+            out.append([t for t in hyps[0].tokens if t != 2])
+    return out
+
+
+def runtime(captioner: Captioner, images: list[bytes]) -> list[list[str]]:
+    words = []
+    for i in range(0, len(images), BATCH):
+        words += [o.words for o in captioner.caption_images(images[i : i + BATCH], beam_size=BEAM)]
+    return words
+
+
+def encoder_only(captioner: Captioner, images: list[bytes]) -> None:
+    arrays = np.stack([captioner.preprocess(d)[1] for d in images])
+    for i in range(0, len(arrays), BATCH):
+        captioner.bundle.encode(arrays[i : i + BATCH])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "smoke" / "best.pt")
+    ap.add_argument("--bundle", type=Path, default=None, help="its bundle (default: export one to a temp dir)")
+    ap.add_argument("--quick", action="store_true", help="3 rounds instead of 8")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--slow-per-round", type=int, default=2, help="images per round for the batch-1 methods")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for PyTorch and onnxruntime alike (0: each library's default)")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds = 3
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model, vocab = load_captioner(args.checkpoint)
+    max_len = model.decoder.cfg.max_len
+    images = dev_images(max(args.rounds * BATCH, 64))
+    tmp = None
+    bundle_dir = args.bundle
+    if bundle_dir is None:
+        tmp = tempfile.TemporaryDirectory()
+        bundle_dir = Path(tmp.name) / "bundle"
+        print("exporting the checkpoint to a temporary bundle (parity on 4 images, int8 variant) ...", flush=True)
+        export_bundle(model, vocab.itos, bundle_dir, images[:4], variants=("int8",), model_version="bench")
+    fp32 = Captioner.load(bundle_dir, provider="cpu", threads=args.threads)
+    int8 = Captioner.load(bundle_dir, variant="int8", provider="cpu", threads=args.threads)
+    for c in (fp32, int8):  # the bench compares against training's rules exactly (empty captions allowed)
+        c.options = BeamOptions(beam_size=BEAM, max_len=max_len)
+
+    methods = {  # name -> (function, images per round)
+        "tutorial: PyTorch per image (batch 1), BASELINE": (lambda ims: tutorial_per_image(model, ims, max_len), 1),
+        "PyTorch per image (batch 1), training's search": (lambda ims: torch_per_image(model, ims, max_len), 1),
+        "PyTorch batched (batch 32), training's search": (lambda ims: torch_batched(model, ims, max_len), BATCH),
+        "runtime fp32 (ONNX, batch 32)": (lambda ims: runtime(fp32, ims), BATCH),
+        "runtime int8 (ONNX, batch 32)": (lambda ims: runtime(int8, ims), BATCH),
+        "encoder only fp32 (ONNX, batch 32): ceiling": (lambda ims: encoder_only(fp32, ims), BATCH),
+    }
+    for fn, _ in methods.values():  # warm-up: allocations, thread pools
+        fn(images[:2])
+    seconds = dict.fromkeys(methods, 0.0)
+    counts = dict.fromkeys(methods, 0)
+    outputs: dict[str, list] = {name: [] for name in methods}
+    for r in range(args.rounds):
+        for name, (fn, per_round) in methods.items():
+            if name.startswith(("tutorial", "PyTorch per image")):
+                ims = images[r * args.slow_per_round : (r + 1) * args.slow_per_round]
+            else:
+                ims = [images[(r * per_round + j) % len(images)] for j in range(per_round)]
+            t, out = timed(fn, ims)
+            seconds[name] += t
+            counts[name] += len(ims)
+            if out is not None:
+                outputs[name] += out
+        print(f"round {r + 1}/{args.rounds}", flush=True)
+    rows = {name: counts[name] / seconds[name] for name in methods}
+
+    def words(name: str, n: int) -> list[list[str]]:
+        out = outputs[name][:n]
+        return [o if o and isinstance(o[0], str) else [vocab.itos[i] for i in o] for o in out]
+
+    n_slow = counts["tutorial: PyTorch per image (batch 1), BASELINE"]
+    fp32_words = words("runtime fp32 (ONNX, batch 32)", n_slow)
+    agree_tut = np.mean([a == b for a, b in zip(words("tutorial: PyTorch per image (batch 1), BASELINE", n_slow),
+                                                  fp32_words, strict=True)])
+    agree_b1 = np.mean([a == b for a, b in zip(words("PyTorch per image (batch 1), training's search", n_slow),
+                                                 fp32_words, strict=True)])
+    n_fast = counts["runtime int8 (ONNX, batch 32)"]
+    agree_int8 = np.mean([a == b for a, b in zip(words("runtime fp32 (ONNX, batch 32)", n_fast),
+                                                   words("runtime int8 (ONNX, batch 32)", n_fast), strict=True)])
+    mean_len = np.mean([len(w) for w in words("runtime fp32 (ONNX, batch 32)", n_fast)])
+
+    baseline = rows["tutorial: PyTorch per image (batch 1), BASELINE"]
+    print(f"\ncheckpoint {args.checkpoint}, beam {BEAM}, {args.rounds} interleaved rounds "
+          f"({args.slow_per_round} image(s)/round for batch-1 methods, {BATCH} for batched ones), "
+          f"threads: torch {torch.get_num_threads()}, onnxruntime {args.threads or 'default'}, "
+          f"mean caption {mean_len:.1f} words")
+    print(f"{'':52s} {'images/s':>9s} {'vs baseline':>12s}")
+    for name, ips in rows.items():
+        print(f"{name:52s} {ips:9.2f} {ips / baseline:11.1f}x")
+    print(f"captions identical to runtime fp32: tutorial {agree_tut:.0%} (different finished-beam rule), "
+          f"training's search batch 1 {agree_b1:.0%}; int8 vs fp32 {agree_int8:.0%}")
+    agree_base = agree_b1
+    if args.json:
+        args.json.write_text(json.dumps({"images_per_s": rows, "agree_fp32_vs_torch": agree_base,
+                                         "agree_int8_vs_fp32": agree_int8, "mean_words": mean_len}, indent=2))
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
