@@ -174,6 +174,9 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(cfg.embed_dim, cfg.vocab_size)
         self.out.weight = self.embedding.weight  # tied input/output embeddings: fewer parameters, less overfit
+        # Why a small init: with tied weights, N(0, 1) embeddings (norm ~ sqrt(E)) make the first logits huge.
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.out.bias)
 
     # --- the two graphs of the bundle -------------------------------------------------------------------
     def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
