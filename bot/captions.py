@@ -92,9 +92,10 @@ class Captions(commands.Cog):
     # -- /caption --------------------------------------------------------------------------------------------
 
     @app_commands.command(name="caption", description="Describe an image in words, as alt text")
-    @app_commands.describe(image="The image to describe", heatmap="Also show where the model looked",
+    @app_commands.describe(image="The image to describe",
+                           heatmap="Also show where the model looked (default: this channel's setting)",
                            beam="Beam width: wider searches more captions (1-8, default 3)")
-    async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool = False,
+    async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool | None = None,
                       beam: app_commands.Range[int, 1, 8] | None = None) -> None:
         try:
             check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes, image.filename)
@@ -105,12 +106,19 @@ class Captions(commands.Cog):
             return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
         if not await defer(interaction):
             return
+        if heatmap is None:
+            heatmap = await self._channel_wants_heatmap(interaction)
         [outcome] = await self.caption_all([image], heatmap=heatmap, beam=beam,
                                            context=self._context(interaction, "slash"))
         if outcome.ok:
             await answer(interaction, caption_text([outcome]), heatmap_files([outcome]))
         else:
             await answer_privately(interaction, outcome.text)
+
+    async def _channel_wants_heatmap(self, interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None or interaction.channel_id is None:
+            return False
+        return (await self.s.store.effective(interaction.guild_id, interaction.channel_id)).heatmap
 
     # -- "Describe image" (message context menu) -------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from bot_story import BotUnderTest, answered, quiet, replies, turn_on
+from redis.asyncio import Redis
 
 from bot.config import BotConfig
 from bot.standin import StandIn
@@ -142,7 +143,13 @@ async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
     full_at_one = bot_config.settings.model_copy(update={"queue_maxlen": 1})
     await make_bot(settings=full_at_one).start()  # no worker yet: the first job waits in the queue
     waiting = await standin.slash("general", "alice", "caption", image=photos[0])
-    await standin.wait_for(lambda sent: any(s.kind == "defer" and s.interaction_id == waiting.id for s in sent))
+    queue = Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    try:
+        async with asyncio.timeout(10):
+            while await queue.xlen(settings.stream) < 1:  # the first photo is in the queue
+                await asyncio.sleep(0.02)
+    finally:
+        await queue.aclose()
     busy = await answered(standin, await standin.slash("general", "bob", "caption", image=photos[1]))
     assert busy.content == USER_MESSAGES[ErrorCode.BUSY] and busy.ephemeral
 
@@ -154,3 +161,13 @@ async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
     finally:
         stop.set()
         await asyncio.wait_for(serving, 15)
+
+
+async def test_caption_follows_the_channels_heatmap_setting_unless_told(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    await turn_on(standin, "gallery", heatmap=True)
+    default_there = await answered(standin, await standin.slash("gallery", "alice", "caption", image=photos[0]))
+    told_not_to = await answered(standin, await standin.slash("gallery", "alice", "caption", image=photos[0],
+                                                              heatmap=False))
+    default_elsewhere = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
+    assert [len(a.files) for a in (default_there, told_not_to, default_elsewhere)] == [1, 0, 0]
