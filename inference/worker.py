@@ -31,6 +31,7 @@ from captionbot.settings import Settings
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
+DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
 
 
 class CaptionModel(Protocol):
@@ -59,6 +60,9 @@ class Worker:
         self.jobs_answered = 0
 
     async def serve(self, stop: asyncio.Event) -> None:
+        """Serve batches until ``stop`` is set, then finish the batch in hand, answer it and return.
+
+        Rides out Redis outages (unanswered jobs stay pending and are reclaimed) and its own bugs (logged)."""
         redis = self._redis or await connect_redis(self.settings)
         consumer = JobConsumer(redis, self.settings, self.name)
         log.info("worker %s serving %s (stream %s, model %s, batch %d / %d ms)", self.name, describe(self.settings),
@@ -67,6 +71,7 @@ class Worker:
         finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
         heartbeat = asyncio.create_task(self._heartbeat(consumer, finished), name=f"heartbeat:{self.name}")
         backoff = 0.05
+        last_down_log = -DOWN_LOG_EVERY_S
         try:
             while not stop.is_set():
                 try:
@@ -80,8 +85,10 @@ class Worker:
                     backoff = 0.05
                 except REDIS_DOWN_ERRORS as exc:
                     # Jobs of an unfinished batch stay pending and are reclaimed after claim_idle_ms: none is lost.
-                    if self.ready:
-                        log.warning("worker %s lost the queue (%s): reconnecting", self.name, type(exc).__name__)
+                    if self.ready or time.monotonic() - last_down_log >= DOWN_LOG_EVERY_S:
+                        log.warning("worker %s cannot reach the queue at %s (%s): retrying", self.name,
+                                    describe(self.settings), type(exc).__name__)
+                        last_down_log = time.monotonic()
                     self.ready = False
                     await _wait(stop, backoff)
                     backoff = min(backoff * 2, 2.0)

@@ -140,3 +140,21 @@ async def test_a_job_its_workers_keep_dying_on_is_dead_lettered_after_max_attemp
     assert [(d.job_id, d.attempts) for d in dead] == [(result.job_id, settings.max_attempts)]
     assert "not answered in 2 deliveries" in dead[0].reason
     await client.close()
+
+
+async def test_bot_and_worker_started_before_redis_begin_serving_when_it_comes_up(
+    make_redis_server: Callable[..., Any],
+) -> None:
+    server = make_redis_server(appendonly=True)
+    server.stop()  # e.g. containers starting in the wrong order
+    settings = queue_settings(server.url)
+    client = await CaptionClient.connect(settings)
+    async with running_worker(settings) as worker:
+        job = asyncio.create_task(client.caption(photo(1), timeout=15))
+        await asyncio.sleep(0.5)
+        assert not worker.ready and not job.done()  # waiting, not crashed
+        server.start()
+        result = await job
+        assert worker.ready
+    assert result.ok and result.caption == null_caption(photo(1))
+    await client.close()
