@@ -153,6 +153,7 @@ async def test_bot_and_worker_started_before_redis_begin_serving_when_it_comes_u
         job = asyncio.create_task(client.caption(photo(1), timeout=15))
         await asyncio.sleep(0.5)
         assert not worker.ready and not job.done()  # waiting, not crashed
+        assert (await client.stats())["available"] is False  # /stats says so instead of failing
         server.start()
         result = await job
         assert worker.ready
