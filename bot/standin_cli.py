@@ -16,19 +16,22 @@ log = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $CAPTIONBOT_STANDIN_PORT)")
+    parser.add_argument("--public-url", default=None,
+                        help="the URL the bot uses to reach this server, when not http://HOST:PORT "
+                             "(e.g. http://standin:8765 on a container network)")
 
 
 def main(args: argparse.Namespace) -> int:
     from captionbot.settings import load_settings
 
     port = args.port if args.port is not None else load_settings().standin_port
-    return asyncio.run(serve(args.host, port))
+    return asyncio.run(serve(args.host, port, args.public_url))
 
 
-async def serve(host: str, port: int) -> int:
+async def serve(host: str, port: int, public_url: str | None = None) -> int:
     from bot.standin import StandIn
 
-    standin = StandIn(host=host, port=port)
+    standin = StandIn(host=host, port=port, public_url=public_url)
     await standin.start()
     print(f"Discord stand-in at {standin.base_url}/  (connect a bot: captionbot bot --standin {standin.base_url})",
           flush=True)

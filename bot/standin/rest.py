@@ -169,7 +169,7 @@ class Rest:
         return att
 
     def public_http(self) -> str:
-        return self.public_url().replace("ws://", "http://").removesuffix("/gateway")
+        return self.public_url().replace("ws", "http", 1).removesuffix("/gateway")
 
     async def create_message(self, request: web.Request) -> web.Response:
         channel_id = request.match_info["channel_id"]

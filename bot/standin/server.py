@@ -55,10 +55,13 @@ class StandIn:
     """A local Discord: one guild, its members, channels and messages, the bot's connection, and a record."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0,
-                 heartbeat_ms: int = 41_250, world: World | None = None) -> None:
+                 heartbeat_ms: int = 41_250, world: World | None = None, public_url: str | None = None) -> None:
+        """``public_url``: how the bot reaches this server (its CDN links and ``resume_gateway_url`` use it) when
+        that is not ``http://host:port``, e.g. ``http://standin:8765`` behind a container network."""
         self.token = token
         self.host = host
         self.port = port
+        self._public_url = public_url.rstrip("/") if public_url else None
         self.world = world or World.default()
         self.faults = Faults()
         self.sent: list[Sent] = []
@@ -93,10 +96,10 @@ class StandIn:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._public_url or f"http://{self.host}:{self.port}"
 
     def gateway_url(self) -> str:
-        return f"ws://{self.host}:{self.port}/gateway"
+        return self.base_url.replace("http", "ws", 1) + "/gateway"
 
     # -- the record ------------------------------------------------------------------------------------------
 

@@ -72,3 +72,16 @@ async def test_faults_can_be_injected_over_http_for_manual_trials() -> None:
         assert standin.faults.rest[0].times == 2 and standin.faults.cdn_chunk_delay_s == 0.5
     finally:
         await standin.stop()
+
+
+async def test_links_use_the_public_url_when_the_bot_reaches_the_server_by_another_name() -> None:
+    standin = StandIn(host="0.0.0.0", public_url="http://localhost:0/")
+    await standin.start()
+    try:
+        from bot.standin.server import FileToPost
+
+        posted = await standin.post_message("general", "alice", files=[FileToPost("a.png", b"x", "image/png")])
+        assert posted.attachments[0].url.startswith("http://localhost:0/cdn/attachments/")
+        assert standin.gateway_url() == "ws://localhost:0/gateway"
+    finally:
+        await standin.stop()
