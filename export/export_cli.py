@@ -57,6 +57,9 @@ def parity_set(args: argparse.Namespace) -> tuple[list[bytes], list[list[str]] |
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists (pass --force to replace it)")
+        return 2
     from export.exporter import ParityFailed, export_bundle
     from training.checkpoint import load_captioner
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -64,15 +65,25 @@ def _tiny_model(seed: int, max_len: int) -> tuple[Captioner, list[str]]:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the calibration batch
         model.encoder.train()
-        model.encoder(torch.from_numpy(preprocess_all(synthetic_images(8, seed=seed + 1), model)))
+        calibration = torch.from_numpy(preprocess_all(synthetic_images(8, seed=seed + 1), model))
+        model.encoder(calibration)
         model.encoder.eval()
-        # The tied output embedding makes a random decoder repeat its previous word whatever the image; let
-        # the image context speak louder (and <end> a little), so different images get different captions.
+        # Decoder weights of our own (not the training init, which may change): N(0, 1/fan_in), zero biases.
+        # Random features share a large common component, so a random decoder says the same words whatever the
+        # image; removing that direction from the deep-output context weights (and turning them up) makes the
+        # captions depend on the image.
+        mean_feature = model.encoder(calibration).mean(dim=(0, 1))  # [C]
+        gen = torch.Generator().manual_seed(seed)
         dec = model.decoder
-        dec.embedding.weight.mul_(0.1)
-        dec.out_z.weight.mul_(15.0)
-        dec.out_h.weight.mul_(3.0)
-        dec.out.bias[SPECIAL_TOKENS.index("<end>")] += 1.0
+        for p in dec.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
+            else:
+                p.zero_()
+        w = dec.out_z.weight  # [E, C]
+        w.sub_(torch.outer(w @ mean_feature, mean_feature) / mean_feature.dot(mean_feature))
+        w.mul_(10.0)
+        dec.embedding.weight.mul_(0.3)
     return model, itos
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from captionbot.formats import ImageRejected
+from captionbot.formats import ErrorCode, ImageRejected
 from inference.beam_search import BeamOptions, Hypothesis, SpecialIds, beam_search
 from inference.bundle import Bundle, load_bundle
 from inference.heatmap import render_heatmap
@@ -92,6 +92,10 @@ class Captioner:
             except ImageRejected as exc:
                 log.info("image %d refused: %s", i, exc)
                 results[i] = exc
+                continue
+            except Exception as exc:  # a decoder bug on one odd file must not cost the rest of the batch
+                log.exception("image %d: unexpected error while decoding", i)
+                results[i] = ImageRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
                 continue
             decoded.append((i, img, arr))
         if decoded:

@@ -76,7 +76,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         if img.mode.startswith("I;16") or a.max(initial=0) > 255:
             a = a / 257.0  # 16-bit range -> 8-bit
         img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    has_alpha = (img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+                 or (img.mode == "P" and img.palette is not None and img.palette.mode == "RGBA"))
     if has_alpha:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

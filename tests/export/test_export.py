@@ -67,7 +67,7 @@ def test_parity_is_recorded_for_beam_1_and_3(exported):
 
 def test_bundle_captions_like_pytorch_token_for_token(exported):
     ckpt, bundle_dir, images = exported
-    model, vocab = load_captioner(ckpt)
+    model, _vocab = load_captioner(ckpt)
     x = preprocess_all(images, model)
     bundle = load_bundle(bundle_dir, provider="cpu")
     with torch.no_grad():
@@ -100,7 +100,7 @@ def test_variants_are_measured(exported):
 
 
 def test_an_existing_bundle_is_not_overwritten_without_force(exported, capsys):
-    ckpt, bundle, images = exported
+    ckpt, bundle, _images = exported
     assert main(["export", str(ckpt), "--out", str(bundle), "--variants", ""]) == 2
     assert "exists" in capsys.readouterr().out
 

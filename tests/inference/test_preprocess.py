@@ -83,6 +83,15 @@ def test_palette_image_with_transparent_index():
     assert near(got.getpixel((15, 10)), WHITE) and near(got.getpixel((5, 10)), RED)
 
 
+def test_palette_with_alpha_in_the_palette():
+    img = Image.new("P", (20, 20), 0)
+    img.putpalette([0, 0, 0, 0, 255, 0, 0, 255] + [0, 0, 0, 255] * 254, rawmode="RGBA")
+    img.paste(1, (0, 0, 10, 20))
+    assert img.palette.mode == "RGBA"
+    got = decode_image(encode(img, "PNG"))
+    assert near(got.getpixel((15, 10)), WHITE) and near(got.getpixel((5, 10)), RED)
+
+
 def test_cmyk_jpeg():
     got = decode_image(encode(Image.new("CMYK", (16, 16), (0, 255, 255, 0)), "JPEG", quality=95))
     assert got.mode == "RGB" and near(got.getpixel((8, 8)), RED)
