@@ -71,6 +71,7 @@ class Rest:
         self.interactions: dict[str, InteractionState] = {}
         self.attachments: dict[str, Attachment] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
+        self._echoes: set[asyncio.Task[None]] = set()  # MESSAGE_CREATE for the bot's own messages, in flight
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -192,7 +193,9 @@ class Rest:
                           allowed_mentions=payload.get("allowed_mentions"))
         self.world.messages[message.id] = message
         await self.on_sent(Sent("message", route, 200, payload, files, channel_id, message))
-        asyncio.get_running_loop().create_task(self.gateway.dispatch_message(message))
+        echo = asyncio.get_running_loop().create_task(self.gateway.dispatch_message(message))  # after the response
+        self._echoes.add(echo)
+        echo.add_done_callback(self._echoes.discard)
         return json_response(message.payload())
 
     async def get_message(self, request: web.Request) -> web.Response:
