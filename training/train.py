@@ -455,7 +455,8 @@ def prepare_features(cfg: TrainConfig, images: list[CaptionedImage]) -> tuple[Fe
 def train(cfg: TrainConfig, sources: list[DataSource]) -> TrainResult:
     """Read the sources, cache features, train, validate and checkpoint into ``cfg.out_dir``."""
     items = read_sources(sources)
-    train_images = [im for im in items if im.split == "train"]
+    # train on every image outside the validation and test splits (Flickr8k's 91 images in no split included)
+    train_images = [im for im in items if im.split not in (cfg.val_split, "test")]
     val_images = sorted((im for im in items if im.split == cfg.val_split), key=lambda im: im.image_id)
     if not train_images:
         raise SystemExit(f"no training images in {[s.paths[0] for s in sources]}")
