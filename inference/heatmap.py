@@ -49,20 +49,29 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def _spacing(panel: int) -> tuple[int, int]:
+    """(padding, height of the word band under a panel) for a panel size."""
+    return max(4, panel // 32), max(20, panel // 5)
+
+
+def panel_origin(k: int, panel: int = PANEL) -> tuple[int, int]:
+    """Top-left (x, y) of panel ``k`` on the sheet (0 = the image, 1.. = the words)."""
+    pad, label_h = _spacing(panel)
+    return pad + (k % COLUMNS) * (panel + pad), pad + (k // COLUMNS) * (panel + label_h + pad)
+
+
 def _layout(img: Image.Image, words: list[str], alphas: np.ndarray, grid: tuple[int, int], panel: int) -> Image.Image:
-    label_h = max(18, panel // 6)
-    font = _font(int(label_h * 0.75))
+    pad, label_h = _spacing(panel)
+    font = _font(int(label_h * 0.8))  # ~30 px on a 768 px sheet: still ~15 px when a chat shrinks it to 400
     n = len(words) + 1  # the image itself, then one panel per word
     cols = min(COLUMNS, n)
     rows = -(-n // cols)
-    pad = max(4, panel // 32)
     sheet = Image.new("RGB", (cols * (panel + pad) + pad, rows * (panel + label_h + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     panels = [(img.resize((panel, panel), Image.Resampling.BILINEAR), "")]
     panels += [(attention_overlay(img, alphas[i], grid, panel), w) for i, w in enumerate(words)]
     for k, (im, word) in enumerate(panels):
-        x = pad + (k % cols) * (panel + pad)
-        y = pad + (k // cols) * (panel + label_h + pad)
+        x, y = panel_origin(k, panel)
         sheet.paste(im, (x, y))
         if word:
             tw = draw.textlength(word, font=font)

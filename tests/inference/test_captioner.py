@@ -62,3 +62,12 @@ def test_only_refusals_means_no_model_call(captioner):
 
 def test_model_version_names_the_bundle(captioner):
     assert captioner.model_version
+
+
+def test_the_runtime_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, inference.captioner, inference.caption_cli, inference.bundle, inference.preprocess; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

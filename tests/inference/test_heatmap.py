@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from inference.heatmap import COLUMNS, PANEL, render_heatmap
+from inference.heatmap import COLUMNS, PANEL, panel_origin, render_heatmap
 
 GRID = (7, 7)
 
@@ -15,12 +15,9 @@ GRID = (7, 7)
 def panels_drawn(png: bytes, n_cells: int) -> list[bool]:
     """For each cell of the sheet's grid, whether a picture is drawn there (not blank white)."""
     sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
-    pad = max(4, PANEL // 32)
-    label = max(18, PANEL // 6)
     drawn = []
     for k in range(n_cells):
-        x = pad + (k % COLUMNS) * (PANEL + pad)
-        y = pad + (k // COLUMNS) * (PANEL + label + pad)
+        x, y = panel_origin(k)
         tile = sheet[y : y + PANEL, x : x + PANEL]
         drawn.append(tile.size > 0 and float(np.abs(tile - 255).mean()) > 10)
     return drawn
@@ -44,11 +41,10 @@ def test_the_panel_lights_up_where_the_word_looked():
     bottom_right[48] = 1.0
     png = render_heatmap(img, ["dog", "grass"], np.stack([top_left, bottom_right]), GRID)
     sheet = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
-    pad = max(4, PANEL // 32)
     q = PANEL // 4
 
     def corner_brightness(k: int, corner: str) -> float:
-        x0, y0 = pad + k * (PANEL + pad), pad
+        x0, y0 = panel_origin(k)
         x, y = (x0, y0) if corner == "tl" else (x0 + PANEL - q, y0 + PANEL - q)
         return float(sheet[y : y + q, x : x + q].mean())
 
