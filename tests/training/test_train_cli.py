@@ -74,3 +74,26 @@ def test_bad_paths_get_a_clear_message_not_a_traceback(tmp_path: Path, caplog: p
         assert captionbot(["train", "--out", str(tmp_path / "o")]) == 2
         assert captionbot(["evaluate", str(tmp_path / "missing.pt"), "--flickr8k", str(tmp_path)]) == 2
     assert "does not exist" in caplog.text and "no data" in caplog.text
+
+
+def test_the_same_command_trains_under_torchrun_with_two_processes(small_flickr8k: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    FeatureCache.build(cache / "efficientnet_lite0", sorted((small_flickr8k / "images").iterdir()), engine="torch")
+    args = ["train", "--flickr8k", str(small_flickr8k), "--cache-dir", str(cache), "--epochs", "1", "--batch-size",
+            "4", "--embed", "16", "--hidden", "16", "--attention", "16", "--min-count", "1", "--val-limit", "0",
+            "--threads", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "captionbot.cli"]
+    done = subprocess.run([*torchrun, *args, "--out", str(tmp_path / "ddp")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert captionbot([*args, "--out", str(tmp_path / "single")]) == 0
+    ddp, single = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(tmp_path / "single" / "last.pt")
+    # each of the two processes took every other batch: half the optimizer steps, all the captions
+    assert ddp["step"] == single["step"] // 2 > 0
+    assert ddp["history"][0]["captions_per_s"] > 0
