@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -290,7 +291,8 @@ class Trainer:
         if cfg.max_steps_per_epoch:
             n_batches = min(n_batches, cfg.max_steps_per_epoch)
         bar = tqdm(total=n_batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="batch", dynamic_ncols=True,
-                   disable=not (self.is_main and cfg.progress))
+                   disable=not (self.is_main and cfg.progress),
+                   mininterval=0.2 if sys.stderr.isatty() else 30.0)  # a log file gets a line every 30 s
         t0 = time.perf_counter()
         seen = 0
         ce_sum = 0.0
