@@ -164,11 +164,15 @@ def main() -> int:
     if bundle_dir is None:
         tmp = tempfile.TemporaryDirectory()
         bundle_dir = Path(tmp.name) / "bundle"
-        print("exporting the checkpoint to a temporary bundle (parity on 4 images, int8 variant) ...", flush=True)
-        export_bundle(model, vocab.itos, bundle_dir, images[:4], variants=("int8",), model_version="bench")
+        print("exporting the checkpoint to a temporary bundle (parity on 16 images, int8 variants) ...", flush=True)
+        export_bundle(model, vocab.itos, bundle_dir, images[:16], variants=("int8", "int8-full"),
+                      model_version="bench")
     fp32 = Captioner.load(bundle_dir, provider="cpu", threads=args.threads)
     int8 = Captioner.load(bundle_dir, variant="int8", provider="cpu", threads=args.threads)
-    for c in (fp32, int8):  # the bench compares against training's rules exactly (empty captions allowed)
+    has_full = "int8-full" in fp32.bundle.manifest.variants
+    int8_full = Captioner.load(bundle_dir, variant="int8-full", provider="cpu", threads=args.threads) \
+        if has_full else None
+    for c in (fp32, int8, int8_full or fp32):  # compare under training's rules exactly (empty captions allowed)
         c.options = BeamOptions(beam_size=BEAM, max_len=max_len)
 
     methods = {  # name -> (function, images per round)
@@ -179,6 +183,9 @@ def main() -> int:
         "runtime int8 (ONNX, batch 32)": (lambda ims: runtime(int8, ims), BATCH),
         "encoder only fp32 (ONNX, batch 32): ceiling": (lambda ims: encoder_only(fp32, ims), BATCH),
     }
+    if int8_full is not None:
+        methods["runtime int8-full (ONNX, batch 32)"] = (lambda ims: runtime(int8_full, ims), BATCH)
+        methods["encoder only int8-full (ONNX, batch 32)"] = (lambda ims: encoder_only(int8_full, ims), BATCH)
     for fn, _ in methods.values():  # warm-up: allocations, thread pools
         fn(images[:2])
     seconds = dict.fromkeys(methods, 0.0)
@@ -211,6 +218,11 @@ def main() -> int:
     n_fast = counts["runtime int8 (ONNX, batch 32)"]
     agree_int8 = np.mean([a == b for a, b in zip(words("runtime fp32 (ONNX, batch 32)", n_fast),
                                                    words("runtime int8 (ONNX, batch 32)", n_fast), strict=True)])
+    if int8_full is not None:
+        full_words = words("runtime int8-full (ONNX, batch 32)", n_fast)
+        agree_full = np.mean([a == b for a, b in zip(words("runtime fp32 (ONNX, batch 32)", n_fast), full_words,
+                                                       strict=True)])
+        print(f"int8-full vs fp32: {agree_full:.0%} identical captions")
     mean_len = np.mean([len(w) for w in words("runtime fp32 (ONNX, batch 32)", n_fast)])
 
     baseline = rows["tutorial: PyTorch per image (batch 1), BASELINE"]

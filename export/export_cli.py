@@ -21,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=50, help="parity/measurement images (default 50)")
     parser.add_argument("--image-files", type=Path, nargs="*", default=None,
                         help="parity images to use instead of the Flickr8k dev split")
-    parser.add_argument("--variants", default="int8,fp16", help="comma-separated: int8, fp16, or '' for none")
+    parser.add_argument("--variants", default="int8,int8-full,fp16",
+                        help="comma-separated: int8, int8-full, fp16, or '' for none (default: all three)")
     parser.add_argument("--model-name", default="show-attend-tell")
     parser.add_argument("--model-version", default=None, help="default: the UTC export time")
     parser.add_argument("--trained-on", default="", help="plain words: which data the model saw")

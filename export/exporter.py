@@ -26,7 +26,7 @@ from captionbot import formats
 from captionbot.formats import DecoderSpec, EncoderSpec, Manifest
 from export.graphs import OPSET, export_graphs
 from export.parity import ParityReport, check_parity
-from export.variants import VariantMeasure, caption_with, make_fp16, make_int8, measure
+from export.variants import VariantMeasure, caption_with, make_fp16, make_int8, make_int8_full, measure
 from inference.beam_search import BeamOptions
 from inference.bundle import load_bundle
 from inference.preprocess import decode_image, to_array
@@ -34,7 +34,7 @@ from training.model import Captioner
 
 log = logging.getLogger(__name__)
 
-VARIANT_BUILDERS = {"int8": (make_int8, "cpu"), "fp16": (make_fp16, "cuda")}
+VARIANT_BUILDERS = {"int8": (make_int8, "cpu"), "int8-full": (make_int8_full, "cpu"), "fp16": (make_fp16, "cuda")}
 
 
 class ParityFailed(RuntimeError):
@@ -157,16 +157,16 @@ def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.n
     measured: dict[str, VariantMeasure] = {}
     for name in names:
         builder, target = VARIANT_BUILDERS[name]
-        files = builder(staging, staging / name)
-        manifest.variants[name] = {"dir": name, "files": files, "target": target}
-        _write_manifest(staging, manifest)
         try:
+            files = builder(staging, staging / name, images)
+            manifest.variants[name] = {"dir": name, "files": files, "target": target}
+            _write_manifest(staging, manifest)
             bundle = load_bundle(staging, variant=name, provider="auto")
             hyps = caption_with(bundle, images, options)
         except Exception as exc:  # e.g. fp16 kernels missing on this CPU: the variant is not shipped unmeasured
-            log.warning("variant %s could not be measured here (%s): left out of the bundle", name, exc)
-            del manifest.variants[name]
-            shutil.rmtree(staging / name)
+            log.warning("variant %s could not be built or measured here (%s): left out of the bundle", name, exc)
+            manifest.variants.pop(name, None)
+            shutil.rmtree(staging / name, ignore_errors=True)
             continue
         m = measure(reference, hyps, options.beam_size, bundle)
         manifest.variants[name].update(m.to_dict())
