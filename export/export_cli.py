@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         for r in exc.reports:
             print("  " + r.summary())
         return 1
-    except FileExistsError as exc:
+    except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}")
         return 2
     print(f"wrote {result.path} ({result.manifest.model_version})")

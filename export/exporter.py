@@ -110,6 +110,9 @@ def export_bundle(
         raise ValueError(f"vocab must start with {formats.SPECIAL_TOKENS}")
     if not parity_images:
         raise ValueError("parity needs at least one image")
+    unknown = sorted(set(variants) - set(VARIANT_BUILDERS))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(VARIANT_BUILDERS)}")
     model = model.eval()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
