@@ -23,7 +23,7 @@ from training.model import Decoder
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny checkpoint on disk, exported with the CLI (fp32 + int8 + fp16)."""
+    """A tiny checkpoint on disk, exported with the CLI (fp32 + int8 + int8-full + fp16)."""
     tmp = tmp_path_factory.mktemp("export")
     model, itos = make_tiny_model()
     ckpt = tmp / "tiny.pt"
@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
         images[-1].write_bytes(data)
     out = tmp / "bundle"
     rc = main(["export", str(ckpt), "--out", str(out), "--image-files", *map(str, images),
-               "--variants", "int8,fp16", "--model-version", "tiny-test"])
+               "--variants", "int8,int8-full,fp16", "--model-version", "tiny-test"])
     assert rc == 0
     return ckpt, out, [p.read_bytes() for p in images]
 
@@ -89,7 +89,7 @@ def test_dynamic_batch(exported):
 
 def test_variants_are_measured(exported):
     manifest = manifest_of(exported[1])
-    assert set(manifest.variants) == {"int8", "fp16"}
+    assert set(manifest.variants) == {"int8", "int8-full", "fp16"}
     for name, info in manifest.variants.items():
         assert 0.0 <= info["caption_agreement"] <= 1.0 and info["images"] == 6
         assert "score_delta" in info and info["measured_on"]
@@ -97,6 +97,9 @@ def test_variants_are_measured(exported):
         assert b.model_version == f"tiny-test+{name}"
     int8_step = onnx.load(str(exported[1] / "int8" / formats.DECODER_STEP_FILE))
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in int8_step.graph.node)
+    assert set(manifest.variants["int8"]["files"]) == {formats.DECODER_INIT_FILE, formats.DECODER_STEP_FILE}
+    full_encoder = onnx.load(str(exported[1] / "int8-full" / formats.ENCODER_FILE))
+    assert any(n.op_type == "QuantizeLinear" for n in full_encoder.graph.node)  # activations quantised too
 
 
 def test_an_existing_bundle_is_not_overwritten_without_force(exported, capsys):
@@ -121,7 +124,7 @@ def test_a_bundle_that_fails_parity_is_not_written(tmp_path):
     model.decoder.__class__ = _MistranslatedDecoder
     out = tmp_path / "bundle"
     with pytest.raises(ParityFailed) as info:
-        export_bundle(model, itos, out, synthetic_images(3), variants=())
+        export_bundle(model, itos, out, synthetic_images(3), variants=(), beam_sizes=(1,))
     assert not info.value.reports[0].ok and info.value.reports[0].mismatches
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no half-written staging directory left behind
