@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="parity images to use instead of the Flickr8k dev split")
     parser.add_argument("--variants", default="int8,int8-full,fp16",
                         help="comma-separated: int8, int8-full, fp16, or '' for none (default: all three)")
+    parser.add_argument("--fp16-weights", action="store_true",
+                        help="store weights as fp16 (half the size; computed in fp32; the model is rounded first "
+                             "and parity is checked on the rounded model)")
     parser.add_argument("--model-name", default="show-attend-tell")
     parser.add_argument("--model-version", default=None, help="default: the UTC export time")
     parser.add_argument("--trained-on", default="", help="plain words: which data the model saw")
@@ -71,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
         result = export_bundle(
             model, vocab.itos, args.out, images, model_name=args.model_name, model_version=args.model_version,
             trained_on=args.trained_on, variants=variants, force=args.force, references=refs, eval_data=data_name,
+            fp16_weights=args.fp16_weights,
         )
     except ParityFailed as exc:
         log.error("%s", exc)

@@ -11,6 +11,7 @@ Order of work, all in a staging directory next to the target, moved into place o
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -24,6 +25,7 @@ import numpy as np
 
 from captionbot import formats
 from captionbot.formats import DecoderSpec, EncoderSpec, Manifest
+from export.compact import fuse_encoder_batchnorm, round_weights_to_fp16, store_initializers_fp16
 from export.graphs import OPSET, export_graphs
 from export.parity import ParityReport, check_parity
 from export.variants import VariantMeasure, caption_with, make_fp16, make_int8, make_int8_full, measure
@@ -98,11 +100,14 @@ def export_bundle(
     force: bool = False,
     references: Sequence[list[str]] | None = None,
     eval_data: str = "",
+    fp16_weights: bool = False,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir`` after the parity check. Raises :class:`ParityFailed` (nothing written).
 
     With ``references`` (human captions of each parity image), the bundle's captions at beam 3 are scored
-    (BLEU-4, CIDEr with pycocoevalcap) for fp32 and each variant, and the scores go into the manifest."""
+    (BLEU-4, CIDEr with pycocoevalcap) for fp32 and each variant, and the scores go into the manifest.
+    ``fp16_weights`` stores the fp32 graphs' weights as fp16 (half the size, see ``export/compact.py``): the model
+    is first rounded to fp16-representable weights, and that rounded model is the one parity checks."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} exists (pass force=True / --force to replace it)")
@@ -114,10 +119,19 @@ def export_bundle(
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(VARIANT_BUILDERS)}")
     model = model.eval()
+    if fp16_weights:
+        model = copy.deepcopy(model)
+        fuse_encoder_batchnorm(model)
+        round_weights_to_fp16(model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    plain_tmp = tempfile.TemporaryDirectory(prefix="captionbot-plain-") if fp16_weights else None
+    plain = Path(plain_tmp.name) if plain_tmp else staging  # fp32-stored graphs: what the variants start from
     try:
-        export_graphs(model, staging)
+        for path in export_graphs(model, plain):
+            if plain_tmp:
+                shutil.copyfile(path, staging / path.name)
+                store_initializers_fp16(staging / path.name)
         (staging / formats.VOCAB_FILE).write_text(json.dumps({"itos": list(itos)}), encoding="utf-8")
         version = model_version or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         manifest = build_manifest(model, list(itos), model_name, version, trained_on, list(scores))
@@ -135,7 +149,8 @@ def export_bundle(
                              "max_log_prob_diff": r.max_log_prob_diff, "max_feature_diff": r.max_feature_diff}
                             for r in reports]
 
-        measured = _build_variants(staging, manifest, bundle, images, variants, list(itos), references, eval_data)
+        measured = _build_variants(staging, manifest, bundle, images, variants, list(itos), references, eval_data,
+                                   plain)
         _write_manifest(staging, manifest)
         formats.verify_bundle_files(staging, manifest)
         staging.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be read by the worker's user
@@ -145,13 +160,15 @@ def export_bundle(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if plain_tmp:
+            plain_tmp.cleanup()
     log.info("wrote bundle %s (%s)", out_dir, manifest.model_version)
     return ExportResult(out_dir, manifest, reports, measured)
 
 
 def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.ndarray, names: Sequence[str],
-                    itos: list[str], references: Sequence[list[str]] | None, eval_data: str
-                    ) -> dict[str, VariantMeasure]:
+                    itos: list[str], references: Sequence[list[str]] | None, eval_data: str,
+                    source: Path | None = None) -> dict[str, VariantMeasure]:
     options = BeamOptions(beam_size=3, max_len=manifest.decoder.max_len)
     reference = caption_with(fp32_bundle, images, options)
     fp32_scores = _metrics(reference, itos, references)
@@ -161,7 +178,10 @@ def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.n
     for name in names:
         builder, target = VARIANT_BUILDERS[name]
         try:
-            files = builder(staging, staging / name, images)
+            files = builder(source or staging, staging / name, images)
+            if source is not None and source != staging:  # fp16-stored weights: the variants' too, where exact
+                for f in files:
+                    store_initializers_fp16(staging / name / f, only_exact=True)
             manifest.variants[name] = {"dir": name, "files": files, "target": target}
             _write_manifest(staging, manifest)
             bundle = load_bundle(staging, variant=name, provider="auto")
