@@ -50,13 +50,21 @@ def special_ids(itos: list[str]) -> SpecialIds:
     return SpecialIds(pad=index["<pad>"], start=index["<start>"], end=index["<end>"], unk=index["<unk>"])
 
 
+def served_options(max_len: int, beam_size: int = 3) -> BeamOptions:
+    """The decoding rules users get. Beyond the evaluated rules: never an empty caption (``min_words=1``), never
+    a word twice in a row, never a word trigram twice ("a red shirt and a blue shirt is on a red shirt"), so
+    users see no repeated words. README reports scores under both rule sets (``captionbot evaluate --as-served``).
+    """
+    return BeamOptions(beam_size=beam_size, max_len=max_len, min_words=1, block_repeated_word=True,
+                       no_repeat_ngram=3)
+
+
 class Captioner:
     """A loaded bundle plus decoding options. Thread-compatible, not thread-safe: one caller at a time."""
 
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.bundle = bundle
-        # min_words=1: never an empty caption (the one way these options differ from training's search rules)
-        self.options = options or BeamOptions(max_len=bundle.manifest.decoder.max_len, min_words=1)
+        self.options = options or served_options(bundle.manifest.decoder.max_len)
         self.max_pixels = max_pixels
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -71,3 +72,18 @@ def test_the_runtime_never_imports_torch():
     code = ("import sys, inference.captioner, inference.caption_cli, inference.bundle, inference.preprocess; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_served_captions_never_repeat_a_word_or_a_trigram_and_never_say_unk(caption_bundle, data_dir) -> None:
+    """What users are shown: with the served rules, no "shirt shirt", no "a red shirt … a red shirt", no <unk>."""
+    from inference.captioner import Captioner as Runtime
+
+    images = [p.read_bytes() for p in sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[:24]]
+    runtime = Runtime.load(caption_bundle)
+    for out in runtime.caption_images(images, beam_size=3):
+        words = out.words
+        assert words, "never an empty caption"
+        assert "<unk>" not in words
+        assert all(a != b for a, b in itertools.pairwise(words)), words
+        trigrams = list(zip(words, words[1:], words[2:], strict=False))
+        assert len(trigrams) == len(set(trigrams)), words
