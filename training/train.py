@@ -65,6 +65,7 @@ class TrainConfig:
     encoder_lr_scale: float = 0.1  # encoder learning rate = lr x this when fine-tuning
     beam_size: int = 3
     patience: int = 5  # epochs without a better validation CIDEr before stopping
+    keep_epochs: bool = False  # also keep epochN.pt for every epoch (for checkpoint averaging)
     seed: int = 0
     val_split: str = "dev"
     val_limit: int | None = None  # 0: no validation (every epoch counts as best)
@@ -401,6 +402,8 @@ class Trainer:
             save_checkpoint(cfg.out_dir / "last.pt", **fields)
             if improved:
                 save_checkpoint(cfg.out_dir / "best.pt", **fields)
+            if cfg.keep_epochs:
+                save_checkpoint(cfg.out_dir / f"epoch{self.epoch}.pt", **fields)
             (cfg.out_dir / "history.json").write_text(json.dumps(self.history, indent=1))
             log.info("epoch %d: loss %.4f, %.0f captions/s, val CIDEr %s (best %.4f at epoch %d)%s",
                      self.epoch, stats["loss"], stats["captions_per_s"], scores.get("CIDEr"), self.best_score,

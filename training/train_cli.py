@@ -66,6 +66,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="feed the model its own words with probability rising from 0 to P over the epochs")
     opt.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
     opt.add_argument("--beam", type=int, default=3, help="beam size for validation captions (default: 3)")
+    opt.add_argument("--keep-epochs", action="store_true",
+                     help="also keep OUT/epochN.pt for every epoch (for `captionbot average`)")
     opt.add_argument("--patience", type=int, default=5,
                      help="stop after this many epochs without a better validation CIDEr (default: 5)")
     opt.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -103,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
         dropout=args.dropout, min_count=args.min_count, max_len=args.max_len, alpha_c=args.alpha_c,
         label_smoothing=args.label_smoothing, bf16=args.bf16, scheduled_sampling=args.scheduled_sampling,
         flip_augment=args.flip_augment, fine_tune_blocks=args.fine_tune_blocks, beam_size=args.beam,
-        patience=args.patience, seed=args.seed,
+        patience=args.patience, keep_epochs=args.keep_epochs, seed=args.seed,
         val_split=args.val_split, val_limit=args.val_limit, device=args.device, threads=args.threads,
         resume=args.resume,
         max_steps_per_epoch=args.max_steps_per_epoch, progress=not args.no_progress,

@@ -36,8 +36,11 @@ def test_train_then_evaluate_the_best_checkpoint(small_flickr8k: Path, tmp_path:
     FeatureCache.build(cache / "efficientnet_lite0", sorted((small_flickr8k / "images").iterdir()), engine="torch")
     rc = captionbot(["train", "--flickr8k", str(small_flickr8k), "--out", str(out), "--cache-dir", str(cache),
                      "--epochs", "2", "--batch-size", "16", "--embed", "32", "--hidden", "32", "--attention", "32",
-                     "--min-count", "1", "--beam", "2", "--threads", "1", "--no-progress"])
+                     "--min-count", "1", "--beam", "2", "--threads", "1", "--no-progress", "--keep-epochs"])
     assert rc == 0
+    # every epoch kept, and the kept epochs average into a checkpoint that loads like any other
+    assert captionbot(["average", str(out / "epoch1.pt"), str(out / "epoch2.pt"), "--out", str(out / "avg.pt")]) == 0
+    assert load_captioner(out / "avg.pt")[1].itos == load_captioner(out / "epoch2.pt")[1].itos
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert all("val_CIDEr" in h and "val_Bleu_4" in h for h in history)
