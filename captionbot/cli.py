@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("inference.caption_cli", "caption image files with a model bundle"),
     "train": ("training.train_cli", "train a Show-Attend-Tell captioner"),
     "evaluate": ("training.evaluate_cli", "score a checkpoint or bundle with the COCO caption metrics"),
+    "finetune-cider": ("training.self_critical_cli", "fine-tune a checkpoint on CIDEr (self-critical training)"),
     "average": ("training.average_cli", "average the weights of several checkpoints of one run"),
     "export": ("export.export_cli", "export a checkpoint to an ONNX model bundle (with parity checks)"),
     "standin": ("bot.standin_cli", "run the local Discord stand-in server on its own"),
