@@ -23,23 +23,30 @@ if [ ! -f "$RUN/history.json" ] || [ "${RETRAIN:-0}" = 1 ]; then
     --out "$RUN"
 fi
 
-# 2. average the last three epochs; keep whichever of (average, best epoch) scores higher on dev
-mapfile -t last3 < <(ls "$RUN"/epoch*.pt | sort -V | tail -3)
-"$CB" average "${last3[@]}" --out "$RUN/avg.pt"
-for c in avg best; do
-  "$CB" evaluate "$RUN/$c.pt" "${FLICKR[@]}" --split dev --beam 3 --metrics BLEU,CIDEr --out "$RUN/eval-$c.json"
+# 2. average the best epoch with the two after it (the run early-stops three epochs after its best)
+best_epoch=$("$PY" -c "import json; h=json.load(open('$RUN/history.json')); print(max(h, key=lambda r: r['val_CIDEr'])['epoch'])")
+avg_from=()
+for e in $best_epoch $((best_epoch + 1)) $((best_epoch + 2)); do
+  [ -f "$RUN/epoch$e.pt" ] && avg_from+=("$RUN/epoch$e.pt")
 done
-pick=$("$PY" -c "import json,sys; s={c: json.load(open(f'$RUN/eval-{c}.json'))['scores']['CIDEr'] for c in ('avg','best')}; print(max(s, key=s.get))")
+"$CB" average "${avg_from[@]}" --out "$RUN/avg.pt"
+"$CB" evaluate "$RUN/avg.pt" "${FLICKR[@]}" --split dev --beam 3 --metrics BLEU,CIDEr --out "$RUN/eval-avg.json"
+
+# 3. self-critical fine-tuning on CIDEr (2 epochs; keeps the epoch with the best dev CIDEr, the start included)
+"$CB" finetune-cider "$RUN/avg.pt" "${FLICKR[@]}" \
+  --coco "$DATA/coco/annotations/captions_train2017_subset.json" "$DATA/coco/train2017" \
+  --out "$RUN/scst" --epochs 2 --lr 5e-5 --threads "${THREADS:-2}"
+pick=scst/scst-best
 echo "exporting $RUN/$pick.pt"
 
-# 3. export: fp32 (weights stored as fp16, computed in fp32) + int8; parity-checked on 50 dev images
+# 4. export: fp32 (weights stored as fp16, computed in fp32) + int8; parity-checked on 50 dev images
 export_bundle() {
   "$CB" export "$RUN/$pick.pt" --out "$OUT" --force --fp16-weights --variants "$1" --images 50 \
     --model-name captionbot-sat-lite0 --model-version "1.0.0" --trained-on "$TRAINED_ON"
 }
 export_bundle int8
 
-# 4. report on the held-out dev split: beam 1, 3, 5 (search rules as evaluated), beam 3 as served, int8
+# 5. report on the held-out dev split: beam 1, 3, 5 (search rules as evaluated), beam 3 as served, int8
 mkdir -p "$REPORT"
 for k in 1 3 5; do
   "$CB" evaluate "$OUT" "${FLICKR[@]}" --split dev --beam $k --out "$REPORT/dev-beam$k.json"
@@ -52,7 +59,7 @@ if [ "$keep_int8" != 1 ]; then
   export_bundle ""
 fi
 
-# 5. gallery: 8 held-out dev images with captions and heatmaps
+# 6. gallery: 8 held-out dev images with captions and heatmaps
 mkdir -p "$REPORT/gallery"
 mapfile -t gallery < <(sort "$DATA/flickr8k/Flickr_8k.devImages.txt" | head -8 | sed "s|^|$DATA/flickr8k/images/|")
 "$CB" caption "${gallery[@]}" --bundle "$OUT" --beam 3 --json --heatmap "$REPORT/gallery/heatmap.png" \
