@@ -1,0 +1,49 @@
+"""The shipped default model: it loads with its hashes checked, and says sensible things about real held-out photos."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pycocoevalcap.cider.cider import Cider
+
+from captionbot import formats
+from captionbot.settings import DEFAULT_BUNDLE
+from inference.captioner import Captioner
+from training.data import read_flickr8k, tokenize
+
+HELD_OUT = 40  # the first Flickr8k dev images by name: never trained on
+
+
+def _held_out(data_dir: Path):
+    return sorted((im for im in read_flickr8k(data_dir / "flickr8k") if im.split == "dev"),
+                  key=lambda im: im.image_id)[:HELD_OUT]
+
+
+def test_the_default_bundle_is_shipped_small_and_verified() -> None:
+    manifest = formats.Manifest.from_json((DEFAULT_BUNDLE / formats.MANIFEST_FILE).read_text())
+    formats.verify_bundle_files(DEFAULT_BUNDLE, manifest)
+    size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.rglob("*") if p.is_file())
+    assert size <= 40 * 1024 * 1024
+    assert manifest.trained_on and manifest.encoder.arch == "efficientnet_lite0"
+
+
+def test_a_tampered_copy_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, copy)
+    with open(copy / formats.VOCAB_FILE, "a") as fh:
+        fh.write(" ")
+    with pytest.raises(formats.BundleError, match=r"vocab\.json"):
+        Captioner.load(copy)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_held_out_photos_get_captions_that_match_what_people_said(data_dir: Path, variant: str) -> None:
+    images = _held_out(data_dir)
+    captioner = Captioner.load(variant=variant)  # no path: the default model
+    outputs = captioner.caption_images([im.path.read_bytes() for im in images], beam_size=3)
+    candidates = {im.image_id: [" ".join(out.words)] for im, out in zip(images, outputs, strict=True)}
+    references = {im.image_id: [" ".join(tokenize(c)) for c in im.captions] for im in images}
+    cider, _ = Cider().compute_score(references, candidates)
+    # the full dev split scores about 0.5 (README); random captions from this vocabulary score about 0.0
+    assert cider > 0.3, candidates
+    assert all(out.caption[0].isupper() and out.caption.endswith(".") for out in outputs)
