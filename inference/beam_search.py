@@ -21,6 +21,7 @@ Options beyond the evaluated rules (off by default, so default captions are the 
   ranks by raw sums, as usual); 0 = raw sums;
 - ``block_repeated_word`` (training's ``no_repeat``): a word never follows itself;
 - ``no_repeat_ngram`` = n >= 2: no word n-gram appears twice in a caption;
+- ``repeatable``: a word outside this set of (function) words never appears twice in a caption;
 - ``min_words``: ``<end>`` is masked until a caption has that many words (the runtime's Captioner uses 1, so a
   user never gets an empty caption; training's rules allow one).
 """
@@ -58,6 +59,9 @@ class BeamOptions:
     block_repeated_word: bool = False  # no word twice in a row ("a a dog")
     no_repeat_ngram: int = 0  # n >= 2: no word n-gram twice in one caption; 0 = off
     min_words: int = 0  # <end> is not allowed before this many words (0: the evaluated rule allows it at once)
+    # when set: a word id outside this set is never emitted twice in one caption ("a dog and a dog"); the set holds
+    # the function words that may repeat ("a", "the", "in", ...). None = off
+    repeatable: frozenset[int] | None = None
 
 
 @dataclass
@@ -78,6 +82,8 @@ def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
     banned: list[int] = []
     if options.block_repeated_word and tokens:
         banned.append(int(tokens[-1]))
+    if options.repeatable is not None:
+        banned.extend(int(t) for t in set(tokens) if int(t) not in options.repeatable)
     n = options.no_repeat_ngram
     if n >= 2 and len(tokens) >= n:
         prefix = tuple(tokens[len(tokens) - n + 1 :])
@@ -95,7 +101,7 @@ def mask_log_probs(
     if options.min_words > 0:
         short = [row for row, toks in enumerate(token_rows) if len(toks) < options.min_words]
         log_probs[short, special.end] = -np.inf
-    if options.block_repeated_word or options.no_repeat_ngram >= 2:
+    if options.block_repeated_word or options.no_repeat_ngram >= 2 or options.repeatable is not None:
         for row, toks in enumerate(token_rows):
             ban = banned_tokens(toks, options)
             if ban:

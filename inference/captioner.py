@@ -50,13 +50,66 @@ def special_ids(itos: list[str]) -> SpecialIds:
     return SpecialIds(pad=index["<pad>"], start=index["<start>"], end=index["<end>"], unk=index["<unk>"])
 
 
-def served_options(max_len: int, beam_size: int = 3) -> BeamOptions:
+# Words a caption may use more than once ("a man in a red shirt and a woman in a blue shirt"); any other word
+# appears at most once in a served caption.
+REPEATABLE_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "in",
+        "on",
+        "of",
+        "with",
+        "and",
+        "is",
+        "are",
+        "at",
+        "to",
+        "into",
+        "for",
+        "from",
+        "by",
+        "his",
+        "her",
+        "their",
+        "its",
+        "while",
+        "as",
+        "up",
+        "down",
+        "out",
+        "over",
+        "under",
+        "near",
+        "next",
+        "front",
+        "through",
+        "behind",
+        "one",
+        "some",
+        "other",
+        "each",
+        "another",
+    ]
+)
+
+
+def served_options(max_len: int, beam_size: int = 3, itos: Sequence[str] | None = None) -> BeamOptions:
     """The decoding rules users get. Beyond the evaluated rules: never an empty caption (``min_words=1``), never
-    a word twice in a row, never a word trigram twice ("a red shirt and a blue shirt is on a red shirt"), so
-    users see no repeated words. README reports scores under both rule sets (``captionbot evaluate --as-served``).
+    a word twice in a row, never a word trigram twice, and (given the vocabulary ``itos``) no content word twice
+    ("a dog and a dog"), so users see no repeated words. README reports scores under both rule sets
+    (``captionbot evaluate --as-served``).
     """
-    return BeamOptions(beam_size=beam_size, max_len=max_len, min_words=1, block_repeated_word=True,
-                       no_repeat_ngram=3)
+    repeatable = None if itos is None else frozenset(i for i, w in enumerate(itos) if w in REPEATABLE_WORDS)
+    return BeamOptions(
+        beam_size=beam_size,
+        max_len=max_len,
+        min_words=1,
+        block_repeated_word=True,
+        no_repeat_ngram=3,
+        repeatable=repeatable,
+    )
 
 
 class Captioner:
@@ -64,7 +117,7 @@ class Captioner:
 
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.bundle = bundle
-        self.options = options or served_options(bundle.manifest.decoder.max_len)
+        self.options = options or served_options(bundle.manifest.decoder.max_len, itos=bundle.itos)
         self.max_pixels = max_pixels
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid

@@ -110,7 +110,7 @@ def _evaluate_bundle(args: argparse.Namespace, images: list, metrics: tuple[str,
     bundle = load_bundle(args.model, variant=args.variant)
     enc = bundle.manifest.encoder
     if args.as_served:  # the rules the bot's users get
-        options = served_options(bundle.manifest.decoder.max_len, beam_size=args.beam)
+        options = served_options(bundle.manifest.decoder.max_len, beam_size=args.beam, itos=bundle.itos)
     else:  # the evaluated search rules (min_words 0), as the PyTorch evaluation uses
         options = BeamOptions(beam_size=args.beam, max_len=bundle.manifest.decoder.max_len,
                               block_repeated_word=args.no_repeat)

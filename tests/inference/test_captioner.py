@@ -75,7 +75,8 @@ def test_the_runtime_never_imports_torch():
 
 
 def test_served_captions_never_repeat_a_word_or_a_trigram_and_never_say_unk(caption_bundle, data_dir) -> None:
-    """What users are shown: with the served rules, no "shirt shirt", no "a red shirt … a red shirt", no <unk>."""
+    """What users are shown: with the served rules, no "shirt shirt", no "a dog and a dog", no <unk>."""
+    from inference.captioner import REPEATABLE_WORDS
     from inference.captioner import Captioner as Runtime
 
     images = [p.read_bytes() for p in sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[:24]]
@@ -87,3 +88,5 @@ def test_served_captions_never_repeat_a_word_or_a_trigram_and_never_say_unk(capt
         assert all(a != b for a, b in itertools.pairwise(words)), words
         trigrams = list(zip(words, words[1:], words[2:], strict=False))
         assert len(trigrams) == len(set(trigrams)), words
+        content = [w for w in words if w not in REPEATABLE_WORDS]  # "a dog and a dog" never
+        assert len(content) == len(set(content)), words
