@@ -79,9 +79,12 @@ class CorpusCider:
         return float(total.mean() / len(refs) * 10.0)
 
 
-def sample_captions(decoder: Decoder, features: torch.Tensor, k: int, max_len: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``k`` sampled captions per image: token ids [B*k, T] (0 after <end>) and their summed log-probs [B*k]."""
+def sample_captions(decoder: Decoder, features: torch.Tensor, k: int, max_len: int,
+                    repeatable: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k`` sampled captions per image: token ids [B*k, T] (0 after <end>) and their summed log-probs [B*k].
+
+    With ``repeatable`` (bool [V]: words that may occur twice), samples follow the served rules: no word twice in a
+    row and no other word twice at all, so the model is never rewarded for repetitions that serving forbids."""
     feats = features.repeat_interleave(k, dim=0)
     h, c, att_proj = decoder.init_state(feats)
     word = torch.full((feats.size(0),), START, dtype=torch.long)
@@ -89,12 +92,18 @@ def sample_captions(decoder: Decoder, features: torch.Tensor, k: int, max_len: i
     forbidden = torch.zeros(decoder.cfg.vocab_size, dtype=torch.bool)
     forbidden[[PAD, START, UNK]] = True  # never <unk>: users should never see it
     tokens, log_probs = [], []
+    used = torch.zeros(feats.size(0), decoder.cfg.vocab_size, dtype=torch.bool)
     for _ in range(max_len + 1):
         lp, h, c, _ = decoder.step(word, h, c, feats, att_proj)
-        lp = lp.masked_fill(forbidden, float("-inf")).log_softmax(dim=1)
+        ban = forbidden.expand_as(used)
+        if repeatable is not None:
+            ban = ban | (used & ~repeatable)
+            ban = ban.scatter(1, word[:, None], True) if tokens else ban
+        lp = lp.masked_fill(ban, float("-inf")).log_softmax(dim=1)
         word = torch.multinomial(lp.detach().exp(), 1).squeeze(1)
         log_probs.append(lp.gather(1, word[:, None]).squeeze(1) * alive)
         tokens.append(word * alive)
+        used[torch.arange(word.size(0)), word] = True
         alive = alive & (word != END)
         if not alive.any():
             break
@@ -111,6 +120,7 @@ class SelfCriticalConfig:
     seed: int = 0
     threads: int = 0
     grad_clip: float = 2.0
+    served_rules: bool = True  # sample under the served no-repeat rules
 
 
 def self_critical(
@@ -135,6 +145,12 @@ def self_critical(
     refs = {im.image_id: [" ".join(tokenize(c)) for c in im.captions] for im in train_images}
     scorer = CorpusCider(list(refs.values()))
     optimizer = torch.optim.AdamW([p for p in decoder.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    repeatable = None
+    if cfg.served_rules:
+        from inference.captioner import REPEATABLE_WORDS
+
+        repeatable = torch.tensor([w in REPEATABLE_WORDS for w in vocab.itos])
+        repeatable[END] = True
     val_ids = [im.image_id for im in val_images]
     val_refs = {im.image_id: im.captions for im in val_images}
 
@@ -157,7 +173,7 @@ def self_critical(
         for i in tqdm(batches, desc=f"SCST epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=30.0):
             names = ids[i : i + cfg.batch_images]
             feats = torch.from_numpy(cache.get(names))
-            tokens, logp = sample_captions(decoder, feats, cfg.samples, max_len)
+            tokens, logp = sample_captions(decoder, feats, cfg.samples, max_len, repeatable)
             hyps = [" ".join(vocab.decode(t)) for t in tokens.tolist()]
             r = torch.tensor([scorer.score(h, refs[names[j // cfg.samples]]) for j, h in enumerate(hyps)])
             r = r.view(len(names), cfg.samples)
