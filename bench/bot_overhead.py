@@ -16,10 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from queue_overhead import start_redis  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from bot.channel_settings import SettingsStore  # noqa: E402
 from bot.config import DISCORD_CDN_ORIGINS, BotConfig  # noqa: E402
@@ -38,22 +37,6 @@ from captionbot.queue.connection import connect_redis  # noqa: E402
 from captionbot.settings import load_settings  # noqa: E402
 from inference.null_captioner import NullCaptioner  # noqa: E402
 from inference.worker import Worker  # noqa: E402
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
 
 
 def photos(n: int) -> list[FileToPost]:

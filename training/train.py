@@ -125,17 +125,6 @@ def warmup_cosine(warmup: int, total: int, floor: float = 0.05):
     return factor
 
 
-def init_word_embeddings(decoder: torch.nn.Module, scale: float = 0.1) -> None:
-    """Small uniform word embeddings (as in the Show-Attend-Tell tutorial).
-
-    Why: the embedding is tied to the output layer, and nn.Embedding's N(0, 1) start gives logits with a standard
-    deviation of about sqrt(embed_dim): the first loss is in the hundreds and the model collapses to repeating one
-    word for the first epochs. With U(-0.1, 0.1) the first loss is about ln(vocab size), as it should be.
-    """
-    with torch.no_grad():
-        decoder.embedding.weight.uniform_(-scale, scale)
-
-
 def load_pixels(paths: list[Path], encoder: Encoder) -> list[np.ndarray]:
     """Decode and preprocess images exactly as the runtime does (``inference.preprocess``)."""
     size = (encoder.input_size, encoder.input_size)
@@ -186,8 +175,6 @@ class Trainer:
                                  hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
                                  max_len=cfg.max_len)
         self.model = Captioner(dcfg, arch=cfg.encoder, pretrained=ckpt is None)
-        if ckpt is None:
-            init_word_embeddings(self.model.decoder)
         self.model.decoder.to(self.device)
         self.decoder = self.model.decoder
         device_ids = [self.device.index] if self.device.type == "cuda" else None
