@@ -5,7 +5,9 @@ heatmaps. Torch-free; one bad image never fails the batch (it comes back as :cla
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +37,11 @@ class CaptionOutput:
 def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
     """Preprocessed images [B,3,H,W] -> the best hypothesis per image (one batched beam search)."""
     feats = np.concatenate([bundle.encode(images[i : i + ENCODER_CHUNK]) for i in range(0, len(images), ENCODER_CHUNK)])
+    return caption_features(bundle, feats, options)
+
+
+def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
+    """Encoded images [B,P,C] -> the best hypothesis per image (decoder init, then one batched beam search)."""
     h, c, att_proj = bundle.init(feats)
     return beam_search(bundle.step, feats, h, c, att_proj, options, special_ids(bundle.itos))
 
@@ -115,23 +122,28 @@ def served_options(max_len: int, beam_size: int = 3, itos: Sequence[str] | None 
 class Captioner:
     """A loaded bundle plus decoding options. Thread-compatible, not thread-safe: one caller at a time."""
 
-    def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 decode_threads: int = 1):
         self.bundle = bundle
         self.options = options or served_options(bundle.manifest.decoder.max_len, itos=bundle.itos)
         self.max_pixels = max_pixels
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
+        # Pillow releases the GIL while it decodes and resizes, so a batch's images decode in parallel.
+        self._pool = ThreadPoolExecutor(decode_threads, "decode") if decode_threads > 1 else None
 
     @classmethod
     def load(
         cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0
     ) -> Captioner:
-        """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``)."""
+        """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``). Images are decoded
+        on as many threads as onnxruntime computes on (``threads``; 0: one per CPU)."""
         if bundle_dir is None:
             from captionbot.settings import DEFAULT_BUNDLE
 
             bundle_dir = DEFAULT_BUNDLE
-        return cls(load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads))
+        bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads)
+        return cls(bundle, decode_threads=threads or os.cpu_count() or 1)
 
     @property
     def model_version(self) -> str:
@@ -141,24 +153,31 @@ class Captioner:
         img = decode_image(data, size=self.input_size, max_pixels=self.max_pixels)
         return img, to_array(img, self.input_size, self.mean, self.std)
 
+    def _try_preprocess(self, job: tuple[int, bytes]) -> tuple[Image.Image, np.ndarray] | ImageRejected:
+        i, data = job
+        try:
+            return self.preprocess(data)
+        except ImageRejected as exc:
+            log.info("image %d refused: %s", i, exc)
+            return exc
+        except Exception as exc:  # a decoder bug on one odd file must not cost the rest of the batch
+            log.exception("image %d: unexpected error while decoding", i)
+            return ImageRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
     def caption_images(
         self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
     ) -> list[CaptionOutput | ImageRejected]:
         """Caption each image; a refused image is returned (not raised) as :class:`ImageRejected` in its place."""
         results: list[CaptionOutput | ImageRejected | None] = [None] * len(images)
         decoded: list[tuple[int, Image.Image, np.ndarray]] = []
-        for i, data in enumerate(images):
-            try:
-                img, arr = self.preprocess(data)
-            except ImageRejected as exc:
-                log.info("image %d refused: %s", i, exc)
-                results[i] = exc
-                continue
-            except Exception as exc:  # a decoder bug on one odd file must not cost the rest of the batch
-                log.exception("image %d: unexpected error while decoding", i)
-                results[i] = ImageRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-                continue
-            decoded.append((i, img, arr))
+        jobs = list(enumerate(images))
+        prepared = self._pool.map(self._try_preprocess, jobs) if self._pool and len(images) > 1 else \
+            map(self._try_preprocess, jobs)
+        for i, out in enumerate(prepared):
+            if isinstance(out, ImageRejected):
+                results[i] = out
+            else:
+                decoded.append((i, *out))
         if decoded:
             batch = np.stack([arr for _, _, arr in decoded])
             hyps = caption_arrays(self.bundle, batch, replace(self.options, beam_size=beam_size))

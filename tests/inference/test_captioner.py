@@ -49,6 +49,17 @@ def test_a_caption_does_not_depend_on_the_rest_of_the_batch(captioner):
     assert [a.words for a in alone] == [t.words for t in together]
 
 
+def test_parallel_decoding_gives_the_same_answers_in_the_same_order(caption_bundle, captioner):
+    good = synthetic_images(4)
+    batch = [good[0], b"not an image", good[1], good[2], b"", good[3]]
+    parallel = Captioner.load(caption_bundle, provider="cpu", threads=2)  # decodes on 2 threads
+    assert parallel._pool is not None
+    one, two = captioner.caption_images(batch), parallel.caption_images(batch)
+    assert [type(o) for o in one] == [type(o) for o in two]
+    assert [o.words if isinstance(o, CaptionOutput) else o.code for o in one] == \
+        [o.words if isinstance(o, CaptionOutput) else o.code for o in two]
+
+
 def test_heatmap_when_asked(captioner):
     out = captioner.caption_images(synthetic_images(1), beam_size=1, heatmap=True)[0]
     assert isinstance(out, CaptionOutput)
