@@ -182,7 +182,12 @@ def beam_search(
                             np.concatenate([alphas[parent], alpha[parent][None]]),
                         ))
             kept_finished[img] = beam_finished
-            if beam_live == 0 or last:
+            # Early stop, exact under the raw-sum rule (length_alpha 0): when the best entry of the table is a
+            # finished caption, no live one can overtake it (each further word only lowers a score), so the
+            # image's answer is known and its rows leave the decoder batch now instead of when all K have ended.
+            best = top[g][0]
+            best_done = bool(np.isfinite(top_val[g][0])) and (best >= K * V or best % V == special.end)
+            if beam_live == 0 or last or (best_done and options.length_alpha == 0):
                 result[img] = max(beam_finished, key=lambda hyp: hyp.score(options.length_alpha))
         keep = [i for i, img in enumerate(new_img) if result[img] is None]
         if not keep:

@@ -96,6 +96,18 @@ def test_finished_beams_leave_the_decoder_batch():
     assert len(calls) == 7  # the slow image runs to max_len + 1 steps
 
 
+def test_an_image_stops_as_soon_as_its_best_caption_has_ended():
+    # "a" ends with p 0.54 at step 2; every live caption then has a lower score, which further words only lower.
+    table = {START: {A: 0.6, B: 0.4}, A: {END: 0.9, C: 0.1}, B: {C: 0.9, END: 0.1}, C: {C: 0.95, END: 0.05}}
+    early, full = [], []
+    best = beam_search(chain_step([table], early), *inputs([0]), BeamOptions(beam_size=3, max_len=6))[0]
+    # a length_alpha too small to change any choice, but it turns the early stop off (the bound needs raw sums)
+    same = beam_search(chain_step([table], full), *inputs([0]), BeamOptions(beam_size=3, max_len=6,
+                                                                          length_alpha=1e-9))[0]
+    assert best.tokens == same.tokens == [A] and best.log_prob == pytest.approx(np.log(0.54), abs=1e-4)
+    assert len(early) == 2 and len(full) == 7  # stopped at step 2 instead of running to max_len + 1
+
+
 def test_length_normalisation_prefers_the_better_mean():
     assert search([SHORT_VS_LONG], [0])[0].tokens == [A]
     assert search([SHORT_VS_LONG], [0], length_alpha=1.0)[0].tokens == [B, C]
