@@ -8,7 +8,7 @@ other work on the machine comes and goes (each round gives every method its shar
   torch-b1   PyTorch, one image at a time with training's beam search (projection computed once per image)
   torch-b32  PyTorch, batches of 32 with training's beam search: how much batching alone gives in PyTorch
   runtime    the worker's path: image bytes -> decode -> ONNX encoder on the batch -> batched numpy beam search
-             (fp32 and int8), batches of 32
+             (fp32 and int8 under training's search rules; int8 under the served rules too), batches of 32
   encoder    the ONNX encoder alone, decoding and preprocessing included, batches of 32: the ceiling for the runtime
   decoder    the runtime's batched beam search alone, on features encoded beforehand: the other half of its time
 
@@ -134,9 +134,12 @@ def runtime(captioner: Captioner, images: list[bytes]) -> list[list[str]]:
 
 
 def encoder_only(captioner: Captioner, images: list[bytes]) -> None:
-    arrays = np.stack([captioner.preprocess(d)[1] for d in images])
-    for i in range(0, len(arrays), BATCH):
-        captioner.bundle.encode(arrays[i : i + BATCH])
+    from inference.captioner import ENCODER_CHUNK
+
+    for i in range(0, len(images), BATCH):
+        arrays = np.stack([arr for _, arr in captioner.preprocess_many(images[i : i + BATCH])])
+        for j in range(0, len(arrays), ENCODER_CHUNK):  # as the runtime does
+            captioner.bundle.encode(arrays[j : j + ENCODER_CHUNK])
 
 
 def decoder_only(captioner: Captioner, features: dict[int, np.ndarray], images: list[bytes]) -> list[list[str]]:
@@ -184,6 +187,7 @@ def main() -> int:
     has_full = "int8-full" in fp32.bundle.manifest.variants
     int8_full = Captioner.load(bundle_dir, variant="int8-full", provider="cpu", threads=args.threads) \
         if has_full else None
+    served = Captioner.load(bundle_dir, variant="int8", provider="cpu", threads=args.threads)  # users' rules
     for c in (fp32, int8, int8_full or fp32):  # compare under training's rules exactly (empty captions allowed)
         c.options = BeamOptions(beam_size=BEAM, max_len=max_len)
 
@@ -194,6 +198,7 @@ def main() -> int:
         "PyTorch batched (batch 32), training's search": (lambda ims: torch_batched(model, ims, max_len), BATCH),
         "runtime fp32 (ONNX, batch 32)": (lambda ims: runtime(fp32, ims), BATCH),
         "runtime int8 (ONNX, batch 32)": (lambda ims: runtime(int8, ims), BATCH),
+        "runtime int8, served rules (what the worker runs)": (lambda ims: runtime(served, ims), BATCH),
         "encoder only fp32 (ONNX, batch 32): ceiling": (lambda ims: encoder_only(fp32, ims), BATCH),
         "decoder only fp32 (beam search, batch 32)": (lambda ims: decoder_only(fp32, encoded, ims), BATCH),
         "decoder only int8 (beam search, batch 32)": (lambda ims: decoder_only(int8, encoded, ims), BATCH),

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -175,6 +176,11 @@ class Trainer:
                                  hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
                                  max_len=cfg.max_len)
         self.model = Captioner(dcfg, arch=cfg.encoder, pretrained=ckpt is None)
+        if ckpt is None:
+            # Draw the word embeddings a second time (same U(-0.1, 0.1) as Decoder.__init__). The random stream the
+            # shipped default model (1.0.0) was trained with included this draw; without it every later draw
+            # (dropout masks, batch order) shifts, and `make model` gives another model: dev CIDEr 0.488, not 0.516.
+            nn.init.uniform_(self.model.decoder.embedding.weight, -0.1, 0.1)
         self.model.decoder.to(self.device)
         self.decoder = self.model.decoder
         device_ids = [self.device.index] if self.device.type == "cuda" else None
