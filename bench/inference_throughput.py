@@ -34,6 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from export.compact import fuse_encoder_batchnorm, round_weights_to_fp16  # noqa: E402
 from export.exporter import export_bundle  # noqa: E402
 from inference.beam_search import BeamOptions  # noqa: E402
 from inference.captioner import Captioner  # noqa: E402
@@ -172,6 +173,9 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     model, vocab = load_captioner(args.checkpoint)
+    if args.bundle is not None:  # the bundle was exported with --fp16-weights: give PyTorch the very same weights
+        fuse_encoder_batchnorm(model)
+        round_weights_to_fp16(model)
     max_len = model.decoder.cfg.max_len
     images = dev_images(max(args.rounds * BATCH, 64))
     tmp = None

@@ -40,7 +40,7 @@ echo "exporting $RUN/$pick.pt"
 # 4. export: fp32 (weights stored as fp16, computed in fp32) + int8; parity-checked on 50 dev images
 export_bundle() {
   "$CB" export "$RUN/$pick.pt" --out "$OUT" --force --fp16-weights --variants "$1" --images 50 \
-    --model-name captionbot-sat-lite0 --model-version "${MODEL_VERSION:-1.1.0}" --trained-on "$TRAINED_ON"
+    --model-name captionbot-sat-lite0 --model-version "${MODEL_VERSION:-1.0.1}" --trained-on "$TRAINED_ON"
 }
 export_bundle int8
 
