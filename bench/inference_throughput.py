@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from export.compact import fuse_encoder_batchnorm, round_weights_to_fp16  # noqa: E402
 from export.exporter import export_bundle  # noqa: E402
 from inference.beam_search import BeamOptions  # noqa: E402
-from inference.captioner import Captioner  # noqa: E402
+from inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
 from inference.preprocess import decode_image, to_array  # noqa: E402
 from training.beam_search import beam_search as torch_beam_search  # noqa: E402
 from training.checkpoint import load_captioner  # noqa: E402
@@ -135,8 +135,6 @@ def runtime(captioner: Captioner, images: list[bytes]) -> list[list[str]]:
 
 
 def encoder_only(captioner: Captioner, images: list[bytes]) -> None:
-    from inference.captioner import ENCODER_CHUNK
-
     for i in range(0, len(images), BATCH):
         arrays = np.stack([arr for _, arr in captioner.preprocess_many(images[i : i + BATCH])])
         for j in range(0, len(arrays), ENCODER_CHUNK):  # as the runtime does
@@ -144,8 +142,6 @@ def encoder_only(captioner: Captioner, images: list[bytes]) -> None:
 
 
 def decoder_only(captioner: Captioner, features: dict[int, np.ndarray], images: list[bytes]) -> list[list[str]]:
-    from inference.captioner import caption_features
-
     out = []
     for i in range(0, len(images), BATCH):
         feats = np.stack([features[id(d)] for d in images[i : i + BATCH]])

@@ -23,7 +23,8 @@ from inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
 log = logging.getLogger(__name__)
 
 # Images per encoder call. Small chunks keep each convolution's activations in the CPU caches: on this 2-core
-# CPU, EfficientNet-Lite0 ran at 119 img/s in chunks of 8 vs 99 in chunks of 32 (1 thread), 213 vs 138 (2 threads).
+# CPU the shipped encoder ran at 125 img/s in chunks of 8 vs 110 in chunks of 32 (1 thread), 195 vs 184
+# (2 threads); `bench/encoder_chunks.py`. Chunks of 1-16 are within noise of each other.
 ENCODER_CHUNK = 8
 
 
