@@ -32,7 +32,7 @@ class Batch:
     features: torch.Tensor  # [B, P, C] float32
     captions: torch.Tensor  # [B, T] int64: <start> w1 … wn <end> (<pad>)
     lengths: torch.Tensor  # [B] tokens incl. <start>/<end>, sorted descending
-    images: list[Path]  # [B] the image of each caption (for fine-tuning the encoder on pixels)
+    images: list[Path]  # [B] the image of each caption
 
     @property
     def size(self) -> int:

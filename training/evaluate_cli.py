@@ -88,13 +88,13 @@ def _evaluate_checkpoint(args: argparse.Namespace, images: list, metrics: tuple[
 
     model, vocab = load_captioner(args.model)
     arch, paths = model.encoder.arch, [im.path for im in images]
-    if load_checkpoint(args.model).get("encoder_fine_tuned"):  # its own encoder weights: features of its own
-        cache = FeatureCache.build(Path(tempfile.mkdtemp()) / arch, paths, arch=arch, encoder=model.encoder,
-                                   engine="torch")
-    else:  # frozen pretrained encoder: the shared cache holds exactly its features
-        cache = FeatureCache.build(args.cache_dir / arch, paths, arch=arch)
-    return evaluate_images(model.decoder, cache.get, images, vocab, args.beam, metrics, split=args.split,
-                           no_repeat=args.no_repeat, progress=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if load_checkpoint(args.model).get("encoder_fine_tuned"):  # its own encoder weights: features of its own
+            cache = FeatureCache.build(Path(tmp) / arch, paths, arch=arch, encoder=model.encoder)
+        else:  # frozen pretrained encoder: the shared cache holds exactly its features
+            cache = FeatureCache.build(args.cache_dir / arch, paths, arch=arch)
+        return evaluate_images(model.decoder, cache.get, images, vocab, args.beam, metrics, split=args.split,
+                               no_repeat=args.no_repeat, progress=True)
 
 
 def _evaluate_bundle(args: argparse.Namespace, images: list, metrics: tuple[str, ...]):

@@ -13,6 +13,7 @@ computation, and export is a plain trace of these two methods.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -111,6 +112,54 @@ class Encoder(nn.Module):
         else:
             fmap = self.net(images)
         return fmap.flatten(2).transpose(1, 2)  # [B, P, C]
+
+    # --- split in two, for fine-tuning the top on cached trunk activations ----------------------------------
+    # Why: with only the top blocks trainable, everything below them gives the same output for an image every
+    # epoch, so it is computed once and cached (``trunk``); training runs just ``top`` on the cached activations.
+    # ``top(trunk(x), n)`` equals ``forward(x)`` (in eval mode).
+
+    def _run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if not self.arch.startswith("efficientnet_lite"):
+            for block in self._blocks[start:stop]:
+                x = block(x)
+            return x
+        net = self.net
+        rate = net._global_params.drop_connect_rate
+        for idx in range(start, stop):  # as EfficientNet.extract_features, drop-connect rate scaled by depth
+            x = net._blocks[idx](x, drop_connect_rate=rate * float(idx) / len(net._blocks) if rate else rate)
+        return x
+
+    def trunk(self, images: torch.Tensor, top_blocks: int) -> torch.Tensor:
+        """images [B, 3, H, W] -> the activations that enter the top ``top_blocks`` blocks, [B, P', C']."""
+        x = images
+        if self.arch.startswith("efficientnet_lite"):
+            x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
+        x = self._run_blocks(x, 0, len(self._blocks) - top_blocks)
+        return x.flatten(2).transpose(1, 2)
+
+    def top(self, trunk: torch.Tensor, top_blocks: int) -> torch.Tensor:
+        """``trunk`` activations [B, P', C'] (square grid) -> features [B, P, C], through the top blocks."""
+        side = math.isqrt(trunk.size(1))
+        x = trunk.transpose(1, 2).reshape(trunk.size(0), trunk.size(2), side, side)
+        x = self._run_blocks(x, len(self._blocks) - top_blocks, len(self._blocks))
+        if self.arch.startswith("efficientnet_lite"):
+            x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+        return x.flatten(2).transpose(1, 2)
+
+
+class EncoderTrunk(nn.Module):
+    """The encoder below its top ``top_blocks`` blocks, as a module (for caching and ONNX export)."""
+
+    def __init__(self, encoder: Encoder, top_blocks: int) -> None:
+        super().__init__()
+        self.encoder, self.top_blocks = encoder, top_blocks
+        self.input_size, self.mean, self.std = encoder.input_size, encoder.mean, encoder.std
+        with torch.no_grad():
+            probe = self.eval()(torch.zeros(1, 3, encoder.input_size, encoder.input_size))
+        self.grid, self.channels = math.isqrt(probe.size(1)), probe.size(2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder.trunk(images, self.top_blocks)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -121,6 +121,8 @@ class SelfCriticalConfig:
     threads: int = 0
     grad_clip: float = 2.0
     served_rules: bool = True  # sample under the served no-repeat rules
+    val_every: int = 0  # also validate every this many batches (0: at the end of each epoch only)
+    val_limit: int | None = None  # validate on the first N validation images (None: all)
 
 
 def self_critical(
@@ -151,7 +153,7 @@ def self_critical(
 
         repeatable = torch.tensor([w in REPEATABLE_WORDS for w in vocab.itos])
         repeatable[END] = True
-    val_ids = [im.image_id for im in val_images]
+    val_ids = [im.image_id for im in val_images][: cfg.val_limit]
     val_refs = {im.image_id: im.captions for im in val_images}
 
     def validate() -> float:
@@ -165,12 +167,22 @@ def self_critical(
     fields = {k: v for k, v in base.items() if k not in ("optimizer", "scheduler", "rng")}
     save_checkpoint(best_path, **{**fields, "model": model.state_dict(), "scst": {"epoch": 0, "dev_CIDEr": best}})
     ids = list(refs)
+
+    def keep_if_best(score: float, where: str) -> None:
+        nonlocal best
+        log.info("SCST %s: dev CIDEr %.4f (best %.4f)", where, score, max(best, score))
+        if score > best:
+            best = score
+            save_checkpoint(best_path, **{**fields, "model": model.state_dict(), "scst": {"at": where,
+                                                                                        "dev_CIDEr": score}})
+
     for epoch in range(1, cfg.epochs + 1):
         random.shuffle(ids)
         decoder.train()
         t0, rewards = time.perf_counter(), []
         batches = range(0, len(ids), cfg.batch_images)
-        for i in tqdm(batches, desc=f"SCST epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=30.0):
+        for n, i in enumerate(tqdm(batches, desc=f"SCST epoch {epoch}/{cfg.epochs}", unit="batch",
+                                   mininterval=30.0), start=1):
             names = ids[i : i + cfg.batch_images]
             feats = torch.from_numpy(cache.get(names))
             tokens, logp = sample_captions(decoder, feats, cfg.samples, max_len, repeatable)
@@ -185,12 +197,15 @@ def self_critical(
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.grad_clip)
             optimizer.step()
             rewards.append(float(r.mean()))
+            if cfg.val_every and n % cfg.val_every == 0 and n < len(batches):
+                log.info("SCST epoch %d batch %d: mean sample CIDEr-D %.4f (last %d batches)", epoch, n,
+                         float(np.mean(rewards[-cfg.val_every:])), cfg.val_every)
+                keep_if_best(validate(), f"epoch {epoch} batch {n}")
+                decoder.train()
         score = validate()
-        log.info("SCST epoch %d: mean sample CIDEr-D %.4f, %.0f images/s, dev CIDEr %.4f (best %.4f)", epoch,
-                 float(np.mean(rewards)), len(ids) / (time.perf_counter() - t0), score, max(best, score))
-        state = {**fields, "model": model.state_dict(), "scst": {"epoch": epoch, "dev_CIDEr": score}}
-        save_checkpoint(out_dir / f"scst-epoch{epoch}.pt", **state)
-        if score > best:
-            best = score
-            save_checkpoint(best_path, **state)
+        log.info("SCST epoch %d: mean sample CIDEr-D %.4f, %.0f images/s", epoch, float(np.mean(rewards)),
+                 len(ids) / (time.perf_counter() - t0))
+        save_checkpoint(out_dir / f"scst-epoch{epoch}.pt",
+                        **{**fields, "model": model.state_dict(), "scst": {"epoch": epoch, "dev_CIDEr": score}})
+        keep_if_best(score, f"epoch {epoch}")
     return best_path

@@ -21,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=3, help="validation beam size (default 3)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-every", type=int, default=0,
+                        help="also validate every N batches, keeping the best (default 0: after each epoch only)")
+    parser.add_argument("--val-limit", type=int, default=None, help="validate on the first N images of the split")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,7 +33,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_file():
         log.error("checkpoint %s does not exist", args.checkpoint)
         return 2
-    from training.checkpoint import load_checkpoint
+    import tempfile
+
+    from training.checkpoint import load_captioner, load_checkpoint
     from training.features import FeatureCache
     from training.self_critical import SelfCriticalConfig, self_critical
     from training.sources import DataSource, read_sources
@@ -42,10 +47,17 @@ def main(args: argparse.Namespace) -> int:
     items = read_sources(sources)
     train = [im for im in items if im.split not in (args.val_split, "test")]
     val = sorted((im for im in items if im.split == args.val_split), key=lambda im: im.image_id)
-    arch = load_checkpoint(args.checkpoint)["encoder_arch"]
-    cache = FeatureCache.build(args.cache_dir / arch, [im.path for im in items], arch=arch)
+    ckpt = load_checkpoint(args.checkpoint)
+    arch, paths = ckpt["encoder_arch"], [im.path for im in items]
     cfg = SelfCriticalConfig(epochs=args.epochs, lr=args.lr, batch_images=args.batch_images, samples=args.samples,
-                             beam=args.beam, seed=args.seed, threads=args.threads)
-    best = self_critical(args.checkpoint, train, val, cache, args.out, cfg)
+                             beam=args.beam, seed=args.seed, threads=args.threads,
+                             val_every=args.val_every, val_limit=args.val_limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        if ckpt.get("encoder_fine_tuned"):  # its own encoder weights: features of its own, for this run only
+            model, _ = load_captioner(args.checkpoint)
+            cache = FeatureCache.build(Path(tmp) / arch, paths, arch=arch, encoder=model.encoder)
+        else:
+            cache = FeatureCache.build(args.cache_dir / arch, paths, arch=arch)
+        best = self_critical(args.checkpoint, train, val, cache, args.out, cfg)
     print(f"wrote {best}")
     return 0

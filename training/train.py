@@ -15,7 +15,6 @@ import os
 import random
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +27,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from inference.preprocess import decode_image, to_array
 from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from training.data import PAD, CaptionedImage, Vocab, tokenize
+from training.data import PAD, UNK, CaptionedImage, Vocab, tokenize
 from training.dataset import Batch, CaptionFeatureDataset, LengthBucketBatches
 from training.evaluate import evaluate_images
 from training.features import FeatureCache
-from training.model import Captioner, DecoderConfig, Encoder, doubly_stochastic_penalty
+from training.model import ENCODERS, Captioner, DecoderConfig, Encoder, EncoderTrunk, doubly_stochastic_penalty
 from training.sources import DataSource, read_sources
 
 log = logging.getLogger(__name__)
@@ -59,11 +57,14 @@ class TrainConfig:
     max_len: int = 22
     alpha_c: float = 1.0  # doubly-stochastic attention regularisation weight (lambda in Xu et al.)
     label_smoothing: float = 0.0
+    word_dropout: float = 0.0  # teacher-forced input words replaced by <unk> with this probability
+    feature_dropout: float = 0.0  # dropout on the region features the decoder reads
     bf16: bool = False
     scheduled_sampling: float = 0.0  # final probability of feeding the model its own word; ramps up from 0
     flip_augment: bool = False
-    fine_tune_blocks: int = 0  # >0: unfreeze the encoder's top blocks and train on pixels (slow on CPU)
+    fine_tune_blocks: int = 0  # >0: train the encoder's top blocks too, on cached activations of the blocks below
     encoder_lr_scale: float = 0.1  # encoder learning rate = lr x this when fine-tuning
+    init_from: Path | None = None  # start from this checkpoint's weights and vocabulary (new optimiser and schedule)
     beam_size: int = 3
     patience: int = 5  # epochs without a better validation CIDEr before stopping
     keep_epochs: bool = False  # also keep epochN.pt for every epoch (for checkpoint averaging)
@@ -126,12 +127,15 @@ def warmup_cosine(warmup: int, total: int, floor: float = 0.05):
     return factor
 
 
-def load_pixels(paths: list[Path], encoder: Encoder) -> list[np.ndarray]:
-    """Decode and preprocess images exactly as the runtime does (``inference.preprocess``)."""
-    size = (encoder.input_size, encoder.input_size)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(pool.map(
-            lambda p: to_array(decode_image(p.read_bytes(), size=size), size, encoder.mean, encoder.std), paths))
+class EncoderTop(nn.Module):
+    """The encoder's top ``blocks`` blocks (and head) as a module: cached trunk activations -> features."""
+
+    def __init__(self, encoder: Encoder, blocks: int) -> None:
+        super().__init__()
+        self.encoder, self.blocks = encoder, blocks
+
+    def forward(self, trunk: torch.Tensor) -> torch.Tensor:
+        return self.encoder.top(trunk, self.blocks)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,7 +144,11 @@ def load_pixels(paths: list[Path], encoder: Encoder) -> list[np.ndarray]:
 
 
 class Trainer:
-    """Trains ``Captioner.decoder`` on cached features of ``train_images``; validates on ``val_images``."""
+    """Trains ``Captioner.decoder`` on cached features of ``train_images``; validates on ``val_images``.
+
+    With ``cfg.fine_tune_blocks`` = N > 0, ``cache`` (and ``flipped``) hold the activations that enter the encoder's
+    top N blocks (``prepare_features`` builds them), and those blocks train with the decoder.
+    """
 
     def __init__(
         self,
@@ -158,8 +166,12 @@ class Trainer:
         self.is_main = self.rank == 0
         seed_everything(cfg.seed + self.rank)
         ckpt = load_checkpoint(cfg.resume) if cfg.resume else None
-        if ckpt is not None:
-            vocab = Vocab.from_dict(ckpt["vocab"])
+        init = load_checkpoint(cfg.init_from) if cfg.init_from and ckpt is None else None
+        if init is not None and init.get("encoder_fine_tuned") and not cfg.fine_tune_blocks:
+            raise SystemExit(f"{cfg.init_from} has a fine-tuned encoder: continue it with --fine-tune-blocks, since "
+                             "cached features of the pretrained encoder would not match its weights")
+        if ckpt is not None or init is not None:
+            vocab = Vocab.from_dict((ckpt or init)["vocab"])  # type: ignore[index]
         elif vocab is None:
             vocab = Vocab.build((tokenize(c) for im in train_images for c in im.captions), cfg.min_count)
         self.vocab = vocab
@@ -169,14 +181,16 @@ class Trainer:
         self.data = CaptionFeatureDataset(train_images, vocab, cache, cfg.max_len,
                                           flipped if cfg.flip_augment else None)
         self.batches = LengthBucketBatches(self.data.lengths, cfg.batch_size, cfg.seed, self.rank, self.world)
-        if ckpt is not None:
-            dcfg = DecoderConfig(**ckpt["decoder_config"])
+        if ckpt is not None or init is not None:
+            dcfg = DecoderConfig(**(ckpt or init)["decoder_config"])  # type: ignore[index]
         else:
-            dcfg = DecoderConfig(vocab_size=len(vocab), feature_dim=cache.features.shape[2], embed_dim=cfg.embed_dim,
+            dcfg = DecoderConfig(vocab_size=len(vocab), feature_dim=ENCODERS[cfg.encoder][3], embed_dim=cfg.embed_dim,
                                  hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
                                  max_len=cfg.max_len)
-        self.model = Captioner(dcfg, arch=cfg.encoder, pretrained=ckpt is None)
-        if ckpt is None:
+        self.model = Captioner(dcfg, arch=cfg.encoder, pretrained=ckpt is None and init is None)
+        if init is not None:
+            self.model.load_state_dict(init["model"])
+        elif ckpt is None:
             # Draw the word embeddings a second time (same U(-0.1, 0.1) as Decoder.__init__). The random stream the
             # shipped default model (1.0.0) was trained with included this draw; without it every later draw
             # (dropout masks, batch order) shifts, and `make model` gives another model: dev CIDEr 0.488, not 0.516.
@@ -191,19 +205,16 @@ class Trainer:
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
         self.encoder: Encoder | None = None
-        self.encode_module = None
+        self.encoder_top: torch.nn.Module | None = None
         if cfg.fine_tune_blocks > 0:
             # the encoder stays in eval mode (BatchNorm statistics frozen: batches of a few dozen images would only
             # add noise to them), but gradients reach its top blocks, at a lower learning rate
             self.encoder = self.model.encoder.to(self.device).eval()
             self.encoder.fine_tune_top(cfg.fine_tune_blocks)
-            if self.world > 1:
-                self.encode_module: torch.nn.Module = DistributedDataParallel(self.encoder, device_ids=device_ids)
+            top = EncoderTop(self.encoder, cfg.fine_tune_blocks)
+            self.encoder_top = DistributedDataParallel(top, device_ids=device_ids) if self.world > 1 else top
             enc_params = [p for p in self.encoder.parameters() if p.requires_grad]
             groups.append({"params": enc_params, "weight_decay": 0.0, "lr": cfg.lr * cfg.encoder_lr_scale})
-            if flipped is not None and cfg.flip_augment:
-                log.warning("--flip-augment is ignored when fine-tuning the encoder")
-                self.data.flipped = None
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         self.trainable = [p for g in groups for p in g["params"]]
         steps_per_epoch = len(self.batches)
@@ -235,21 +246,13 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def encode_images(self, paths: list[Path]) -> torch.Tensor:
-        """Features [len(paths), P, C] from pixels through the (partly trainable) encoder; each image once."""
-        assert self.encoder is not None
-        unique = list(dict.fromkeys(paths))
-        where = {p: i for i, p in enumerate(unique)}
-        pixels = torch.from_numpy(np.stack(load_pixels(unique, self.encoder))).to(self.device)
-        feats = (self.encode_module or self.encoder)(pixels)
-        return feats[torch.tensor([where[p] for p in paths], device=self.device)]
-
     def validation_features(self, image_ids: list[str]) -> np.ndarray:
-        """Validation features: from the cache, or through the fine-tuned encoder."""
+        """Validation features: from the cache, or cached trunk activations through the fine-tuned top blocks."""
         if self.encoder is None:
             return self.cache.get(image_ids)
         with torch.no_grad(), self._autocast():
-            return self.encode_images([self.val_paths[i] for i in image_ids]).float().cpu().numpy()
+            trunk = torch.from_numpy(self.cache.get(image_ids)).to(self.device)
+            return self.encoder.top(trunk, self.cfg.fine_tune_blocks).float().cpu().numpy()
 
     def sample_prob(self, epoch: int) -> float:
         """Scheduled sampling: 0 in the first epoch, rising linearly to ``cfg.scheduled_sampling`` at the last."""
@@ -259,15 +262,21 @@ class Trainer:
 
     def loss(self, batch: Batch, sample_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss to minimise, cross-entropy alone) for one length-sorted batch."""
-        if self.encoder is not None:
+        feats = batch.features.to(self.device, non_blocking=True)
+        if self.encoder_top is not None:
             with self._autocast():
-                feats = self.encode_images(batch.images)
-        else:
-            feats = batch.features.to(self.device, non_blocking=True)
+                feats = self.encoder_top(feats)
         caps = batch.captions.to(self.device, non_blocking=True)
         lengths = batch.lengths.to(self.device)
+        inputs = caps
+        if self.cfg.word_dropout > 0:  # the previous word is sometimes unknown: lean on the image, not the words
+            hide = torch.rand(caps.shape, device=caps.device) < self.cfg.word_dropout
+            hide[:, 0] = False  # <start> stays
+            inputs = caps.masked_fill(hide & (caps != PAD), UNK)
+        if self.cfg.feature_dropout > 0:
+            feats = F.dropout(feats, self.cfg.feature_dropout)
         with self._autocast():
-            logits, alphas = self.train_module(feats, caps, lengths, sample_prob)
+            logits, alphas = self.train_module(feats, inputs, lengths, sample_prob)
         targets = caps[:, 1:]
         mask = targets != PAD
         ce = F.cross_entropy(logits[mask].float(), targets[mask], label_smoothing=self.cfg.label_smoothing)
@@ -434,13 +443,18 @@ def prepare_features(cfg: TrainConfig, images: list[CaptionedImage]) -> tuple[Fe
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     paths = [im.path for im in images]
-    wanted = [(cfg.cache_dir / cfg.encoder, False)]
+    name, arch, encoder = cfg.encoder, cfg.encoder, None
+    if cfg.fine_tune_blocks > 0:  # what enters the top blocks, computed once by the pretrained layers below them
+        name = arch = f"{cfg.encoder}_below_top{cfg.fine_tune_blocks}"
+        if rank == 0:
+            encoder = EncoderTrunk(Encoder(cfg.encoder, pretrained=True), cfg.fine_tune_blocks)
+    wanted = [(cfg.cache_dir / name, False)]
     if cfg.flip_augment:
-        wanted.append((cfg.cache_dir / f"{cfg.encoder}_flip", True))
+        wanted.append((cfg.cache_dir / f"{name}_flip", True))
     caches: list[FeatureCache | None] = []
     for out_dir, flip in wanted:
         if rank == 0:
-            caches.append(FeatureCache.build(out_dir, paths, arch=cfg.encoder, flip=flip))
+            caches.append(FeatureCache.build(out_dir, paths, arch=arch, flip=flip, encoder=encoder))
         if world > 1:
             if not dist.is_initialized():
                 setup_distributed(cfg.device)

@@ -48,8 +48,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--attention", type=int, default=512, help="attention MLP size (default: 512)")
     model.add_argument("--dropout", type=float, default=0.5, help="dropout before the output layer (default: 0.5)")
     model.add_argument("--fine-tune-blocks", type=int, default=0,
-                       help="unfreeze the encoder's top N blocks and train on pixels (slow on CPU; default 0: "
-                            "frozen encoder, cached features)")
+                       help="train the encoder's top N blocks too, on cached activations of the blocks below "
+                            "(default 0: frozen encoder, cached features)")
+    model.add_argument("--encoder-lr-scale", type=float, default=0.1,
+                       help="with --fine-tune-blocks: encoder learning rate = --lr x this (default 0.1)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and logs")
@@ -62,6 +64,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--alpha-c", type=float, default=1.0,
                      help="weight of the doubly-stochastic attention regulariser (default: 1.0; 0 turns it off)")
     opt.add_argument("--label-smoothing", type=float, default=0.0, help="cross-entropy label smoothing (default: 0)")
+    opt.add_argument("--word-dropout", type=float, default=0.0, metavar="P",
+                     help="replace teacher-forced input words by <unk> with probability P (default 0)")
+    opt.add_argument("--feature-dropout", type=float, default=0.0, metavar="P",
+                     help="dropout on the region features the decoder reads (default 0)")
     opt.add_argument("--scheduled-sampling", type=float, default=0.0, metavar="P",
                      help="feed the model its own words with probability rising from 0 to P over the epochs")
     opt.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
@@ -75,6 +81,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     opt.add_argument("--threads", type=int, default=None,
                      help="torch CPU threads (default: all cores; on a busy machine 1 can be several times faster)")
     opt.add_argument("--resume", type=Path, default=None, help="continue exactly from a checkpoint (OUT/last.pt)")
+    opt.add_argument("--init-from", type=Path, default=None,
+                     help="start from this checkpoint's weights and vocabulary, with a new optimiser and schedule "
+                          "(e.g. fine-tune the encoder's top blocks of a trained model)")
     opt.add_argument("--max-steps-per-epoch", type=int, default=None, help=argparse.SUPPRESS)
     opt.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
@@ -103,8 +112,10 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
         grad_clip=args.grad_clip, embed_dim=args.embed, hidden_dim=args.hidden, attention_dim=args.attention,
         dropout=args.dropout, min_count=args.min_count, max_len=args.max_len, alpha_c=args.alpha_c,
-        label_smoothing=args.label_smoothing, bf16=args.bf16, scheduled_sampling=args.scheduled_sampling,
-        flip_augment=args.flip_augment, fine_tune_blocks=args.fine_tune_blocks, beam_size=args.beam,
+        label_smoothing=args.label_smoothing, word_dropout=args.word_dropout,
+        feature_dropout=args.feature_dropout, bf16=args.bf16, scheduled_sampling=args.scheduled_sampling,
+        flip_augment=args.flip_augment, fine_tune_blocks=args.fine_tune_blocks,
+        encoder_lr_scale=args.encoder_lr_scale, init_from=args.init_from, beam_size=args.beam,
         patience=args.patience, keep_epochs=args.keep_epochs, seed=args.seed,
         val_split=args.val_split, val_limit=args.val_limit, device=args.device, threads=args.threads,
         resume=args.resume,

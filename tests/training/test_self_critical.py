@@ -53,9 +53,11 @@ def test_a_run_writes_a_loadable_best_checkpoint(few_images: list[CaptionedImage
                                                  tmp_path: Path) -> None:
     ckpt = _tiny_checkpoint(tmp_path / "xe.pt", few_images)
     best = self_critical(ckpt, few_images[:8], few_images[8:], few_features, tmp_path / "scst",
-                         SelfCriticalConfig(epochs=2, lr=1e-3, batch_images=4, samples=3, beam=2))
+                         SelfCriticalConfig(epochs=2, lr=1e-3, batch_images=4, samples=3, beam=2,
+                                            val_every=1, val_limit=3))
     model, vocab = load_captioner(best)
     start, after = (torch.load(p, weights_only=False) for p in (best, tmp_path / "scst" / "scst-epoch2.pt"))
     assert (tmp_path / "scst" / "scst-epoch1.pt").is_file()
     assert start["scst"]["dev_CIDEr"] >= after["scst"]["dev_CIDEr"]  # the best is kept, never a worse epoch
+    assert start["scst"].get("at", "start") in {"start", "epoch 1 batch 1", "epoch 1", "epoch 2 batch 1", "epoch 2"}
     assert len(vocab) == model.decoder.cfg.vocab_size

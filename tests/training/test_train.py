@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inference.preprocess import decode_image, to_array
 from training.beam_search import greedy_decode
 from training.checkpoint import load_checkpoint
-from training.data import CaptionedImage, tokenize
+from training.data import END, PAD, UNK, CaptionedImage, tokenize
 from training.features import FeatureCache
-from training.train import TrainConfig, Trainer
+from training.train import TrainConfig, Trainer, prepare_features
 
 
 def small_config(out: Path, **kw) -> TrainConfig:
@@ -68,17 +69,57 @@ def test_resume_continues_with_identical_losses(few_images: list[CaptionedImage]
     assert len(straight.step_losses) > 6
 
 
-def test_fine_tuning_trains_only_the_top_encoder_blocks(few_images: list[CaptionedImage], few_features: FeatureCache,
-                                                         tmp_path: Path) -> None:
-    trainer = Trainer(small_config(tmp_path, fine_tune_blocks=1, max_steps_per_epoch=2, batch_size=8, epochs=1),
-                      few_images[:4], few_images[4:6], few_features)
-    blocks = trainer.model.encoder._blocks
-    top, low = blocks[-1], blocks[0]
+def test_fine_tuning_trains_only_the_top_encoder_blocks_and_validates_through_them(
+        few_images: list[CaptionedImage], tmp_path: Path) -> None:
+    cfg = small_config(tmp_path / "run", fine_tune_blocks=1, max_steps_per_epoch=2, batch_size=8, epochs=1,
+                       cache_dir=tmp_path / "cache", encoder_lr_scale=1.0)
+    below_top, _ = prepare_features(cfg, few_images[:6])
+    assert below_top.features.shape[1:] == (49, 192)  # what enters Lite0's last block, not the final features
+    trainer = Trainer(cfg, few_images[:4], few_images[4:6], below_top)
+    encoder = trainer.model.encoder
+    top, low = encoder._blocks[-1], encoder._blocks[0]
     top_before = [p.detach().clone() for p in top.parameters()]
     low_before = [p.detach().clone() for p in low.parameters()]
     trainer.cfg.val_limit = None
-    trainer.run_epoch()  # two steps on pixels, then validation through the fine-tuned encoder
+    trainer.run_epoch()  # two steps, then validation through the fine-tuned top block
     assert any(not torch.equal(a, b) for a, b in zip(top_before, top.parameters(), strict=True))
     assert all(torch.equal(a, b) for a, b in zip(low_before, low.parameters(), strict=True))
     assert "val_CIDEr" in trainer.history[-1]
-    assert load_checkpoint(tmp_path / "last.pt")["encoder_fine_tuned"] is True
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert saved["encoder_fine_tuned"] is True
+
+    # the validation features are what the whole fine-tuned encoder gives for the image's pixels
+    image = few_images[4]
+    pixels = torch.from_numpy(to_array(decode_image(image.path.read_bytes(), size=(224, 224)), (224, 224),
+                                       encoder.mean, encoder.std))[None]
+    with torch.no_grad():
+        whole = encoder.eval()(pixels).numpy()[0]
+    np.testing.assert_allclose(trainer.validation_features([image.image_id])[0], whole, atol=0.05)
+
+
+def test_init_from_starts_with_a_checkpoints_weights_and_vocabulary(
+        few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
+    first = Trainer(small_config(tmp_path / "a", epochs=1), few_images, [], few_features)
+    first.fit()
+    second = Trainer(small_config(tmp_path / "b", epochs=1, min_count=3, init_from=tmp_path / "a" / "last.pt"),
+                     few_images, [], few_features)
+    assert second.vocab.itos == first.vocab.itos  # not rebuilt with min_count 3
+    for a, b in zip(first.decoder.parameters(), second.decoder.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert second.step == 0 and second.epoch == 0
+
+
+def test_word_dropout_hides_input_words_but_not_the_words_to_predict(
+        few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
+    trainer = Trainer(small_config(tmp_path, word_dropout=0.5, feature_dropout=0.3), few_images, [], few_features)
+    fed: list[torch.Tensor] = []
+    trainer.decoder.embedding.register_forward_hook(lambda _m, args, _out: fed.append(args[0]))
+    batch = trainer.data.batch(np.arange(16))
+    _, ce = trainer.loss(batch)
+    inputs, targets = fed[0], batch.captions
+    words = (targets != PAD) & (targets != END)
+    words[:, 0] = False  # <start> is never hidden
+    hidden = (inputs == UNK) & (targets != UNK)
+    assert 0.3 < hidden[words].float().mean() < 0.7
+    assert not hidden[:, 0].any()
+    assert torch.isfinite(ce)  # and the words to predict (``targets``, compared above) were left as they were
