@@ -59,5 +59,4 @@ def test_a_run_writes_a_loadable_best_checkpoint(few_images: list[CaptionedImage
     start, after = (torch.load(p, weights_only=False) for p in (best, tmp_path / "scst" / "scst-epoch2.pt"))
     assert (tmp_path / "scst" / "scst-epoch1.pt").is_file()
     assert start["scst"]["dev_CIDEr"] >= after["scst"]["dev_CIDEr"]  # the best is kept, never a worse epoch
-    assert start["scst"].get("at", "start") in {"start", "epoch 1 batch 1", "epoch 1", "epoch 2 batch 1", "epoch 2"}
     assert len(vocab) == model.decoder.cfg.vocab_size
