@@ -25,18 +25,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from captionbot.bot.channel_settings import SettingsStore  # noqa: E402
+from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig  # noqa: E402
+from captionbot.bot.runner import CaptionBot  # noqa: E402
+from captionbot.bot.standin import StandIn, point_discord_at  # noqa: E402
+from captionbot.bot.standin.server import FileToPost  # noqa: E402
+from captionbot.inference.null_captioner import NullCaptioner  # noqa: E402
+from captionbot.inference.worker import Worker  # noqa: E402
 from queue_overhead import start_redis  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from bot.channel_settings import SettingsStore  # noqa: E402
-from bot.config import DISCORD_CDN_ORIGINS, BotConfig  # noqa: E402
-from bot.runner import CaptionBot  # noqa: E402
-from bot.standin import StandIn, point_discord_at  # noqa: E402
-from bot.standin.server import FileToPost  # noqa: E402
 from captionbot.queue.client import CaptionClient  # noqa: E402
 from captionbot.queue.connection import connect_redis  # noqa: E402
 from captionbot.settings import load_settings  # noqa: E402
-from inference.null_captioner import NullCaptioner  # noqa: E402
-from inference.worker import Worker  # noqa: E402
 
 
 def photos(n: int) -> list[FileToPost]:

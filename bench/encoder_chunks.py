@@ -1,5 +1,5 @@
 """Encoder throughput by images per call (onnxruntime, CPU): why the runtime encodes in chunks of 8
-(``inference.captioner.ENCODER_CHUNK``).
+(``captionbot.inference.captioner.ENCODER_CHUNK``).
 
     .venv/bin/python bench/encoder_chunks.py --bundle models/default --threads 1   # and --threads 2
 """
@@ -16,7 +16,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from inference.bundle import load_bundle  # noqa: E402
+from captionbot.inference.bundle import load_bundle  # noqa: E402
 
 
 def main() -> int:

@@ -19,11 +19,11 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.checkpoint import load_captioner  # noqa: E402
-from training.evaluate import evaluate_images  # noqa: E402
-from training.features import FeatureCache  # noqa: E402
-from training.model import Decoder  # noqa: E402
-from training.sources import DataSource, read_sources  # noqa: E402
+from captionbot.training.checkpoint import load_captioner  # noqa: E402
+from captionbot.training.evaluate import evaluate_images  # noqa: E402
+from captionbot.training.features import FeatureCache  # noqa: E402
+from captionbot.training.model import Decoder  # noqa: E402
+from captionbot.training.sources import DataSource, read_sources  # noqa: E402
 
 
 class EnsembleDecoder(nn.Module):

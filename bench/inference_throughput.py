@@ -34,14 +34,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from export.compact import fuse_encoder_batchnorm, round_weights_to_fp16  # noqa: E402
-from export.exporter import export_bundle  # noqa: E402
-from inference.beam_search import BeamOptions  # noqa: E402
-from inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
-from inference.preprocess import decode_image, to_array  # noqa: E402
-from training.beam_search import beam_search as torch_beam_search  # noqa: E402
-from training.checkpoint import load_captioner  # noqa: E402
-from training.data import read_flickr8k  # noqa: E402
+from captionbot.export.compact import fuse_encoder_batchnorm, round_weights_to_fp16  # noqa: E402
+from captionbot.export.exporter import export_bundle  # noqa: E402
+from captionbot.inference.beam_search import BeamOptions  # noqa: E402
+from captionbot.inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
+from captionbot.inference.preprocess import decode_image, to_array  # noqa: E402
+from captionbot.training.beam_search import beam_search as torch_beam_search  # noqa: E402
+from captionbot.training.checkpoint import load_captioner  # noqa: E402
+from captionbot.training.data import read_flickr8k  # noqa: E402
 
 BEAM = 3
 BATCH = 32

@@ -19,9 +19,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from inference.captioner import Captioner, caption_features, served_options  # noqa: E402
-from training.data import read_flickr8k  # noqa: E402
-from training.metrics import score_captions  # noqa: E402
+from captionbot.inference.captioner import Captioner, caption_features, served_options  # noqa: E402
+from captionbot.training.data import read_flickr8k  # noqa: E402
+from captionbot.training.metrics import score_captions  # noqa: E402
 
 
 def main() -> int:

@@ -17,12 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-
-from training.checkpoint import load_captioner, load_checkpoint  # noqa: E402
-from training.data import read_flickr8k  # noqa: E402
-from training.evaluate import generate_captions  # noqa: E402
-from training.features import FeatureCache  # noqa: E402
-from training.metrics import score_captions  # noqa: E402
+from captionbot.training.checkpoint import load_captioner, load_checkpoint  # noqa: E402
+from captionbot.training.data import read_flickr8k  # noqa: E402
+from captionbot.training.evaluate import generate_captions  # noqa: E402
+from captionbot.training.features import FeatureCache  # noqa: E402
+from captionbot.training.metrics import score_captions  # noqa: E402
 
 
 def main() -> int:

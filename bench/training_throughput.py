@@ -30,11 +30,11 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from inference.preprocess import decode_image, to_array  # noqa: E402
-from training.data import PAD, read_flickr8k  # noqa: E402
-from training.features import FeatureCache  # noqa: E402
-from training.model import Decoder, Encoder, doubly_stochastic_penalty  # noqa: E402
-from training.train import TrainConfig, Trainer  # noqa: E402
+from captionbot.inference.preprocess import decode_image, to_array  # noqa: E402
+from captionbot.training.data import PAD, read_flickr8k  # noqa: E402
+from captionbot.training.features import FeatureCache  # noqa: E402
+from captionbot.training.model import Decoder, Encoder, doubly_stochastic_penalty  # noqa: E402
+from captionbot.training.train import TrainConfig, Trainer  # noqa: E402
 
 FIXED_WORDS = 20  # the fixed unroll of the baseline
 
@@ -50,7 +50,7 @@ class NaiveTrainer:
         self.opt = torch.optim.AdamW(decoder.parameters(), lr=4e-4)
 
     def _caption_tensor(self, text: str) -> list[int]:
-        from training.data import tokenize
+        from captionbot.training.data import tokenize
 
         ids = self.vocab.encode(tokenize(text), FIXED_WORDS)
         return ids + [PAD] * (FIXED_WORDS + 2 - len(ids))

@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 
 import discord
+from captionbot.bot import services as services_mod
+from captionbot.bot.channel_settings import AltTextSettings
+from captionbot.bot.replies import NO_MENTIONS, answer_privately, defer
+from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
-
-from bot import services as services_mod
-from bot.channel_settings import AltTextSettings
-from bot.replies import NO_MENTIONS, answer_privately, defer
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -37,10 +37,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def run(settings: object, standin_url: str | None, *, alt_text: bool, sync: bool) -> int:
-    from bot.config import DISCORD_CDN_ORIGINS, BotConfig
-    from bot.runner import CaptionBot
-    from bot.standin import point_discord_at
-    from bot.standin.server import DEFAULT_TOKEN
+    from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
+    from captionbot.bot.runner import CaptionBot
+    from captionbot.bot.standin import point_discord_at
+    from captionbot.bot.standin.server import DEFAULT_TOKEN
 
     config = BotConfig(settings=settings, sync_commands=sync)  # type: ignore[arg-type]
     if standin_url:

@@ -14,14 +14,14 @@ import logging
 from typing import Any
 
 import discord
+from captionbot.bot import services as services_mod
+from captionbot.bot.image_check import check_metadata, probe_image
+from captionbot.bot.image_fetch import download
+from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
+from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
 
-from bot import services as services_mod
-from bot.image_check import check_metadata, probe_image
-from bot.image_fetch import download
-from bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
-from bot.services import Services
 from captionbot.formats import USER_MESSAGES, ErrorCode, ImageRejected
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ import io
 import mimetypes
 from dataclasses import dataclass
 
+from captionbot.bot.config import ACCEPTED_CONTENT_TYPES
 from PIL import Image
 
-from bot.config import ACCEPTED_CONTENT_TYPES
 from captionbot.formats import ErrorCode, ImageRejected
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP")

@@ -28,8 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from captionbot.inference.worker_cli import load_captioner
+
     from captionbot.settings import load_settings
-    from inference.worker_cli import load_captioner
 
     overrides: dict[str, object] = {"bundle": args.bundle} if args.bundle else {}
     if args.port is not None:
@@ -44,12 +45,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def run(settings: Settings, captioner: object) -> int:
-    from bot.channel_settings import SettingsStore
-    from bot.config import DISCORD_CDN_ORIGINS, BotConfig
-    from bot.runner import CaptionBot
-    from bot.standin import StandIn, point_discord_at
+    from captionbot.bot.channel_settings import SettingsStore
+    from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
+    from captionbot.bot.runner import CaptionBot
+    from captionbot.bot.standin import StandIn, point_discord_at
+    from captionbot.inference.worker import Worker
+
     from captionbot.queue.connection import connect_redis
-    from inference.worker import Worker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 
 import discord
+from captionbot.bot.config import BotConfig
 from discord.ext import commands
 
-from bot.config import BotConfig
-
 log = logging.getLogger(__name__)
-EXTENSIONS = ("bot.captions", "bot.alttext", "bot.stats")
+EXTENSIONS = ("captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats")
 
 
 def minimal_intents(alt_text: bool = True) -> discord.Intents:
@@ -26,7 +25,7 @@ def minimal_intents(alt_text: bool = True) -> discord.Intents:
 
 
 class CaptionBot(commands.Bot):
-    """captionbot as a bot of its own. Other bots can instead ``load_extension("bot.captions")`` etc."""
+    """captionbot as a bot of its own. Other bots can instead ``load_extension("captionbot.bot.captions")`` etc."""
 
     def __init__(self, config: BotConfig, *, alt_text: bool = True, **kwargs: object) -> None:
         kwargs.setdefault("intents", minimal_intents(alt_text))

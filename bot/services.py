@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiohttp
+from captionbot.bot.channel_settings import SettingsStore
+from captionbot.bot.config import BotConfig
+from captionbot.bot.rate_limit import CaptionRateLimits
 from discord.ext import commands
 from redis.asyncio import Redis
-
-from bot.channel_settings import SettingsStore
-from bot.config import BotConfig
-from bot.rate_limit import CaptionRateLimits
 
 if TYPE_CHECKING:
     from captionbot.queue.client import CaptionClient

@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def serve(host: str, port: int, public_url: str | None = None) -> int:
-    from bot.standin import StandIn
+    from captionbot.bot.standin import StandIn
 
     standin = StandIn(host=host, port=port, public_url=public_url)
     await standin.start()

@@ -6,12 +6,11 @@ import logging
 from typing import Any
 
 import discord
+from captionbot.bot import services as services_mod
+from captionbot.bot.replies import NO_MENTIONS, answer_privately, defer
+from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
-
-from bot import services as services_mod
-from bot.replies import NO_MENTIONS, answer_privately, defer
-from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -14,16 +14,18 @@ import sys
 
 # name -> (module, one-line help). A module that does not exist yet is left out of the command.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("bot.run_cli", "run the bot and a worker (embedded queue and local Discord stand-in by default)"),
-    "bot": ("bot.bot_cli", "run the Discord bot only (needs a queue shared with workers)"),
-    "worker": ("inference.worker_cli", "run a caption worker that serves the Redis stream"),
-    "caption": ("inference.caption_cli", "caption image files with a model bundle"),
-    "train": ("training.train_cli", "train a Show-Attend-Tell captioner"),
-    "evaluate": ("training.evaluate_cli", "score a checkpoint or bundle with the COCO caption metrics"),
-    "finetune-cider": ("training.self_critical_cli", "fine-tune a checkpoint on CIDEr (self-critical training)"),
-    "average": ("training.average_cli", "average the weights of several checkpoints of one run"),
-    "export": ("export.export_cli", "export a checkpoint to an ONNX model bundle (with parity checks)"),
-    "standin": ("bot.standin_cli", "run the local Discord stand-in server on its own"),
+    "run": ("captionbot.bot.run_cli",
+            "run the bot and a worker (embedded queue and local Discord stand-in by default)"),
+    "bot": ("captionbot.bot.bot_cli", "run the Discord bot only (needs a queue shared with workers)"),
+    "worker": ("captionbot.inference.worker_cli", "run a caption worker that serves the Redis stream"),
+    "caption": ("captionbot.inference.caption_cli", "caption image files with a model bundle"),
+    "train": ("captionbot.training.train_cli", "train a Show-Attend-Tell captioner"),
+    "evaluate": ("captionbot.training.evaluate_cli", "score a checkpoint or bundle with the COCO caption metrics"),
+    "finetune-cider": ("captionbot.training.self_critical_cli",
+                       "fine-tune a checkpoint on CIDEr (self-critical training)"),
+    "average": ("captionbot.training.average_cli", "average the weights of several checkpoints of one run"),
+    "export": ("captionbot.export.export_cli", "export a checkpoint to an ONNX model bundle (with parity checks)"),
+    "standin": ("captionbot.bot.standin_cli", "run the local Discord stand-in server on its own"),
 }
 
 

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from captionbot.training.model import Captioner
 from onnx import helper, numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-from training.model import Captioner
 
 MIN_ELEMENTS = 1024  # small tensors (biases, scalars) stay fp32: no size to win
 

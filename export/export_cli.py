@@ -49,11 +49,11 @@ def parity_set(args: argparse.Namespace) -> tuple[list[bytes], list[list[str]] |
         return [p.read_bytes() for p in args.image_files], None, "given files"
     root = _data_root(args.data)
     if root is None:
-        from export.tiny import synthetic_images
+        from captionbot.export.tiny import synthetic_images
 
         log.warning("no Flickr8k data found: checking parity on synthetic images, no caption scores")
         return synthetic_images(min(args.images, 16)), None, "synthetic"
-    from training.data import read_flickr8k
+    from captionbot.training.data import read_flickr8k
 
     dev = sorted((it for it in read_flickr8k(root / "flickr8k") if it.split == "dev"), key=lambda it: it.path.name)
     dev = dev[: args.images]
@@ -64,8 +64,8 @@ def main(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         print(f"error: {args.out} exists (pass --force to replace it)")
         return 2
-    from export.exporter import ParityFailed, export_bundle
-    from training.checkpoint import load_captioner
+    from captionbot.export.exporter import ParityFailed, export_bundle
+    from captionbot.training.checkpoint import load_captioner
 
     model, vocab = load_captioner(args.checkpoint)
     images, refs, data_name = parity_set(args)

@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from captionbot.export.compact import fuse_encoder_batchnorm, round_weights_to_fp16, store_initializers_fp16
+from captionbot.export.graphs import OPSET, export_graphs
+from captionbot.export.parity import ParityReport, check_parity
+from captionbot.export.variants import VariantMeasure, caption_with, make_fp16, make_int8, make_int8_full, measure
+from captionbot.inference.beam_search import BeamOptions
+from captionbot.inference.bundle import load_bundle
+from captionbot.inference.preprocess import decode_image, to_array
+from captionbot.training.model import Captioner
 
 from captionbot import formats
 from captionbot.formats import DecoderSpec, EncoderSpec, Manifest
-from export.compact import fuse_encoder_batchnorm, round_weights_to_fp16, store_initializers_fp16
-from export.graphs import OPSET, export_graphs
-from export.parity import ParityReport, check_parity
-from export.variants import VariantMeasure, caption_with, make_fp16, make_int8, make_int8_full, measure
-from inference.beam_search import BeamOptions
-from inference.bundle import load_bundle
-from inference.preprocess import decode_image, to_array
-from training.model import Captioner
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _metrics(hyps: list, itos: list[str], references: Sequence[list[str]] | None
     """BLEU-4 and CIDEr of the captions against ``references`` ({} without references or without Java)."""
     if not references:
         return {}
-    from training.metrics import MetricsUnavailable, score_captions
+    from captionbot.training.metrics import MetricsUnavailable, score_captions
 
     cands = {str(i): " ".join(itos[t] for t in h.tokens) for i, h in enumerate(hyps)}
     refs = {str(i): list(r) for i, r in enumerate(references)}

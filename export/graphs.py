@@ -11,10 +11,10 @@ from pathlib import Path
 
 import onnx
 import torch
+from captionbot.training.model import Captioner, Decoder
 from torch import nn
 
 from captionbot import formats
-from training.model import Captioner, Decoder
 
 OPSET = 17
 

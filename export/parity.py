@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-
-from inference.beam_search import BeamOptions, SpecialIds
-from inference.bundle import Bundle
-from inference.captioner import caption_arrays
-from training.beam_search import beam_search as torch_beam_search
-from training.model import Captioner
+from captionbot.inference.beam_search import BeamOptions, SpecialIds
+from captionbot.inference.bundle import Bundle
+from captionbot.inference.captioner import caption_arrays
+from captionbot.training.beam_search import beam_search as torch_beam_search
+from captionbot.training.model import Captioner
 
 TORCH_BATCH = 50  # images per PyTorch beam-search call
 

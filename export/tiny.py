@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captionbot.export.exporter import export_bundle, preprocess_all
+from captionbot.training.model import Captioner, DecoderConfig
 from PIL import Image
 from torch import nn
 
 from captionbot.formats import SPECIAL_TOKENS
-from export.exporter import export_bundle, preprocess_all
-from training.model import Captioner, DecoderConfig
 
 TINY_WORDS = [
     "a", "an", "the", "dog", "cat", "man", "woman", "child", "boy", "girl", "people", "group", "ball", "grass",

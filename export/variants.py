@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from captionbot.inference.beam_search import BeamOptions, Hypothesis
+from captionbot.inference.bundle import GRAPH_FILES, Bundle
 
 from captionbot import formats
-from inference.beam_search import BeamOptions, Hypothesis
-from inference.bundle import GRAPH_FILES, Bundle
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,6 @@ def measure(
 
 
 def caption_with(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
-    from inference.captioner import caption_arrays
+    from captionbot.inference.captioner import caption_arrays
 
     return caption_arrays(bundle, images, options)

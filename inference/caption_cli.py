@@ -28,9 +28,10 @@ def heatmap_paths(out: Path, n: int) -> list[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from captionbot.inference.captioner import Captioner
+
     from captionbot.formats import BundleError, ImageRejected
     from captionbot.settings import load_settings
-    from inference.captioner import Captioner
 
     settings = load_settings()
     try:

@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from captionbot.inference.beam_search import BeamOptions, Hypothesis, SpecialIds, beam_search
+from captionbot.inference.bundle import Bundle, load_bundle
+from captionbot.inference.heatmap import render_heatmap
+from captionbot.inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
 from PIL import Image
 
 from captionbot.formats import ErrorCode, ImageRejected
-from inference.beam_search import BeamOptions, Hypothesis, SpecialIds, beam_search
-from inference.bundle import Bundle, load_bundle
-from inference.heatmap import render_heatmap
-from inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Test and benchmark stand-ins for the model: same interface as ``inference.captioner.Captioner``, no model.
+"""Test and benchmark stand-ins for the model: same interface as ``captionbot.inference.captioner.Captioner``, no model.
 
 ``NullCaptioner`` answers instantly (or after a set delay) with a caption derived from the image bytes, so the
 queue and worker can be tested and their overhead measured without the model's cost. It refuses bytes that do not

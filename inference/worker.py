@@ -35,7 +35,7 @@ DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
 
 
 class CaptionModel(Protocol):
-    """What the worker needs from a model (``inference.captioner.Captioner`` and the test stand-ins)."""
+    """What the worker needs from a model (``captionbot.inference.captioner.Captioner`` and the test stand-ins)."""
 
     @property
     def model_version(self) -> str: ...

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from captionbot.inference.worker import CaptionModel
+
     from captionbot.settings import Settings
-    from inference.worker import CaptionModel
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
 def load_captioner(settings: Settings, test_model: str | None = None, delay_s: float = 0.0) -> CaptionModel:
     """The real captioner from ``settings.bundle``, or a test stand-in when ``test_model`` is given."""
     if test_model:
-        from inference.null_captioner import NullCaptioner, PoisonCaptioner
+        from captionbot.inference.null_captioner import NullCaptioner, PoisonCaptioner
 
         log.warning("worker runs the %r TEST model: captions are not real", test_model)
         return (PoisonCaptioner if test_model == "poison" else NullCaptioner)(delay_s=delay_s)
@@ -68,7 +69,7 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
         raise FileNotFoundError(
             f"no model bundle at {settings.bundle}: build one (`make model`) or set CAPTIONBOT_BUNDLE / --bundle"
         )
-    from inference.captioner import Captioner
+    from captionbot.inference.captioner import Captioner
 
     captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
                                threads=settings.threads)
@@ -78,8 +79,9 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
 
 async def serve_until_signalled(settings: Settings, captioner: CaptionModel, name: str | None = None) -> int:
     """Run a worker (and the health/metrics server when configured); SIGTERM/SIGINT finish the batch and exit."""
+    from captionbot.inference.worker import Worker
+
     from captionbot.queue.health import HealthServer
-    from inference.worker import Worker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

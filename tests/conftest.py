@@ -124,7 +124,8 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def caption_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model bundle directory for end-to-end tests: models/default when present and its hashes verify,
-    else a tiny random-weight (but real) bundle built once per session by ``export.tiny.make_tiny_bundle``."""
+    else a tiny random-weight (but real) bundle built once per session by
+    ``captionbot.export.tiny.make_tiny_bundle``."""
     from captionbot import formats
     from captionbot.settings import DEFAULT_BUNDLE
 
@@ -135,6 +136,6 @@ def caption_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
             return DEFAULT_BUNDLE
         except (formats.BundleError, ValueError, KeyError, TypeError):
             pass
-    from export.tiny import make_tiny_bundle
+    from captionbot.export.tiny import make_tiny_bundle
 
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")

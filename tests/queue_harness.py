@@ -14,9 +14,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from captionbot.inference.null_captioner import NullCaptioner
+from captionbot.inference.worker import CaptionModel, Worker
+
 from captionbot.settings import Settings, load_settings
-from inference.null_captioner import NullCaptioner
-from inference.worker import CaptionModel, Worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from training.checkpoint import load_checkpoint, save_checkpoint
+from captionbot.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def average_checkpoints(paths: list[Path], out: Path) -> Path:

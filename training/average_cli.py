@@ -16,7 +16,7 @@ def main(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: no such checkpoint: {', '.join(map(str, missing))}")
         return 2
-    from training.average import average_checkpoints
+    from captionbot.training.average import average_checkpoints
 
     try:
         out = average_checkpoints(list(args.checkpoints), args.out)

@@ -18,8 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from training.model import Decoder
+from captionbot.training.model import Decoder
 
 PAD, START, END, UNK = 0, 1, 2, 3
 

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from training.data import Vocab
-from training.model import Captioner, DecoderConfig
+from captionbot.training.data import Vocab
+from captionbot.training.model import Captioner, DecoderConfig
 
 
 def rng_state() -> dict[str, Any]:

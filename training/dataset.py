@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from training.data import PAD, CaptionedImage, Vocab, tokenize
-from training.features import FeatureCache
+from captionbot.training.data import PAD, CaptionedImage, Vocab, tokenize
+from captionbot.training.features import FeatureCache
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from training.beam_search import beam_search
-from training.data import CaptionedImage, Vocab
-from training.metrics import ALL_METRICS, score_captions
-from training.model import Decoder
+from captionbot.training.beam_search import beam_search
+from captionbot.training.data import CaptionedImage, Vocab
+from captionbot.training.metrics import ALL_METRICS, score_captions
+from captionbot.training.model import Decoder
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import logging
 
-    from training.sources import DataSource, read_sources
+    from captionbot.training.sources import DataSource, read_sources
 
     log = logging.getLogger("captionbot.evaluate")
     if not args.model.exists():
@@ -82,9 +82,9 @@ def main(args: argparse.Namespace) -> int:
 def _evaluate_checkpoint(args: argparse.Namespace, images: list, metrics: tuple[str, ...]):
     import tempfile
 
-    from training.checkpoint import load_captioner, load_checkpoint
-    from training.evaluate import evaluate_images
-    from training.features import FeatureCache
+    from captionbot.training.checkpoint import load_captioner, load_checkpoint
+    from captionbot.training.evaluate import evaluate_images
+    from captionbot.training.features import FeatureCache
 
     model, vocab = load_captioner(args.model)
     arch, paths = model.encoder.arch, [im.path for im in images]
@@ -99,13 +99,12 @@ def _evaluate_checkpoint(args: argparse.Namespace, images: list, metrics: tuple[
 
 def _evaluate_bundle(args: argparse.Namespace, images: list, metrics: tuple[str, ...]):
     import numpy as np
-
-    from inference.beam_search import BeamOptions
-    from inference.bundle import load_bundle
-    from inference.captioner import caption_arrays, served_options
-    from inference.preprocess import decode_image, to_array
-    from training.evaluate import EvaluationReport
-    from training.metrics import score_captions
+    from captionbot.inference.beam_search import BeamOptions
+    from captionbot.inference.bundle import load_bundle
+    from captionbot.inference.captioner import caption_arrays, served_options
+    from captionbot.inference.preprocess import decode_image, to_array
+    from captionbot.training.evaluate import EvaluationReport
+    from captionbot.training.metrics import score_captions
 
     bundle = load_bundle(args.model, variant=args.variant)
     enc = bundle.manifest.encoder

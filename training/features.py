@@ -4,7 +4,7 @@ Why: with a frozen encoder, the features of an image never change, so encoding i
 (five captions, tens of epochs) is pure waste. The cache is fp16 and memory-mapped ([N, P, C] in
 ``features.f16.npy`` plus ``index.json``), so a training process pages in only what a batch needs.
 
-Images are preprocessed with ``inference.preprocess`` — the very code the production runtime uses — and, by
+Images are preprocessed with ``captionbot.inference.preprocess`` — the very code the production runtime uses — and, by
 default, encoded with the encoder exported to ONNX and run on onnxruntime (about 18x faster than torch eager on
 this CPU; ``engine="torch"`` runs the same network in torch, channels_last).
 """
@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captionbot.inference.preprocess import decode_image, to_array
+from captionbot.training.model import Encoder
 from tqdm import tqdm
-
-from inference.preprocess import decode_image, to_array
-from training.model import Encoder
 
 log = logging.getLogger(__name__)
 

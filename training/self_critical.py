@@ -24,15 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captionbot.training.checkpoint import load_checkpoint, save_checkpoint
+from captionbot.training.data import END, PAD, START, UNK, CaptionedImage, Vocab, tokenize
+from captionbot.training.evaluate import generate_captions
+from captionbot.training.features import FeatureCache
+from captionbot.training.metrics import score_captions
+from captionbot.training.model import Captioner, Decoder, DecoderConfig
 from pycocoevalcap.cider.cider_scorer import precook
 from tqdm import tqdm
-
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.data import END, PAD, START, UNK, CaptionedImage, Vocab, tokenize
-from training.evaluate import generate_captions
-from training.features import FeatureCache
-from training.metrics import score_captions
-from training.model import Captioner, Decoder, DecoderConfig
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +148,7 @@ def self_critical(
     optimizer = torch.optim.AdamW([p for p in decoder.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     repeatable = None
     if cfg.served_rules:
-        from inference.captioner import REPEATABLE_WORDS
+        from captionbot.inference.captioner import REPEATABLE_WORDS
 
         repeatable = torch.tensor([w in REPEATABLE_WORDS for w in vocab.itos])
         repeatable[END] = True

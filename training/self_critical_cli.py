@@ -35,10 +35,10 @@ def main(args: argparse.Namespace) -> int:
         return 2
     import tempfile
 
-    from training.checkpoint import load_captioner, load_checkpoint
-    from training.features import FeatureCache
-    from training.self_critical import SelfCriticalConfig, self_critical
-    from training.sources import DataSource, read_sources
+    from captionbot.training.checkpoint import load_captioner, load_checkpoint
+    from captionbot.training.features import FeatureCache
+    from captionbot.training.self_critical import SelfCriticalConfig, self_critical
+    from captionbot.training.sources import DataSource, read_sources
 
     sources = [DataSource("flickr8k", (d,)) for d in args.flickr8k] + [DataSource("coco", tuple(p)) for p in args.coco]
     if not sources:

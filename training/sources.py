@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.data import CaptionedImage, read_coco, read_flickr8k, read_karpathy
+from captionbot.training.data import CaptionedImage, read_coco, read_flickr8k, read_karpathy
 
 log = logging.getLogger(__name__)
 

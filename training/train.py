@@ -23,17 +23,23 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from captionbot.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from captionbot.training.data import PAD, UNK, CaptionedImage, Vocab, tokenize
+from captionbot.training.dataset import Batch, CaptionFeatureDataset, LengthBucketBatches
+from captionbot.training.evaluate import evaluate_images
+from captionbot.training.features import FeatureCache
+from captionbot.training.model import (
+    ENCODERS,
+    Captioner,
+    DecoderConfig,
+    Encoder,
+    EncoderTrunk,
+    doubly_stochastic_penalty,
+)
+from captionbot.training.sources import DataSource, read_sources
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
-
-from training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from training.data import PAD, UNK, CaptionedImage, Vocab, tokenize
-from training.dataset import Batch, CaptionFeatureDataset, LengthBucketBatches
-from training.evaluate import evaluate_images
-from training.features import FeatureCache
-from training.model import ENCODERS, Captioner, DecoderConfig, Encoder, EncoderTrunk, doubly_stochastic_penalty
-from training.sources import DataSource, read_sources
 
 log = logging.getLogger(__name__)
 

@@ -92,8 +92,8 @@ def main(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from training.sources import DataSource
-    from training.train import TrainConfig, train
+    from captionbot.training.sources import DataSource
+    from captionbot.training.train import TrainConfig, train
 
     log = logging.getLogger("captionbot.train")
     sources = [DataSource("flickr8k", (d,)) for d in args.flickr8k]

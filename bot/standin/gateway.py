@@ -17,9 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
-
-from bot.standin.compression import StreamCompressor, compressor_for
-from bot.standin.world import INTENT_GUILD_MESSAGES, INTENT_GUILDS, INTENT_MESSAGE_CONTENT, Message, World, snowflake
+from captionbot.bot.standin.compression import StreamCompressor, compressor_for
+from captionbot.bot.standin.world import (
+    INTENT_GUILD_MESSAGES,
+    INTENT_GUILDS,
+    INTENT_MESSAGE_CONTENT,
+    Message,
+    World,
+    snowflake,
+)
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-
-from bot.standin.world import EPHEMERAL, Message
+from captionbot.bot.standin.world import EPHEMERAL, Message
 
 if TYPE_CHECKING:
-    from bot.standin.server import StandIn
+    from captionbot.bot.standin.server import StandIn
 
 
 class Page:
@@ -32,7 +31,7 @@ class Page:
         r.add_get("/_standin/sent", self.sent)
 
     async def index(self, request: web.Request) -> web.Response:
-        html = resources.files("bot.standin").joinpath("page.html").read_text()
+        html = resources.files("captionbot.bot.standin").joinpath("page.html").read_text()
         return web.Response(text=html, content_type="text/html")
 
     async def state(self, request: web.Request) -> web.Response:
@@ -51,7 +50,7 @@ class Page:
 
     async def upload(self, request: web.Request) -> web.Response:
         """Form fields: user, content, file (one or more), mode = post | caption, heatmap = on."""
-        from bot.standin.server import FileToPost
+        from captionbot.bot.standin.server import FileToPost
 
         form = await request.post()
         cid = request.match_info["channel_id"]

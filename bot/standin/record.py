@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.standin.world import Message
+from captionbot.bot.standin.world import Message
 
 
 @dataclass

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-
-from bot.standin.faults import Faults
-from bot.standin.gateway import Gateway
-from bot.standin.record import Sent, SentFile
-from bot.standin.world import (
+from captionbot.bot.standin.faults import Faults
+from captionbot.bot.standin.gateway import Gateway
+from captionbot.bot.standin.record import Sent, SentFile
+from captionbot.bot.standin.world import (
     ATTACH_FILES,
     EPHEMERAL,
     SEND_MESSAGES,

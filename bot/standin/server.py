@@ -17,13 +17,12 @@ from typing import Any
 
 import yarl
 from aiohttp import web
-
-from bot.standin.faults import Faults
-from bot.standin.gateway import Gateway
-from bot.standin.page import Page
-from bot.standin.record import Sent
-from bot.standin.rest import InteractionState, Rest
-from bot.standin.world import Attachment, Channel, Message, User, World, snowflake
+from captionbot.bot.standin.faults import Faults
+from captionbot.bot.standin.gateway import Gateway
+from captionbot.bot.standin.page import Page
+from captionbot.bot.standin.record import Sent
+from captionbot.bot.standin.rest import InteractionState, Rest
+from captionbot.bot.standin.world import Attachment, Channel, Message, User, World, snowflake
 
 log = logging.getLogger(__name__)
 DEFAULT_TOKEN = "standin-token"

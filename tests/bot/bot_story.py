@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.config import BotConfig
-from bot.runner import CaptionBot
-from bot.standin import StandIn
-from bot.standin.record import Sent
-from bot.standin.rest import InteractionState
-from bot.standin.world import Message
+from captionbot.bot.config import BotConfig
+from captionbot.bot.runner import CaptionBot
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.record import Sent
+from captionbot.bot.standin.rest import InteractionState
+from captionbot.bot.standin.world import Message
 
 
 class BotUnderTest:

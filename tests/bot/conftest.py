@@ -16,11 +16,11 @@ import discord.gateway
 import discord.http
 import pytest
 from bot_story import BotUnderTest
+from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
+from captionbot.bot.standin import StandIn, point_discord_at
+from captionbot.bot.standin.server import FileToPost
 from PIL import Image
 
-from bot.config import DISCORD_CDN_ORIGINS, BotConfig
-from bot.standin import StandIn, point_discord_at
-from bot.standin.server import FileToPost
 from captionbot.settings import Settings, load_settings
 
 TEST_MAX_IMAGE_BYTES = 300_000
@@ -50,17 +50,17 @@ def captioner(request: pytest.FixtureRequest) -> object:
     try:
         bundle = request.getfixturevalue("caption_bundle")
     except pytest.FixtureLookupError:
-        from inference.null_captioner import NullCaptioner
+        from captionbot.inference.null_captioner import NullCaptioner
 
         return NullCaptioner()
-    from inference.captioner import Captioner
+    from captionbot.inference.captioner import Captioner
 
     return Captioner.load(bundle, variant="fp32", provider="cpu", threads=1)
 
 
 @pytest.fixture
 async def worker(settings: Settings, captioner: object) -> AsyncIterator[object]:
-    from inference.worker import Worker
+    from captionbot.inference.worker import Worker
 
     stop = asyncio.Event()
     w = Worker(settings, captioner, name="test-worker")  # type: ignore[arg-type]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from bot_story import BotUnderTest, quiet, replies, turn_on
-
-from bot.standin import StandIn
-from bot.standin.server import FileToPost
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.server import FileToPost
 
 
 async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: StandIn, bot: BotUnderTest,

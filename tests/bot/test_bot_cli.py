@@ -13,9 +13,9 @@ from pathlib import Path
 
 import aiohttp
 from bot_story import replies, turn_on
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.server import FileToPost
 
-from bot.standin import StandIn
-from bot.standin.server import FileToPost
 from captionbot.settings import Settings
 
 

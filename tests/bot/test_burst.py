@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from bot_story import BotUnderTest, quiet, turn_on
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.server import FileToPost
+from captionbot.bot.standin.world import Message
 from redis.asyncio import Redis
 
-from bot.standin import StandIn
-from bot.standin.server import FileToPost
-from bot.standin.world import Message
 from captionbot.settings import Settings
 
 BURST = 20
@@ -75,7 +75,7 @@ def worker_command(caption_bundle: Path | None) -> list[str]:
 async def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(
         standin: StandIn, make_bot: BotUnderTest, settings: Settings, captioner: object, photos: list[FileToPost],
         request: pytest.FixtureRequest) -> None:
-    from inference.worker import Worker
+    from captionbot.inference.worker import Worker
 
     try:
         bundle: Path | None = request.getfixturevalue("caption_bundle")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from captionbot.bot.channel_settings import AltTextSettings, SettingsStore
 from redis.asyncio import Redis
-
-from bot.channel_settings import AltTextSettings, SettingsStore
 
 
 async def test_channel_overrides_server_and_server_switch_resets_channels(redis_url: str) -> None:

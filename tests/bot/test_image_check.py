@@ -6,9 +6,9 @@ import io
 from pathlib import Path
 
 import pytest
+from captionbot.bot.image_check import check_metadata, probe_image
 from PIL import Image
 
-from bot.image_check import check_metadata, probe_image
 from captionbot.formats import ErrorCode, ImageRejected
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["bot.runner", "bot.captions", "bot.alttext", "bot.stats", "bot.services", "bot.standin", "bot.bot_cli",
-           "bot.run_cli", "bot.standin_cli", "captionbot.queue.client"]
+MODULES = ["captionbot.bot.runner", "captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats",
+           "captionbot.bot.services", "captionbot.bot.standin", "captionbot.bot.bot_cli", "captionbot.bot.run_cli",
+           "captionbot.bot.standin_cli", "captionbot.queue.client"]
 
 
 def test_bot_modules_import_neither_torch_nor_onnxruntime() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bot.rate_limit import CaptionRateLimits
+from captionbot.bot.rate_limit import CaptionRateLimits
 
 
 def test_user_and_guild_limits_each_hold() -> None:

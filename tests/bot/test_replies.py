@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.replies import Outcome, caption_text, heatmap_files
+from captionbot.bot.replies import Outcome, caption_text, heatmap_files
+
 from captionbot.formats import USER_MESSAGES, CaptionResult, ErrorCode
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from bot_story import BotUnderTest, answered
-
-from bot.standin import StandIn
-from bot.standin.server import FileToPost
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.server import FileToPost
 
 
 async def test_stats_show_the_queue_the_latency_and_the_model(standin: StandIn, bot: BotUnderTest, worker: object,

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.server import FileToPost
+from captionbot.bot.standin.world import Message
 from deploy_files import DEPLOY, free_port, load_compose, read_dockerfile, read_env_file, service_environment
 
-from bot.standin import StandIn
-from bot.standin.server import FileToPost
-from bot.standin.world import Message
 from captionbot.formats import USER_MESSAGES
 
 pytestmark = pytest.mark.timeout(120)

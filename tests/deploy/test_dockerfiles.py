@@ -105,7 +105,7 @@ def _cli_help_without(command: str, blocked: tuple[str, ...],
         f"BLOCKED = {blocked!r}\n"
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in BLOCKED:\n"
+        "        if any(name == b or name.startswith(b + '.') for b in BLOCKED):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r} (not in this image)', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
         f"for m in {modules!r}: __import__(m)\n"
@@ -117,12 +117,12 @@ def _cli_help_without(command: str, blocked: tuple[str, ...],
 
 # The modules each process loads at run time (not only its CLI), and what its image does not contain.
 ENTRY_POINTS = [
-    ("bot", ("torch", "torchvision", "onnxruntime", "inference", "training", "export"),
-     ("bot.bot_cli", "bot.runner", "bot.captions", "bot.services", "captionbot.queue.client",
-      "captionbot.queue.health")),
-    ("worker", ("torch", "torchvision", "discord", "training", "export", "bot"),
-     ("inference.worker_cli", "inference.worker", "inference.captioner", "captionbot.queue.consumer",
-      "captionbot.queue.health")),
+    ("bot", ("torch", "torchvision", "onnxruntime", "captionbot.inference", "captionbot.training", "captionbot.export"),
+     ("captionbot.bot.bot_cli", "captionbot.bot.runner", "captionbot.bot.captions", "captionbot.bot.services",
+      "captionbot.queue.client", "captionbot.queue.health")),
+    ("worker", ("torch", "torchvision", "discord", "captionbot.training", "captionbot.export", "captionbot.bot"),
+     ("captionbot.inference.worker_cli", "captionbot.inference.worker", "captionbot.inference.captioner",
+      "captionbot.queue.consumer", "captionbot.queue.health")),
 ]
 
 

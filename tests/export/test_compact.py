@@ -4,12 +4,12 @@ from pathlib import Path
 
 import onnx
 import torch
+from captionbot.export.compact import fuse_encoder_batchnorm, round_weights_to_fp16
+from captionbot.export.exporter import export_bundle, preprocess_all
+from captionbot.export.tiny import make_tiny_model, synthetic_images
+from captionbot.inference.captioner import Captioner
 
 from captionbot import formats
-from export.compact import fuse_encoder_batchnorm, round_weights_to_fp16
-from export.exporter import export_bundle, preprocess_all
-from export.tiny import make_tiny_model, synthetic_images
-from inference.captioner import Captioner
 
 
 def _size(bundle: Path) -> int:

@@ -8,17 +8,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from captionbot.export.exporter import ParityFailed, export_bundle, preprocess_all
+from captionbot.export.tiny import make_tiny_model, synthetic_images
+from captionbot.inference.beam_search import BeamOptions
+from captionbot.inference.bundle import load_bundle
+from captionbot.inference.captioner import caption_arrays
+from captionbot.training.beam_search import beam_search as torch_beam_search
+from captionbot.training.checkpoint import load_captioner, save_checkpoint
+from captionbot.training.model import Decoder
 
 from captionbot import formats
 from captionbot.cli import main
-from export.exporter import ParityFailed, export_bundle, preprocess_all
-from export.tiny import make_tiny_model, synthetic_images
-from inference.beam_search import BeamOptions
-from inference.bundle import load_bundle
-from inference.captioner import caption_arrays
-from training.beam_search import beam_search as torch_beam_search
-from training.checkpoint import load_captioner, save_checkpoint
-from training.model import Decoder
 
 
 @pytest.fixture(scope="module")

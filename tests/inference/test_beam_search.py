@@ -7,8 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-
-from inference.beam_search import BeamOptions, beam_search, greedy_search
+from captionbot.inference.beam_search import BeamOptions, beam_search, greedy_search
 
 PAD, START, END, UNK, A, B, C = range(7)
 V = 7

@@ -7,10 +7,10 @@ import shutil
 
 import onnxruntime as ort
 import pytest
+from captionbot.inference.bundle import choose_providers, load_bundle
 
 from captionbot import formats
 from captionbot.formats import BundleError
-from inference.bundle import choose_providers, load_bundle
 
 
 @pytest.fixture

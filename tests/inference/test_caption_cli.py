@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from captionbot.export.tiny import synthetic_images
 from PIL import Image
 
 from captionbot.cli import main
-from export.tiny import synthetic_images
 
 
 def test_caption_files_with_json_and_heatmaps(caption_bundle, tmp_path, capsys):

@@ -7,11 +7,11 @@ import itertools
 
 import numpy as np
 import pytest
+from captionbot.export.tiny import synthetic_images
+from captionbot.inference.captioner import Captioner, CaptionOutput
 from PIL import Image
 
 from captionbot.formats import ErrorCode, ImageRejected
-from export.tiny import synthetic_images
-from inference.captioner import Captioner, CaptionOutput
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +87,8 @@ def test_the_runtime_never_imports_torch():
 
 def test_served_captions_never_repeat_a_word_or_a_trigram_and_never_say_unk(caption_bundle, data_dir) -> None:
     """What users are shown: with the served rules, no "shirt shirt", no "a dog and a dog", no <unk>."""
-    from inference.captioner import REPEATABLE_WORDS
-    from inference.captioner import Captioner as Runtime
+    from captionbot.inference.captioner import REPEATABLE_WORDS
+    from captionbot.inference.captioner import Captioner as Runtime
 
     images = [p.read_bytes() for p in sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[:24]]
     runtime = Runtime.load(caption_bundle)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from captionbot.inference.heatmap import COLUMNS, PANEL, panel_origin, render_heatmap
 from PIL import Image
-
-from inference.heatmap import COLUMNS, PANEL, panel_origin, render_heatmap
 
 GRID = (7, 7)
 

@@ -8,10 +8,10 @@ import zlib
 
 import numpy as np
 import pytest
+from captionbot.inference.preprocess import decode_image, probe_image, to_array
 from PIL import Image, ImageOps
 
 from captionbot.formats import ErrorCode, ImageRejected
-from inference.preprocess import decode_image, probe_image, to_array
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

@@ -7,13 +7,13 @@ import io
 from pathlib import Path
 
 import pytest
+from captionbot.inference.null_captioner import POISON_MARK, NullCaptioner, PoisonCaptioner, null_caption
 from queue_harness import photo, queue_settings, running_worker, wait_for
 
 from captionbot.formats import ErrorCode
 from captionbot.queue.client import CaptionClient
 from captionbot.queue.dead_letter import read_dead_letters
 from captionbot.settings import Settings
-from inference.null_captioner import POISON_MARK, NullCaptioner, PoisonCaptioner, null_caption
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def _png(color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> bytes
 async def test_worker_with_the_real_model_captions_images_and_refuses_non_images(
     settings: Settings, caption_bundle: Path
 ) -> None:
-    from inference.captioner import Captioner
+    from captionbot.inference.captioner import Captioner
 
     captioner = Captioner.load(caption_bundle, threads=1)
     client = await CaptionClient.connect(settings)

@@ -8,8 +8,8 @@ from pycocoevalcap.cider.cider import Cider
 
 from captionbot import formats
 from captionbot.settings import DEFAULT_BUNDLE
-from inference.captioner import Captioner
-from training.data import read_flickr8k, tokenize
+from captionbot.inference.captioner import Captioner
+from captionbot.training.data import read_flickr8k, tokenize
 
 HELD_OUT = 40  # the first Flickr8k dev images by name: never trained on
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from captionbot.inference.null_captioner import NullCaptioner, null_caption
 from queue_harness import photo, queue_settings, running_worker, wait_for
 
 from captionbot.formats import ErrorCode
 from captionbot.queue.client import CaptionClient
 from captionbot.settings import Settings
-from inference.null_captioner import NullCaptioner, null_caption
 
 
 async def test_n_jobs_get_n_results_each_exactly_once(settings: Settings) -> None:
@@ -124,6 +124,6 @@ def test_queue_and_worker_never_import_torch_or_discord() -> None:
     import sys
 
     code = ("import sys, captionbot.queue.client, captionbot.queue.health, inference.worker, inference.worker_cli, "
-            "inference.null_captioner; print(sorted(m for m in ('torch', 'discord') if m in sys.modules))")
+            "captionbot.inference.null_captioner; print(sorted(m for m in ('torch', 'discord') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

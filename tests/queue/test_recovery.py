@@ -10,6 +10,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from captionbot.inference.null_captioner import NullCaptioner, null_caption
 from queue_harness import WorkerProcess, photo, queue_settings, running_worker, wait_for
 
 from captionbot.formats import ErrorCode
@@ -17,7 +18,6 @@ from captionbot.queue.client import CaptionClient
 from captionbot.queue.consumer import JobConsumer
 from captionbot.queue.dead_letter import read_dead_letters
 from captionbot.settings import Settings
-from inference.null_captioner import NullCaptioner, null_caption
 
 
 async def _pending_for(client: CaptionClient, settings: Settings, consumer: str) -> int:

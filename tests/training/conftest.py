@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from training.data import CaptionedImage, read_flickr8k
-from training.features import FeatureCache
+from captionbot.training.data import CaptionedImage, read_flickr8k
+from captionbot.training.features import FeatureCache
 
 
 @pytest.fixture(scope="session")

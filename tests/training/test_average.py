@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from training.average import average_checkpoints
-from training.checkpoint import load_captioner, save_checkpoint
-from training.data import Vocab
-from training.model import Captioner, DecoderConfig
+from captionbot.training.average import average_checkpoints
+from captionbot.training.checkpoint import load_captioner, save_checkpoint
+from captionbot.training.data import Vocab
+from captionbot.training.model import Captioner, DecoderConfig
 
 VOCAB = Vocab(["<pad>", "<start>", "<end>", "<unk>", "a", "dog"])
 

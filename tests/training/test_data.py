@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from training.data import read_coco, read_flickr8k, read_karpathy
+from captionbot.training.data import read_coco, read_flickr8k, read_karpathy
 
 
 def partial_image_folder(tmp_path: Path, data_dir: Path, names: list[str]) -> Path:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from training.data import CaptionedImage, Vocab, tokenize
-from training.dataset import CaptionFeatureDataset, LengthBucketBatches
-from training.features import FeatureCache
+from captionbot.training.data import CaptionedImage, Vocab, tokenize
+from captionbot.training.dataset import CaptionFeatureDataset, LengthBucketBatches
+from captionbot.training.features import FeatureCache
 
 
 def test_every_caption_once_per_epoch_in_batches_without_padding(few_images: list[CaptionedImage],

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from training.metrics import score_captions
+from captionbot.training.metrics import score_captions
 
 REFS = {
     "1": ["A dog runs across the grass.", "A brown dog is running on a lawn.", "The dog plays outside."],

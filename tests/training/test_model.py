@@ -1,8 +1,7 @@
 """The teacher-forced training pass computes exactly what the word-by-word decoder (the exported graphs) does."""
 
 import torch
-
-from training.model import Decoder, DecoderConfig, doubly_stochastic_penalty
+from captionbot.training.model import Decoder, DecoderConfig, doubly_stochastic_penalty
 
 
 def _tiny_decoder() -> Decoder:

@@ -4,13 +4,12 @@ images writes a checkpoint that loads and never does worse on validation than wh
 from pathlib import Path
 
 import torch
+from captionbot.training.checkpoint import load_captioner, save_checkpoint
+from captionbot.training.data import END, UNK, CaptionedImage, Vocab, tokenize
+from captionbot.training.features import FeatureCache
+from captionbot.training.model import Captioner, DecoderConfig
+from captionbot.training.self_critical import CorpusCider, SelfCriticalConfig, sample_captions, self_critical
 from pycocoevalcap.cider.cider import Cider
-
-from training.checkpoint import load_captioner, save_checkpoint
-from training.data import END, UNK, CaptionedImage, Vocab, tokenize
-from training.features import FeatureCache
-from training.model import Captioner, DecoderConfig
-from training.self_critical import CorpusCider, SelfCriticalConfig, sample_captions, self_critical
 
 REFS = {
     "1": ["a dog runs on the grass", "a brown dog running through a field", "the dog is running"],

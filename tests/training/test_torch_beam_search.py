@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from training.beam_search import END, START, UNK, beam_search, greedy_decode
-from training.features import FeatureCache
-from training.model import Decoder, DecoderConfig
+from captionbot.training.beam_search import END, START, UNK, beam_search, greedy_decode
+from captionbot.training.features import FeatureCache
+from captionbot.training.model import Decoder, DecoderConfig
 
 
 def make_decoder(seed: int = 0, vocab: int = 40) -> Decoder:

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from inference.preprocess import decode_image, to_array
-from training.beam_search import greedy_decode
-from training.checkpoint import load_checkpoint
-from training.data import END, PAD, UNK, CaptionedImage, tokenize
-from training.features import FeatureCache
-from training.train import TrainConfig, Trainer, prepare_features
+from captionbot.inference.preprocess import decode_image, to_array
+from captionbot.training.beam_search import greedy_decode
+from captionbot.training.checkpoint import load_checkpoint
+from captionbot.training.data import END, PAD, UNK, CaptionedImage, tokenize
+from captionbot.training.features import FeatureCache
+from captionbot.training.train import TrainConfig, Trainer, prepare_features
 
 
 def small_config(out: Path, **kw) -> TrainConfig:

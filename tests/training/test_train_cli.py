@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from captionbot.training.beam_search import beam_search
+from captionbot.training.checkpoint import load_captioner, load_checkpoint
+from captionbot.training.features import FeatureCache
 
 from captionbot.cli import main as captionbot
-from training.beam_search import beam_search
-from training.checkpoint import load_captioner, load_checkpoint
-from training.features import FeatureCache
 
 
 @pytest.fixture

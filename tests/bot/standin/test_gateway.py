@@ -8,9 +8,8 @@ import zlib
 import aiohttp
 import pytest
 import zstandard
-
-from bot.standin import StandIn
-from bot.standin.world import INTENT_GUILD_MESSAGES, INTENT_GUILDS
+from captionbot.bot.standin import StandIn
+from captionbot.bot.standin.world import INTENT_GUILD_MESSAGES, INTENT_GUILDS
 
 
 class ZlibReader:
@@ -94,7 +93,7 @@ async def test_resume_replays_exactly_the_events_missed_and_intents_shape_messag
                 await ws.send_json({"op": 2, "d": {"token": standin.token, "intents": intents}})
                 session = (await ws.receive_json())["d"]["session_id"]
                 await ws.receive_json()  # GUILD_CREATE, s=2
-                from bot.standin.server import FileToPost
+                from captionbot.bot.standin.server import FileToPost
 
                 await standin.post_message("general", "alice", "hello", [FileToPost("a.png", b"x", "image/png")])
                 seen = await ws.receive_json()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
-
-from bot.standin import StandIn
+from captionbot.bot.standin import StandIn
 
 
 async def test_json_content_type_is_exact_and_the_bot_token_is_required() -> None:
@@ -78,7 +77,7 @@ async def test_links_use_the_public_url_when_the_bot_reaches_the_server_by_anoth
     standin = StandIn(host="0.0.0.0", public_url="http://localhost:0/")
     await standin.start()
     try:
-        from bot.standin.server import FileToPost
+        from captionbot.bot.standin.server import FileToPost
 
         posted = await standin.post_message("general", "alice", files=[FileToPost("a.png", b"x", "image/png")])
         assert posted.attachments[0].url.startswith("http://localhost:0/cdn/attachments/")
