@@ -15,8 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,54 +36,12 @@ from captionbot.training.model import (
     doubly_stochastic_penalty,
 )
 from captionbot.training.sources import DataSource, read_sources
+from captionbot.training.train_config import TrainConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    out_dir: Path
-    encoder: str = "efficientnet_lite0"
-    cache_dir: Path = Path("cache")
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 4e-4
-    weight_decay: float = 0.01  # AdamW, on weight matrices only
-    warmup_steps: int = 200
-    grad_clip: float = 5.0
-    embed_dim: int = 512
-    hidden_dim: int = 512
-    attention_dim: int = 512
-    dropout: float = 0.5
-    min_count: int = 5
-    max_len: int = 22
-    alpha_c: float = 1.0  # doubly-stochastic attention regularisation weight (lambda in Xu et al.)
-    label_smoothing: float = 0.0
-    word_dropout: float = 0.0  # teacher-forced input words replaced by <unk> with this probability
-    feature_dropout: float = 0.0  # dropout on the region features the decoder reads
-    bf16: bool = False
-    scheduled_sampling: float = 0.0  # final probability of feeding the model its own word; ramps up from 0
-    flip_augment: bool = False
-    fine_tune_blocks: int = 0  # >0: train the encoder's top blocks too, on cached activations of the blocks below
-    encoder_lr_scale: float = 0.1  # encoder learning rate = lr x this when fine-tuning
-    init_from: Path | None = None  # start from this checkpoint's weights and vocabulary (new optimiser and schedule)
-    beam_size: int = 3
-    patience: int = 5  # epochs without a better validation CIDEr before stopping
-    keep_epochs: bool = False  # also keep epochN.pt for every epoch (for checkpoint averaging)
-    seed: int = 0
-    val_split: str = "dev"
-    val_limit: int | None = None  # 0: no validation (every epoch counts as best)
-    device: str = "auto"
-    threads: int | None = None  # torch intra-op threads (default: torch's choice)
-    resume: Path | None = None
-    max_steps_per_epoch: int | None = None  # for quick runs and tests
-    progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
 @dataclass
