@@ -163,7 +163,7 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
 
 def distributed(module: nn.Module, world: int, device: torch.device) -> nn.Module:
     """``module`` wrapped for DDP when more than one process trains; ``module`` itself otherwise."""
-    if world == 1:
+    if world <= 1:
         return module
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
