@@ -15,9 +15,8 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,54 +36,15 @@ from captionbot.training.model import (
     doubly_stochastic_penalty,
 )
 from captionbot.training.sources import DataSource, read_sources
+from captionbot.training.train_config import TrainConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    out_dir: Path
-    encoder: str = "efficientnet_lite0"
-    cache_dir: Path = Path("cache")
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 4e-4
-    weight_decay: float = 0.01  # AdamW, on weight matrices only
-    warmup_steps: int = 200
-    grad_clip: float = 5.0
-    embed_dim: int = 512
-    hidden_dim: int = 512
-    attention_dim: int = 512
-    dropout: float = 0.5
-    min_count: int = 5
-    max_len: int = 22
-    alpha_c: float = 1.0  # doubly-stochastic attention regularisation weight (lambda in Xu et al.)
-    label_smoothing: float = 0.0
-    word_dropout: float = 0.0  # teacher-forced input words replaced by <unk> with this probability
-    feature_dropout: float = 0.0  # dropout on the region features the decoder reads
-    bf16: bool = False
-    scheduled_sampling: float = 0.0  # final probability of feeding the model its own word; ramps up from 0
-    flip_augment: bool = False
-    fine_tune_blocks: int = 0  # >0: train the encoder's top blocks too, on cached activations of the blocks below
-    encoder_lr_scale: float = 0.1  # encoder learning rate = lr x this when fine-tuning
-    init_from: Path | None = None  # start from this checkpoint's weights and vocabulary (new optimiser and schedule)
-    beam_size: int = 3
-    patience: int = 5  # epochs without a better validation CIDEr before stopping
-    keep_epochs: bool = False  # also keep epochN.pt for every epoch (for checkpoint averaging)
-    seed: int = 0
-    val_split: str = "dev"
-    val_limit: int | None = None  # 0: no validation (every epoch counts as best)
-    device: str = "auto"
-    threads: int | None = None  # torch intra-op threads (default: torch's choice)
-    resume: Path | None = None
-    max_steps_per_epoch: int | None = None  # for quick runs and tests
-    progress: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -145,6 +105,101 @@ class EncoderTop(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# a trainer's parts, built in this order (the order of the random draws that seeded runs reproduce)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def start_process(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) of this process, with its thread count set and its random generators seeded."""
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed + rank)
+    return rank, world, device
+
+
+def load_starting_point(cfg: TrainConfig) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(checkpoint to resume, checkpoint to start from): ``cfg.resume`` wins over ``cfg.init_from``."""
+    ckpt = load_checkpoint(cfg.resume) if cfg.resume else None
+    init = load_checkpoint(cfg.init_from) if cfg.init_from and ckpt is None else None
+    if init is not None and init.get("encoder_fine_tuned") and not cfg.fine_tune_blocks:
+        raise SystemExit(f"{cfg.init_from} has a fine-tuned encoder: continue it with --fine-tune-blocks, since "
+                         "cached features of the pretrained encoder would not match its weights")
+    return ckpt, init
+
+
+def choose_vocab(start: dict[str, Any] | None, vocab: Vocab | None, train_images: list[CaptionedImage],
+                 min_count: int) -> Vocab:
+    """The starting checkpoint's vocabulary, else ``vocab``, else one built from the training captions."""
+    if start is not None:
+        return Vocab.from_dict(start["vocab"])
+    if vocab is not None:
+        return vocab
+    return Vocab.build((tokenize(c) for im in train_images for c in im.captions), min_count)
+
+
+def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
+                start_weights: dict[str, Any] | None) -> Captioner:
+    """The captioner: shaped like the starting checkpoint (with ``start_weights`` loaded), or new from ``cfg``.
+
+    A new one has the pretrained encoder. A resumed checkpoint's weights are loaded later, with its optimiser.
+    """
+    if start is not None:
+        dcfg = DecoderConfig(**start["decoder_config"])
+    else:
+        dcfg = DecoderConfig(vocab_size=vocab_size, feature_dim=ENCODERS[cfg.encoder][3], embed_dim=cfg.embed_dim,
+                             hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
+                             max_len=cfg.max_len)
+    model = Captioner(dcfg, arch=cfg.encoder, pretrained=start is None)
+    if start_weights is not None:
+        model.load_state_dict(start_weights)
+    elif start is None:
+        # Draw the word embeddings a second time (same U(-0.1, 0.1) as Decoder.__init__). The random stream the
+        # shipped default model (1.0.0) was trained with included this draw; without it every later draw
+        # (dropout masks, batch order) shifts, and `make model` gives another model: dev CIDEr 0.488, not 0.516.
+        nn.init.uniform_(model.decoder.embedding.weight, -0.1, 0.1)
+    return model
+
+
+def distributed(module: nn.Module, world: int, device: torch.device) -> nn.Module:
+    """``module`` wrapped for DDP when more than one process trains; ``module`` itself otherwise."""
+    if world <= 1:
+        return module
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def fine_tuned_encoder(model: Captioner, blocks: int, device: torch.device) -> Encoder:
+    """The captioner's encoder on ``device`` with its top ``blocks`` blocks trainable.
+
+    It stays in eval mode (BatchNorm statistics frozen: batches of a few dozen images would only add noise to them),
+    but gradients reach its top blocks.
+    """
+    encoder = model.encoder.to(device).eval()
+    encoder.fine_tune_top(blocks)
+    return encoder
+
+
+def param_groups(cfg: TrainConfig, decoder: nn.Module, encoder: Encoder | None) -> list[dict[str, Any]]:
+    """AdamW groups: weight decay on the decoder's weight matrices only; the encoder's blocks at a lower rate."""
+    params = [p for p in decoder.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    if encoder is not None:
+        enc_params = [p for p in encoder.parameters() if p.requires_grad]
+        groups.append({"params": enc_params, "weight_decay": 0.0, "lr": cfg.lr * cfg.encoder_lr_scale})
+    return groups
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                batches_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up then cosine decay over the run's steps (``cfg.max_steps_per_epoch`` shortens an epoch)."""
+    steps_per_epoch = batches_per_epoch
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+
+
+# --------------------------------------------------------------------------------------------------------------
 # the trainer
 # --------------------------------------------------------------------------------------------------------------
 
@@ -166,68 +221,29 @@ class Trainer:
         vocab: Vocab | None = None,
     ) -> None:
         self.cfg = cfg
-        self.rank, self.world, self.device = setup_distributed(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.rank, self.world, self.device = start_process(cfg)
         self.is_main = self.rank == 0
-        seed_everything(cfg.seed + self.rank)
-        ckpt = load_checkpoint(cfg.resume) if cfg.resume else None
-        init = load_checkpoint(cfg.init_from) if cfg.init_from and ckpt is None else None
-        if init is not None and init.get("encoder_fine_tuned") and not cfg.fine_tune_blocks:
-            raise SystemExit(f"{cfg.init_from} has a fine-tuned encoder: continue it with --fine-tune-blocks, since "
-                             "cached features of the pretrained encoder would not match its weights")
-        if ckpt is not None or init is not None:
-            vocab = Vocab.from_dict((ckpt or init)["vocab"])  # type: ignore[index]
-        elif vocab is None:
-            vocab = Vocab.build((tokenize(c) for im in train_images for c in im.captions), cfg.min_count)
-        self.vocab = vocab
+        ckpt, init = load_starting_point(cfg)
+        start = ckpt if ckpt is not None else init
+        self.vocab = choose_vocab(start, vocab, train_images, cfg.min_count)
         self.cache = cache
         self.val_images = val_images
         self.val_paths = {im.image_id: im.path for im in val_images}
-        self.data = CaptionFeatureDataset(train_images, vocab, cache, cfg.max_len,
+        self.data = CaptionFeatureDataset(train_images, self.vocab, cache, cfg.max_len,
                                           flipped if cfg.flip_augment else None)
         self.batches = LengthBucketBatches(self.data.lengths, cfg.batch_size, cfg.seed, self.rank, self.world)
-        if ckpt is not None or init is not None:
-            dcfg = DecoderConfig(**(ckpt or init)["decoder_config"])  # type: ignore[index]
-        else:
-            dcfg = DecoderConfig(vocab_size=len(vocab), feature_dim=ENCODERS[cfg.encoder][3], embed_dim=cfg.embed_dim,
-                                 hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
-                                 max_len=cfg.max_len)
-        self.model = Captioner(dcfg, arch=cfg.encoder, pretrained=ckpt is None and init is None)
-        if init is not None:
-            self.model.load_state_dict(init["model"])
-        elif ckpt is None:
-            # Draw the word embeddings a second time (same U(-0.1, 0.1) as Decoder.__init__). The random stream the
-            # shipped default model (1.0.0) was trained with included this draw; without it every later draw
-            # (dropout masks, batch order) shifts, and `make model` gives another model: dev CIDEr 0.488, not 0.516.
-            nn.init.uniform_(self.model.decoder.embedding.weight, -0.1, 0.1)
-        self.model.decoder.to(self.device)
-        self.decoder = self.model.decoder
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        self.train_module: torch.nn.Module = (
-            DistributedDataParallel(self.decoder, device_ids=device_ids) if self.world > 1 else self.decoder
-        )
-        params = [p for p in self.decoder.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        self.model = build_model(cfg, len(self.vocab), start, init["model"] if init is not None else None)
+        self.decoder = self.model.decoder.to(self.device)
+        self.train_module = distributed(self.decoder, self.world, self.device)
         self.encoder: Encoder | None = None
-        self.encoder_top: torch.nn.Module | None = None
+        self.encoder_top: nn.Module | None = None
         if cfg.fine_tune_blocks > 0:
-            # the encoder stays in eval mode (BatchNorm statistics frozen: batches of a few dozen images would only
-            # add noise to them), but gradients reach its top blocks, at a lower learning rate
-            self.encoder = self.model.encoder.to(self.device).eval()
-            self.encoder.fine_tune_top(cfg.fine_tune_blocks)
-            top = EncoderTop(self.encoder, cfg.fine_tune_blocks)
-            self.encoder_top = DistributedDataParallel(top, device_ids=device_ids) if self.world > 1 else top
-            enc_params = [p for p in self.encoder.parameters() if p.requires_grad]
-            groups.append({"params": enc_params, "weight_decay": 0.0, "lr": cfg.lr * cfg.encoder_lr_scale})
+            self.encoder = fine_tuned_encoder(self.model, cfg.fine_tune_blocks, self.device)
+            self.encoder_top = distributed(EncoderTop(self.encoder, cfg.fine_tune_blocks), self.world, self.device)
+        groups = param_groups(cfg, self.decoder, self.encoder)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         self.trainable = [p for g in groups for p in g["params"]]
-        steps_per_epoch = len(self.batches)
-        if cfg.max_steps_per_epoch:
-            steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.epochs * steps_per_epoch))
+        self.scheduler = lr_schedule(self.optimizer, cfg, len(self.batches))
         self.epoch = 0
         self.step = 0
         self.best_score = -1.0
@@ -237,14 +253,17 @@ class Trainer:
         self.step_losses: list[float] = []
         if ckpt is not None:
             self._restore(ckpt)
-        self.writer = None
-        if self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
+        self.writer = self._open_writer(len(train_images)) if self.is_main else None
 
-            cfg.out_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(str(cfg.out_dir / "tb"), purge_step=self.step or None)
-            log.info("training %d captions (%d images), vocab %d, %d batches/epoch on %d process(es), device %s",
-                     len(self.data), len(train_images), len(vocab), len(self.batches), self.world, self.device)
+    def _open_writer(self, n_images: int) -> SummaryWriter:
+        """Rank 0's TensorBoard writer in ``out_dir/tb`` (a resumed run's later steps are purged); logs the setup."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(self.cfg.out_dir / "tb"), purge_step=self.step or None)
+        log.info("training %d captions (%d images), vocab %d, %d batches/epoch on %d process(es), device %s",
+                 len(self.data), n_images, len(self.vocab), len(self.batches), self.world, self.device)
+        return writer
 
     # --- one epoch ------------------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:

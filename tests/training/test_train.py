@@ -122,3 +122,21 @@ def test_word_dropout_hides_input_words_but_not_the_words_to_predict(
     assert 0.3 < hidden[words].float().mean() < 0.7
     assert not hidden[:, 0].any()
     assert torch.isfinite(ce)  # and the words to predict (``targets``, compared above) were left as they were
+
+
+def test_the_same_seed_gives_a_bit_identical_checkpoint(few_images: list[CaptionedImage],
+                                                        few_features: FeatureCache, tmp_path: Path) -> None:
+    def train(name: str, seed: int) -> dict:  # dropout, word and feature dropout all draw from the generators
+        cfg = small_config(tmp_path / name, seed=seed, epochs=2, max_steps_per_epoch=3, dropout=0.5,
+                           word_dropout=0.2, feature_dropout=0.1)
+        Trainer(cfg, few_images, [], few_features).fit()
+        return load_checkpoint(tmp_path / name / "last.pt")
+
+    first, again, other = train("first", 1), train("again", 1), train("other", 2)
+    assert first["step"] == 6
+    for key, value in first["model"].items():
+        assert torch.equal(value, again["model"][key]), key
+    assert first["optimizer"]["state"].keys() == again["optimizer"]["state"].keys()
+    for i, state in first["optimizer"]["state"].items():
+        assert all(torch.equal(v, again["optimizer"]["state"][i][k]) for k, v in state.items())
+    assert not torch.equal(first["model"]["decoder.embedding.weight"], other["model"]["decoder.embedding.weight"])
