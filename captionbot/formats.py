@@ -219,9 +219,13 @@ class DecodingPolicy:
     repeatable_words: tuple[str, ...] | None = None
     length_alpha: float = 0.0  # final choice by log-prob / n_tokens ** alpha; 0 = raw sum
 
+    def __post_init__(self) -> None:  # a set of words: kept sorted, so equal policies compare and write equal
+        if self.repeatable_words is not None:
+            object.__setattr__(self, "repeatable_words", tuple(sorted(set(self.repeatable_words))))
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["repeatable_words"] = None if self.repeatable_words is None else sorted(self.repeatable_words)
+        d["repeatable_words"] = None if self.repeatable_words is None else list(self.repeatable_words)
         return d
 
     @classmethod

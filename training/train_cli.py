@@ -68,8 +68,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="replace teacher-forced input words by <unk> with probability P (default 0)")
     opt.add_argument("--feature-dropout", type=float, default=0.0, metavar="P",
                      help="dropout on the region features the decoder reads (default 0)")
-    opt.add_argument("--scheduled-sampling", type=float, default=0.0, metavar="P",
-                     help="feed the model its own words with probability rising from 0 to P over the epochs")
     opt.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
     opt.add_argument("--beam", type=int, default=3, help="beam size for validation captions (default: 3)")
     opt.add_argument("--keep-epochs", action="store_true",
@@ -113,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip, embed_dim=args.embed, hidden_dim=args.hidden, attention_dim=args.attention,
         dropout=args.dropout, min_count=args.min_count, max_len=args.max_len, alpha_c=args.alpha_c,
         label_smoothing=args.label_smoothing, word_dropout=args.word_dropout,
-        feature_dropout=args.feature_dropout, bf16=args.bf16, scheduled_sampling=args.scheduled_sampling,
+        feature_dropout=args.feature_dropout, bf16=args.bf16,
         flip_augment=args.flip_augment, fine_tune_blocks=args.fine_tune_blocks,
         encoder_lr_scale=args.encoder_lr_scale, init_from=args.init_from, beam_size=args.beam,
         patience=args.patience, keep_epochs=args.keep_epochs, seed=args.seed,
