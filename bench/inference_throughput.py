@@ -9,7 +9,7 @@ other work on the machine comes and goes (each round gives every method its shar
              projection computed once per image)
   torch-b32  the same in batches of 32: how much batching alone gives in PyTorch
   runtime    the worker's path: image bytes -> decode -> ONNX encoder on the batch -> batched numpy beam search
-             (fp32 and int8 under training's search rules; int8 under the served rules too), batches of 32
+             (fp32 and int8 under the evaluated search rules; int8 under the served rules too), batches of 32
   encoder    the ONNX encoder alone, decoding and preprocessing included, batches of 32: the ceiling for the runtime
   decoder    the runtime's batched beam search alone, on features encoded beforehand: the other half of its time
 
@@ -196,8 +196,8 @@ def main() -> int:
     encoded = {id(d): f for d in images for f in fp32.bundle.encode(fp32.preprocess(d)[1][None])}
     methods = {  # name -> (function, images per round)
         "tutorial: PyTorch per image (batch 1), BASELINE": (lambda ims: tutorial_per_image(model, ims, max_len), 1),
-        "PyTorch per image (batch 1), training's search": (lambda ims: torch_per_image(model, ims, max_len), 1),
-        "PyTorch batched (batch 32), training's search": (lambda ims: torch_batched(model, ims, max_len), BATCH),
+        "PyTorch step per image (batch 1)": (lambda ims: torch_per_image(model, ims, max_len), 1),
+        "PyTorch step batched (batch 32)": (lambda ims: torch_batched(model, ims, max_len), BATCH),
         "runtime fp32 (ONNX, batch 32)": (lambda ims: runtime(fp32, ims), BATCH),
         "runtime int8 (ONNX, batch 32)": (lambda ims: runtime(int8, ims), BATCH),
         "runtime int8, served rules (what the worker runs)": (lambda ims: runtime(served, ims), BATCH),
@@ -235,7 +235,7 @@ def main() -> int:
     fp32_words = words("runtime fp32 (ONNX, batch 32)", n_slow)
     agree_tut = np.mean([a == b for a, b in zip(words("tutorial: PyTorch per image (batch 1), BASELINE", n_slow),
                                                   fp32_words, strict=True)])
-    agree_b1 = np.mean([a == b for a, b in zip(words("PyTorch per image (batch 1), training's search", n_slow),
+    agree_b1 = np.mean([a == b for a, b in zip(words("PyTorch step per image (batch 1)", n_slow),
                                                  fp32_words, strict=True)])
     n_fast = counts["runtime int8 (ONNX, batch 32)"]
     agree_int8 = np.mean([a == b for a, b in zip(words("runtime fp32 (ONNX, batch 32)", n_fast),
@@ -256,7 +256,7 @@ def main() -> int:
     for name, ips in rows.items():
         print(f"{name:52s} {ips:9.2f} {ips / baseline:11.1f}x")
     print(f"captions identical to runtime fp32: tutorial {agree_tut:.0%} (different finished-beam rule), "
-          f"training's search batch 1 {agree_b1:.0%}; int8 vs fp32 {agree_int8:.0%}")
+          f"PyTorch step batch 1 {agree_b1:.0%}; int8 vs fp32 {agree_int8:.0%}")
     agree_base = agree_b1
     if args.json:
         args.json.write_text(json.dumps({"images_per_s": rows, "agree_fp32_vs_torch": agree_base,
