@@ -1,5 +1,5 @@
 """Dev-split CIDEr of one checkpoint or of an ensemble of several (their log-probabilities averaged at every
-step of training's beam search), on the cached features of their shared encoder: the ensemble rows of
+step of the one beam search), on the cached features of their shared encoder: the ensemble rows of
 docs/model.md's ablations.
 
     .venv/bin/python bench/ensemble_eval.py runs/default/avg.pt runs/seed1/avg.pt [--beam 3]

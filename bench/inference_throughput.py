@@ -5,10 +5,11 @@ other work on the machine comes and goes (each round gives every method its shar
              ``caption_image_beam_search``: encoder on one image, its k beams as a batch of k that shrinks as
              beams end, and, as the tutorial's Attention module does, the encoder-side attention projection
              recomputed at every step. THE BASELINE.
-  torch-b1   PyTorch, one image at a time with training's beam search (projection computed once per image)
-  torch-b32  PyTorch, batches of 32 with training's beam search: how much batching alone gives in PyTorch
+  torch-b1   PyTorch, one image at a time: the one beam search over the PyTorch decoder step (training/decode.py;
+             projection computed once per image)
+  torch-b32  the same in batches of 32: how much batching alone gives in PyTorch
   runtime    the worker's path: image bytes -> decode -> ONNX encoder on the batch -> batched numpy beam search
-             (fp32 and int8 under training's search rules; int8 under the served rules too), batches of 32
+             (fp32 and int8 under the evaluated search rules; int8 under the served rules too), batches of 32
   encoder    the ONNX encoder alone, decoding and preprocessing included, batches of 32: the ceiling for the runtime
   decoder    the runtime's batched beam search alone, on features encoded beforehand: the other half of its time
 
@@ -35,13 +36,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from captionbot.export.compact import fuse_encoder_batchnorm, round_weights_to_fp16  # noqa: E402
-from captionbot.export.exporter import export_bundle  # noqa: E402
+from captionbot.export.exporter import ExportOptions, export_bundle  # noqa: E402
 from captionbot.inference.beam_search import BeamOptions  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
+from captionbot.inference.policy import ENGLISH_SERVED_POLICY  # noqa: E402
 from captionbot.inference.preprocess import decode_image, to_array  # noqa: E402
-from captionbot.training.beam_search import beam_search as torch_beam_search  # noqa: E402
 from captionbot.training.checkpoint import load_captioner  # noqa: E402
 from captionbot.training.data import read_flickr8k  # noqa: E402
+from captionbot.training.decode import decode  # noqa: E402
 
 BEAM = 3
 BATCH = 32
@@ -109,8 +111,8 @@ def torch_per_image(model, images: list[bytes], max_len: int) -> list[list[int]]
     out = []
     for data in images:
         x = torch.from_numpy(to_array(decode_image(data, size=size), size, enc.mean, enc.std))[None]
-        hyp = torch_beam_search(model.decoder, enc(x), BEAM, max_len)[0][0]
-        out.append([t for t in hyp.tokens if t != 2])
+        hyp = decode(model.decoder, enc(x), BeamOptions(beam_size=BEAM, max_len=max_len))[0]
+        out.append(hyp.tokens)
     return out
 
 
@@ -122,8 +124,7 @@ def torch_batched(model, images: list[bytes], max_len: int) -> list[list[int]]:
     for i in range(0, len(images), BATCH):
         x = torch.from_numpy(np.stack([to_array(decode_image(d, size=size), size, enc.mean, enc.std)
                                        for d in images[i : i + BATCH]]))
-        for hyps in torch_beam_search(model.decoder, enc(x), BEAM, max_len):
-            out.append([t for t in hyps[0].tokens if t != 2])
+        out += [hyp.tokens for hyp in decode(model.decoder, enc(x), BeamOptions(beam_size=BEAM, max_len=max_len))]
     return out
 
 
@@ -180,8 +181,9 @@ def main() -> int:
         tmp = tempfile.TemporaryDirectory()
         bundle_dir = Path(tmp.name) / "bundle"
         print("exporting the checkpoint to a temporary bundle (parity on 16 images, int8 variants) ...", flush=True)
-        export_bundle(model, vocab.itos, bundle_dir, images[:16], variants=("int8", "int8-full"),
-                      model_version="bench")
+        export_bundle(model, vocab.itos, bundle_dir, images[:16],
+                      ExportOptions(variants=("int8", "int8-full"), model_version="bench",
+                                    decoding=ENGLISH_SERVED_POLICY))
     fp32 = Captioner.load(bundle_dir, provider="cpu", threads=args.threads)
     int8 = Captioner.load(bundle_dir, variant="int8", provider="cpu", threads=args.threads)
     has_full = "int8-full" in fp32.bundle.manifest.variants
@@ -194,8 +196,8 @@ def main() -> int:
     encoded = {id(d): f for d in images for f in fp32.bundle.encode(fp32.preprocess(d)[1][None])}
     methods = {  # name -> (function, images per round)
         "tutorial: PyTorch per image (batch 1), BASELINE": (lambda ims: tutorial_per_image(model, ims, max_len), 1),
-        "PyTorch per image (batch 1), training's search": (lambda ims: torch_per_image(model, ims, max_len), 1),
-        "PyTorch batched (batch 32), training's search": (lambda ims: torch_batched(model, ims, max_len), BATCH),
+        "PyTorch step per image (batch 1)": (lambda ims: torch_per_image(model, ims, max_len), 1),
+        "PyTorch step batched (batch 32)": (lambda ims: torch_batched(model, ims, max_len), BATCH),
         "runtime fp32 (ONNX, batch 32)": (lambda ims: runtime(fp32, ims), BATCH),
         "runtime int8 (ONNX, batch 32)": (lambda ims: runtime(int8, ims), BATCH),
         "runtime int8, served rules (what the worker runs)": (lambda ims: runtime(served, ims), BATCH),
@@ -233,7 +235,7 @@ def main() -> int:
     fp32_words = words("runtime fp32 (ONNX, batch 32)", n_slow)
     agree_tut = np.mean([a == b for a, b in zip(words("tutorial: PyTorch per image (batch 1), BASELINE", n_slow),
                                                   fp32_words, strict=True)])
-    agree_b1 = np.mean([a == b for a, b in zip(words("PyTorch per image (batch 1), training's search", n_slow),
+    agree_b1 = np.mean([a == b for a, b in zip(words("PyTorch step per image (batch 1)", n_slow),
                                                  fp32_words, strict=True)])
     n_fast = counts["runtime int8 (ONNX, batch 32)"]
     agree_int8 = np.mean([a == b for a, b in zip(words("runtime fp32 (ONNX, batch 32)", n_fast),
@@ -254,7 +256,7 @@ def main() -> int:
     for name, ips in rows.items():
         print(f"{name:52s} {ips:9.2f} {ips / baseline:11.1f}x")
     print(f"captions identical to runtime fp32: tutorial {agree_tut:.0%} (different finished-beam rule), "
-          f"training's search batch 1 {agree_b1:.0%}; int8 vs fp32 {agree_int8:.0%}")
+          f"PyTorch step batch 1 {agree_b1:.0%}; int8 vs fp32 {agree_int8:.0%}")
     agree_base = agree_b1
     if args.json:
         args.json.write_text(json.dumps({"images_per_s": rows, "agree_fp32_vs_torch": agree_base,

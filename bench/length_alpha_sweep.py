@@ -39,7 +39,7 @@ def main() -> int:
     halves = {"first half": images[: len(images) // 2], "second half": images[len(images) // 2 :], "all": images}
     for beam in (int(b) for b in args.beams.split(",")):
         for alpha in (float(a) for a in args.alphas.split(",")):
-            options = dataclasses.replace(served_options(bundle.manifest.decoder.max_len, beam, bundle.itos),
+            options = dataclasses.replace(served_options(bundle, beam),
                                           length_alpha=alpha)
             hyps = [h for i in range(0, len(feats), 32) for h in caption_features(bundle, feats[i : i + 32], options)]
             caps = {im.image_id: " ".join(bundle.itos[t] for t in h.tokens) for im, h in zip(images, hyps, strict=True)}

@@ -21,8 +21,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "caption": ("captionbot.inference.caption_cli", "caption image files with a model bundle"),
     "train": ("captionbot.training.train_cli", "train a Show-Attend-Tell captioner"),
     "evaluate": ("captionbot.training.evaluate_cli", "score a checkpoint or bundle with the COCO caption metrics"),
-    "finetune-cider": ("captionbot.training.self_critical_cli",
-                       "fine-tune a checkpoint on CIDEr (self-critical training)"),
     "average": ("captionbot.training.average_cli", "average the weights of several checkpoints of one run"),
     "export": ("captionbot.export.export_cli", "export a checkpoint to an ONNX model bundle (with parity checks)"),
     "standin": ("captionbot.bot.standin_cli", "run the local Discord stand-in server on its own"),

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,56 @@ DECODER_STEP_OUTPUTS = ("log_probs", "h_out", "c_out", "alpha")
 SPECIAL_TOKENS = ("<pad>", "<start>", "<end>", "<unk>")  # ids 0..3 in this order, in every vocab
 
 
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids of the special tokens in a vocabulary (``SPECIAL_IDS``: where ``SPECIAL_TOKENS`` puts them)."""
+
+    pad: int
+    start: int
+    end: int
+    unk: int
+
+    @classmethod
+    def of(cls, itos: list[str] | tuple[str, ...]) -> SpecialIds:
+        index = {w: i for i, w in enumerate(itos[: len(SPECIAL_TOKENS)])}
+        return cls(*(index[t] for t in SPECIAL_TOKENS))
+
+
+SPECIAL_IDS = SpecialIds.of(SPECIAL_TOKENS)  # the one definition: pad 0, start 1, end 2, unk 3
+
+
+@dataclass(frozen=True)
+class DecodingPolicy:
+    """How a bundle's captions are decoded for users (the manifest's ``decoding``): written at export, read by
+    the runtime. Words are vocabulary words (so a model in another language brings its own); every word named
+    must be in the bundle's vocabulary. The defaults are the plain evaluated beam-search rules."""
+
+    beam_size: int = 3
+    min_words: int = 0  # <end> is not allowed before this many words
+    block_repeated_word: bool = False  # no word twice in a row
+    no_repeat_ngram: int = 0  # n >= 2: no word n-gram twice in one caption; 0 = off
+    # None: any word may repeat; a list: only these (function) words may appear twice in a caption
+    repeatable_words: tuple[str, ...] | None = None
+    length_alpha: float = 0.0  # final choice by log-prob / n_tokens ** alpha; 0 = raw sum
+
+    def __post_init__(self) -> None:  # a set of words: kept sorted, so equal policies compare and write equal
+        if self.repeatable_words is not None:
+            object.__setattr__(self, "repeatable_words", tuple(sorted(set(self.repeatable_words))))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["repeatable_words"] = None if self.repeatable_words is None else list(self.repeatable_words)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DecodingPolicy:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"decoding policy has unknown fields {unknown}")
+        words = d.get("repeatable_words")
+        return cls(**{**d, "repeatable_words": None if words is None else tuple(words)})
+
+
 @dataclass
 class EncoderSpec:
     arch: str  # e.g. "efficientnet_lite0"
@@ -224,9 +274,13 @@ class Manifest:
     format_version: int = BUNDLE_FORMAT_VERSION
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS
     trained_on: str = ""  # plain words: which data the model saw
+    # the decoding rules users get; None: a bundle exported before policies existed (see inference/policy.py)
+    decoding: DecodingPolicy | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        d = asdict(self)
+        d["decoding"] = None if self.decoding is None else self.decoding.to_dict()
+        return json.dumps(d, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
@@ -236,6 +290,7 @@ class Manifest:
         )
         d["decoder"] = DecoderSpec(**d["decoder"])
         d["special_tokens"] = tuple(d.get("special_tokens", SPECIAL_TOKENS))
+        d["decoding"] = None if d.get("decoding") is None else DecodingPolicy.from_dict(d["decoding"])
         if d.get("format_version", 0) != BUNDLE_FORMAT_VERSION:
             raise ValueError(f"bundle format {d.get('format_version')} is not {BUNDLE_FORMAT_VERSION}")
         return cls(**d)

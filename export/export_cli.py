@@ -29,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", default="show-attend-tell")
     parser.add_argument("--model-version", default=None, help="default: the UTC export time")
     parser.add_argument("--trained-on", default="", help="plain words: which data the model saw")
+    parser.add_argument("--decoding-policy", default="english-served", metavar="NAME|FILE",
+                        help="the decoding rules written into the bundle for its users: english-served (default: the "
+                             "served rules and the English words that may repeat), served-rules (no word list), "
+                             "evaluated (plain beam search), or a JSON file of a policy (captionbot.formats."
+                             "DecodingPolicy); every word it names must be in the model's vocabulary")
     parser.add_argument("--data", type=Path, default=None,
                         help="data root (default $CAPTIONBOT_DATA or ../shared/data)")
 
@@ -60,22 +65,42 @@ def parity_set(args: argparse.Namespace) -> tuple[list[bytes], list[list[str]] |
     return [it.path.read_bytes() for it in dev], [it.captions for it in dev], f"flickr8k-dev-first{len(dev)}"
 
 
+def decoding_policy(arg: str):
+    """``--decoding-policy``: a named policy or a JSON file."""
+    import json
+
+    from captionbot.inference.policy import NAMED_POLICIES
+
+    from captionbot.formats import DecodingPolicy
+
+    if arg in NAMED_POLICIES:
+        return NAMED_POLICIES[arg]
+    path = Path(arg)
+    if not path.is_file():
+        raise ValueError(f"--decoding-policy {arg!r}: not one of {sorted(NAMED_POLICIES)} nor a file")
+    return DecodingPolicy.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
 def main(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.force:
         print(f"error: {args.out} exists (pass --force to replace it)")
         return 2
-    from captionbot.export.exporter import ParityFailed, export_bundle
+    from captionbot.export.exporter import ExportOptions, ParityFailed, export_bundle
     from captionbot.training.checkpoint import load_captioner
 
+    try:
+        policy = decoding_policy(args.decoding_policy)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}")
+        return 2
     model, vocab = load_captioner(args.checkpoint)
     images, refs, data_name = parity_set(args)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    options = ExportOptions(model_name=args.model_name, model_version=args.model_version, trained_on=args.trained_on,
+                            variants=variants, force=args.force, references=refs, eval_data=data_name,
+                            fp16_weights=args.fp16_weights, decoding=policy)
     try:
-        result = export_bundle(
-            model, vocab.itos, args.out, images, model_name=args.model_name, model_version=args.model_version,
-            trained_on=args.trained_on, variants=variants, force=args.force, references=refs, eval_data=data_name,
-            fp16_weights=args.fp16_weights,
-        )
+        result = export_bundle(model, vocab.itos, args.out, images, options)
     except ParityFailed as exc:
         log.error("%s", exc)
         print(f"REFUSED: {args.out} not written: the ONNX bundle does not caption like the checkpoint.")

@@ -28,11 +28,12 @@ from captionbot.export.parity import ParityReport, check_parity
 from captionbot.export.variants import VariantMeasure, caption_with, make_fp16, make_int8, make_int8_full, measure
 from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.bundle import load_bundle
+from captionbot.inference.policy import SERVED_RULES, check_policy
 from captionbot.inference.preprocess import decode_image, to_array
 from captionbot.training.model import Captioner
 
 from captionbot import formats
-from captionbot.formats import DecoderSpec, EncoderSpec, Manifest
+from captionbot.formats import BundleError, DecoderSpec, DecodingPolicy, EncoderSpec, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,26 @@ class ParityFailed(RuntimeError):
         super().__init__("parity failed: " + "; ".join(r.summary() for r in reports) + f"; first mismatch {first}")
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to write besides the model, and what to check and measure on the way."""
+
+    model_name: str = "show-attend-tell"
+    model_version: str | None = None  # None: the UTC export time
+    trained_on: str = ""  # plain words: which data the model saw
+    scores: tuple[dict, ...] = ()  # extra score records for the manifest
+    variants: tuple[str, ...] = ("int8", "fp16")
+    beam_sizes: tuple[int, ...] = (1, 3)  # parity is checked at each
+    force: bool = False  # replace an existing bundle
+    references: Sequence[list[str]] | None = None  # human captions of each parity image: scores in the manifest
+    eval_data: str = ""  # a name for the parity images, recorded with their scores
+    # store the fp32 graphs' weights as fp16 (half the size, see export/compact.py): the model is first rounded to
+    # fp16-representable weights, and that rounded model is the one parity checks
+    fp16_weights: bool = False
+    # the decoding rules users get, written into the manifest; every word it names must be in the vocabulary
+    decoding: DecodingPolicy = SERVED_RULES
+
+
 @dataclass
 class ExportResult:
     path: Path
@@ -63,19 +84,19 @@ def preprocess_all(images: Sequence[bytes], model: Captioner) -> np.ndarray:
     return np.stack([to_array(decode_image(b, size=size), size, enc.mean, enc.std) for b in images])
 
 
-def build_manifest(model: Captioner, itos: list[str], model_name: str, model_version: str, trained_on: str,
-                   scores: list[dict]) -> Manifest:
+def build_manifest(model: Captioner, itos: list[str], options: ExportOptions, model_version: str) -> Manifest:
     enc, cfg = model.encoder, model.decoder.cfg
     return Manifest(
-        model_name=model_name,
+        model_name=options.model_name,
         model_version=model_version,
         encoder=EncoderSpec(enc.arch, (enc.input_size, enc.input_size), tuple(enc.mean), tuple(enc.std),
                             (enc.grid, enc.grid), enc.channels),
         decoder=DecoderSpec(cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, len(itos), cfg.max_len),
         opset=OPSET,
-        scores=list(scores),
+        scores=list(options.scores),
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        trained_on=trained_on,
+        trained_on=options.trained_on,
+        decoding=options.decoding,
     )
 
 
@@ -90,42 +111,22 @@ def export_bundle(
     itos: list[str],
     out_dir: Path,
     parity_images: Sequence[bytes],
-    *,
-    model_name: str = "show-attend-tell",
-    model_version: str | None = None,
-    trained_on: str = "",
-    scores: Sequence[dict] = (),
-    variants: Sequence[str] = ("int8", "fp16"),
-    beam_sizes: tuple[int, ...] = (1, 3),
-    force: bool = False,
-    references: Sequence[list[str]] | None = None,
-    eval_data: str = "",
-    fp16_weights: bool = False,
+    options: ExportOptions | None = None,
 ) -> ExportResult:
     """Export ``model`` to ``out_dir`` after the parity check. Raises :class:`ParityFailed` (nothing written).
 
-    With ``references`` (human captions of each parity image), the bundle's captions at beam 3 are scored
-    (BLEU-4, CIDEr with pycocoevalcap) for fp32 and each variant, and the scores go into the manifest.
-    ``fp16_weights`` stores the fp32 graphs' weights as fp16 (half the size, see ``export/compact.py``): the model
-    is first rounded to fp16-representable weights, and that rounded model is the one parity checks."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir} exists (pass force=True / --force to replace it)")
-    if tuple(itos[:4]) != formats.SPECIAL_TOKENS:
-        raise ValueError(f"vocab must start with {formats.SPECIAL_TOKENS}")
-    if not parity_images:
-        raise ValueError("parity needs at least one image")
-    unknown = sorted(set(variants) - set(VARIANT_BUILDERS))
-    if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(VARIANT_BUILDERS)}")
+    With ``options.references`` (human captions of each parity image), the bundle's captions at beam 3 are scored
+    (BLEU-4, CIDEr with pycocoevalcap) for fp32 and each variant, and the scores go into the manifest."""
+    out_dir, options = Path(out_dir), options or ExportOptions()
+    _check_request(itos, out_dir, parity_images, options)
     model = model.eval()
-    if fp16_weights:
+    if options.fp16_weights:
         model = copy.deepcopy(model)
         fuse_encoder_batchnorm(model)
         round_weights_to_fp16(model)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    plain_tmp = tempfile.TemporaryDirectory(prefix="captionbot-plain-") if fp16_weights else None
+    plain_tmp = tempfile.TemporaryDirectory(prefix="captionbot-plain-") if options.fp16_weights else None
     plain = Path(plain_tmp.name) if plain_tmp else staging  # fp32-stored graphs: what the variants start from
     try:
         for path in export_graphs(model, plain):
@@ -133,13 +134,13 @@ def export_bundle(
                 shutil.copyfile(path, staging / path.name)
                 store_initializers_fp16(staging / path.name)
         (staging / formats.VOCAB_FILE).write_text(json.dumps({"itos": list(itos)}), encoding="utf-8")
-        version = model_version or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        manifest = build_manifest(model, list(itos), model_name, version, trained_on, list(scores))
+        version = options.model_version or dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        manifest = build_manifest(model, list(itos), options, version)
         _write_manifest(staging, manifest)
 
         images = preprocess_all(parity_images, model)
         bundle = load_bundle(staging, provider="cpu")
-        reports = check_parity(model, bundle, images, beam_sizes)
+        reports = check_parity(model, bundle, images, options.beam_sizes)
         for r in reports:
             log.info("parity %s", r.summary())
         if not all(r.ok for r in reports):
@@ -149,8 +150,8 @@ def export_bundle(
                              "max_log_prob_diff": r.max_log_prob_diff, "max_feature_diff": r.max_feature_diff}
                             for r in reports]
 
-        measured = _build_variants(staging, manifest, bundle, images, variants, list(itos), references, eval_data,
-                                   plain)
+        measured = _build_variants(staging, manifest, bundle, images, options.variants, list(itos),
+                                   options.references, options.eval_data, plain)
         _write_manifest(staging, manifest)
         formats.verify_bundle_files(staging, manifest)
         staging.chmod(0o755)  # mkdtemp made it private; a bundle is meant to be read by the worker's user
@@ -164,6 +165,23 @@ def export_bundle(
             plain_tmp.cleanup()
     log.info("wrote bundle %s (%s)", out_dir, manifest.model_version)
     return ExportResult(out_dir, manifest, reports, measured)
+
+
+def _check_request(itos: list[str], out_dir: Path, parity_images: Sequence[bytes], options: ExportOptions) -> None:
+    """Refuse, before any work, what cannot give a bundle: ValueError / FileExistsError."""
+    if out_dir.exists() and not options.force:
+        raise FileExistsError(f"{out_dir} exists (pass force=True / --force to replace it)")
+    if tuple(itos[:4]) != formats.SPECIAL_TOKENS:
+        raise ValueError(f"vocab must start with {formats.SPECIAL_TOKENS}")
+    if not parity_images:
+        raise ValueError("parity needs at least one image")
+    unknown = sorted(set(options.variants) - set(VARIANT_BUILDERS))
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(VARIANT_BUILDERS)}")
+    try:
+        check_policy(options.decoding, itos)
+    except BundleError as exc:
+        raise ValueError(f"{exc}: give a decoding policy for this vocabulary (export --decoding-policy)") from exc
 
 
 def _build_variants(staging: Path, manifest: Manifest, fp32_bundle, images: np.ndarray, names: Sequence[str],

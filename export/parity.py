@@ -1,10 +1,10 @@
 """Torch ↔ ONNX parity: the bundle must give the PyTorch model's captions, token for token.
 
-For each beam size, every image is captioned twice: by the PyTorch model with training's beam search
-(``training/beam_search.py``, what evaluation scores are measured with) and by the runtime (onnxruntime graphs +
-batched numpy beam search, ``inference/beam_search.py``). The report counts identical
-captions and gives the largest differences seen: encoder features, and the full log-probability vectors along
-each PyTorch caption (teacher-forced through both decoders).
+For each beam size, every image is captioned twice by the one beam search (``inference/beam_search.py``, what
+evaluation scores are measured with): over the PyTorch decoder step (``training/decode.py``) and by the runtime
+(onnxruntime graphs). The report counts identical captions and gives the largest differences seen: encoder
+features, and the step outputs (the full log-probability vectors) along each PyTorch caption, teacher-forced
+through both decoder steps.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from captionbot.inference.beam_search import BeamOptions, SpecialIds
+from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.bundle import Bundle
 from captionbot.inference.captioner import caption_arrays
-from captionbot.training.beam_search import beam_search as torch_beam_search
+from captionbot.training.decode import decode
 from captionbot.training.model import Captioner
+
+from captionbot.formats import SpecialIds
 
 TORCH_BATCH = 50  # images per PyTorch beam-search call
 
@@ -68,7 +70,7 @@ def check_parity(
 ) -> list[ParityReport]:
     """``images`` [B,3,H,W], preprocessed. One report per beam size."""
     model = model.eval()
-    special = SpecialIds()
+    special = SpecialIds.of(bundle.itos)
     options = options or BeamOptions(max_len=model.decoder.cfg.max_len)
     feats_torch = model.encoder(torch.from_numpy(images)).numpy()
     feats_onnx = bundle.encode(images)
@@ -77,12 +79,9 @@ def check_parity(
     for k in beam_sizes:
         opts = BeamOptions(**{**asdict(options), "beam_size": k})
         onnx_hyps = caption_arrays(bundle, images, opts)
-        torch_tokens = []
-        for i in range(0, len(images), TORCH_BATCH):
-            chunk = torch.from_numpy(feats_torch[i : i + TORCH_BATCH])
-            for hyps in torch_beam_search(model.decoder, chunk, k, opts.max_len, no_repeat=opts.block_repeated_word):
-                toks = hyps[0].tokens
-                torch_tokens.append((toks[:-1] if toks and toks[-1] == special.end else toks, hyps[0].score))
+        torch_tokens = [(hyp.tokens, hyp.log_prob) for i in range(0, len(images), TORCH_BATCH)
+                        for hyp in decode(model.decoder, torch.from_numpy(feats_torch[i : i + TORCH_BATCH]), opts,
+                                          special)]
         report = ParityReport(k, len(images), 0, feat_diff, 0.0, 0.0)
         for i, (o_hyp, (t_toks, t_score)) in enumerate(zip(onnx_hyps, torch_tokens, strict=True)):
             lp_diff = _teacher_forced_diff(model, bundle, feats_torch[i : i + 1], t_toks, special)

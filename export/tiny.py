@@ -9,11 +9,13 @@ import copy
 import functools
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from captionbot.export.exporter import export_bundle, preprocess_all
+from captionbot.export.exporter import ExportOptions, export_bundle, preprocess_all
+from captionbot.inference.policy import SERVED_RULES
 from captionbot.training.model import Captioner, DecoderConfig
 from PIL import Image
 from torch import nn
@@ -26,6 +28,10 @@ TINY_WORDS = [
     "are", "in", "on", "at", "with", "of", "and", "running", "playing", "sitting", "standing", "jumping",
     "walking", "riding", "bike", "shirt",
 ]
+# The served rules with the function words of TINY_WORDS as the words that may repeat: a policy of its own
+# vocabulary, as every bundle needs.
+TINY_POLICY = replace(SERVED_RULES, repeatable_words=("a", "an", "the", "is", "are", "in", "on", "at", "with", "of",
+                                                      "and"))
 
 
 def synthetic_images(n: int = 4, size: int = 96, seed: int = 0) -> list[bytes]:
@@ -90,7 +96,8 @@ def _tiny_model(seed: int, max_len: int) -> tuple[Captioner, list[str]]:
 def make_tiny_bundle(out_dir: Path, variants: tuple[str, ...] = ("int8",)) -> Path:
     """Build and export the tiny model to ``out_dir`` (replaced if present); returns ``out_dir``."""
     model, itos = make_tiny_model()
-    export_bundle(model, itos, Path(out_dir), synthetic_images(), model_name="tiny-random",
-                  model_version="tiny-random-1", trained_on="nothing: random weights, for tests only",
-                  variants=variants, force=True)
+    options = ExportOptions(model_name="tiny-random", model_version="tiny-random-1",
+                            trained_on="nothing: random weights, for tests only", variants=variants, force=True,
+                            decoding=TINY_POLICY)
+    export_bundle(model, itos, Path(out_dir), synthetic_images(), options)
     return Path(out_dir)

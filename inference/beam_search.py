@@ -1,7 +1,8 @@
 """Batched beam search in numpy over many images × beams, one decoder call per step.
 
-The rules are those of the PyTorch search in ``training/beam_search.py`` (what evaluation scores are measured
-with), so the bundle captions exactly as the evaluated model did; export checks this token for token:
+The one search of the project: the runtime runs it over the bundle's ONNX decoder step, training's validation,
+``captionbot evaluate`` and export's parity check over the PyTorch decoder step (``training/decode.py``), so the
+bundle captions exactly as the evaluated model did (export checks this token for token). The rules:
 - every image keeps ``beam_size`` hypotheses; at step 0 only one is alive, so the first expansion picks the
   ``beam_size`` best distinct first words;
 - a hypothesis's score is the sum of its words' log-probabilities, ``<end>`` included;
@@ -22,33 +23,30 @@ Options beyond the evaluated rules (off by default, so default captions are the 
 - ``block_repeated_word`` (training's ``no_repeat``): a word never follows itself;
 - ``no_repeat_ngram`` = n >= 2: no word n-gram appears twice in a caption;
 - ``repeatable``: a word outside this set of (function) words never appears twice in a caption;
-- ``min_words``: ``<end>`` is masked until a caption has that many words (the runtime's Captioner uses 1, so a
+- ``min_words``: ``<end>`` is masked until a caption has that many words (the served policy uses 1, so a
   user never gets an empty caption; training's rules allow one).
+The options a bundle is served with come from its manifest's decoding policy (``inference/policy.py``).
+Every emission rule is applied in :func:`mask_log_probs`, the one place a wrapper extends to add rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-# (word [N] int64, h [N,D], c [N,D], features [N,P,C], att_proj [N,P,A]) -> (log_probs [N,V], h, c, alpha [N,P])
-StepFn = Callable[
-    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-]
+from captionbot.formats import SPECIAL_IDS, SpecialIds
 
+# (word [N] int64, h [N,D], c [N,D], features [N,P,C], att_proj [N,P,A]) -> (log_probs [N,V], h, c, alpha [N,P]).
+# log_probs and alpha are numpy; h, c, features and att_proj may be any array type whose rows a numpy int array
+# selects (numpy arrays for the ONNX step, torch tensors for the PyTorch step): the search only gathers rows.
+StepFn = Callable[[np.ndarray, Any, Any, Any, Any], tuple[np.ndarray, Any, Any, np.ndarray]]
 
-@dataclass(frozen=True)
-class SpecialIds:
-    pad: int = 0
-    start: int = 1
-    end: int = 2
-    unk: int = 3
-
-
-DEFAULT_SPECIAL = SpecialIds()
+DEFAULT_SPECIAL = SPECIAL_IDS
+__all__ = ["DEFAULT_SPECIAL", "BeamOptions", "Hypothesis", "SpecialIds", "StepFn", "banned_tokens", "beam_search",
+           "greedy_search", "mask_log_probs"]
 
 
 @dataclass(frozen=True)
@@ -109,108 +107,167 @@ def mask_log_probs(
     return log_probs
 
 
+@dataclass
+class _Rows:
+    """The live hypotheses: one decoder row each, grouped by image in image order."""
+
+    img: np.ndarray  # [N] image of each row
+    words: np.ndarray  # [N] last word (the next step's input)
+    scores: np.ndarray  # [N] float64 summed log-probabilities
+    tokens: np.ndarray  # [N, t] words so far
+    alphas: np.ndarray  # [N, t, P] attention per word
+    h: Any
+    c: Any
+    features: Any  # [N, P, C] of each row's image
+    att_proj: Any
+
+    @classmethod
+    def start(cls, features: Any, h: Any, c: Any, att_proj: Any, special: SpecialIds) -> _Rows:
+        B, P = features.shape[0], features.shape[1]
+        return cls(np.arange(B), np.full(B, special.start, dtype=np.int64), np.zeros(B, dtype=np.float64),
+                   np.zeros((B, 0), dtype=np.int64), np.zeros((B, 0, P), dtype=np.float32), h, c, features, att_proj)
+
+
+def _candidate_table(
+    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One padded table per image: its live rows' continuations (K×V) then its kept finished hypotheses (K,
+    frozen scores). Returns (images [G], first row of each image [G], table [G, K*V + K])."""
+    imgs, first_row, n_rows = np.unique(row_img, return_index=True, return_counts=True)
+    G, V = len(imgs), cand.shape[1]
+    live = np.full((G, K, V), -np.inf)
+    live[np.repeat(np.arange(G), n_rows), np.arange(len(row_img)) - np.repeat(first_row, n_rows)] = cand
+    done = np.full((G, K), -np.inf)
+    for g, img in enumerate(imgs):
+        for j, hyp in enumerate(kept_finished[img]):
+            done[g, j] = hyp.log_prob
+    return imgs, first_row, np.concatenate([live.reshape(G, K * V), done], axis=1)
+
+
+def _top_k(table: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """The K best entries of each table row, best first; ties: lower index first (``torch.topk``'s order)."""
+    top = np.argpartition(-table, K - 1, axis=1)[:, :K]
+    top_val = np.take_along_axis(table, top, axis=1)
+    order = np.lexsort((top, -top_val), axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_val, order, axis=1)
+
+
+@dataclass
+class _Extensions:
+    """The live hypotheses chosen this step: parent row, new word, new score and image of each."""
+
+    parent: list[int]
+    word: list[int]
+    score: list[float]
+    img: list[int]
+
+
+def _choose_for_image(
+    img: int, first_row: int, top: np.ndarray, top_val: np.ndarray, rows: _Rows, alpha: np.ndarray,
+    kept: list[Hypothesis], V: int, last: bool, special: SpecialIds, chosen: _Extensions,
+) -> tuple[list[Hypothesis], int]:
+    """Sort one image's K best entries into finished hypotheses (returned, with the count of live ones) and live
+    extensions (appended to ``chosen``). At the last step a live extension is also taken as it is."""
+    K = len(top)
+    finished: list[Hypothesis] = []
+    n_live = 0
+    for idx, val in zip(top, top_val, strict=True):
+        if not np.isfinite(val):
+            continue  # fewer than K possible continuations
+        if idx >= K * V:
+            finished.append(kept[idx - K * V])
+            continue
+        parent, tok = first_row + idx // V, int(idx % V)
+        if tok == special.end:
+            finished.append(Hypothesis(rows.tokens[parent].tolist(), float(val), True, rows.alphas[parent]))
+            continue
+        n_live += 1
+        chosen.parent.append(parent)
+        chosen.word.append(tok)
+        chosen.score.append(val)
+        chosen.img.append(img)
+        if last:  # cut at max_len + 1 words: taken as it is
+            finished.append(Hypothesis([*rows.tokens[parent].tolist(), tok], float(val), False,
+                                       np.concatenate([rows.alphas[parent], alpha[parent][None]])))
+    return finished, n_live
+
+
+def _answer_known(top: np.ndarray, top_val: np.ndarray, n_live: int, K: int, V: int, last: bool,
+                  options: BeamOptions, special: SpecialIds) -> bool:
+    """Whether an image's search is over. Besides "no live hypothesis" and the last step: under the raw-sum rule
+    (length_alpha 0), when the best entry is a finished caption no live one can overtake it (each further word
+    only lowers a score), so the image's rows leave the decoder batch now instead of when all K have ended."""
+    best = top[0]
+    best_done = bool(np.isfinite(top_val[0])) and (best >= K * V or best % V == special.end)
+    return n_live == 0 or last or (best_done and options.length_alpha == 0)
+
+
+def _next_rows(rows: _Rows, chosen: _Extensions, keep: list[int], alpha: np.ndarray, h: Any, c: Any,
+               features: Any, att_proj: Any) -> _Rows:
+    """The kept extensions as the next step's rows; image features are regathered only when the rows' images
+    change."""
+    parent = np.asarray(chosen.parent)[keep]
+    img = np.asarray(chosen.img)[keep]
+    words = np.asarray(chosen.word, dtype=np.int64)[keep]
+    same_images = np.array_equal(img, rows.img)
+    return _Rows(
+        img=img,
+        words=words,
+        scores=np.asarray(chosen.score, dtype=np.float64)[keep],
+        tokens=np.concatenate([rows.tokens[parent], words[:, None]], axis=1),
+        alphas=np.concatenate([rows.alphas[parent], alpha[parent][:, None, :].astype(np.float32)], axis=1),
+        h=h[parent],
+        c=c[parent],
+        features=rows.features if same_images else features[img],
+        att_proj=rows.att_proj if same_images else att_proj[img],
+    )
+
+
 def beam_search(
     step: StepFn,
-    features: np.ndarray,
-    h: np.ndarray,
-    c: np.ndarray,
-    att_proj: np.ndarray,
+    features: Any,
+    h: Any,
+    c: Any,
+    att_proj: Any,
     options: BeamOptions,
     special: SpecialIds = DEFAULT_SPECIAL,
 ) -> list[Hypothesis]:
     """Best caption of each of the B images. ``features`` [B,P,C], ``h``/``c`` [B,D], ``att_proj`` [B,P,A] are
     the decoder-init outputs for the batch. Returns one :class:`Hypothesis` per image, in order."""
-    B, P = features.shape[0], features.shape[1]
-    K = options.beam_size
+    B, K = features.shape[0], options.beam_size
     if K < 1:
         raise ValueError(f"beam_size must be >= 1, got {K}")
     result: list[Hypothesis | None] = [None] * B
     kept_finished: list[list[Hypothesis]] = [[] for _ in range(B)]  # finished hypotheses still in the beam
-
-    row_img = np.arange(B)  # image of each live row; rows are grouped by image, in image order
-    words = np.full(B, special.start, dtype=np.int64)
-    scores = np.zeros(B, dtype=np.float64)
-    tokens = np.zeros((B, 0), dtype=np.int64)
-    alphas = np.zeros((B, 0, P), dtype=np.float32)
-    feats_rows, proj_rows = features, att_proj
+    rows = _Rows.start(features, h, c, att_proj, special)
     steps = options.max_len + 1
-
     for t in range(steps):
-        log_probs, h, c, alpha = step(words, h, c, feats_rows, proj_rows)
-        cand = mask_log_probs(log_probs.astype(np.float64), tokens.tolist(), special, options)
-        cand += scores[:, None]  # [N, V]
+        log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
+        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options)
+        cand += rows.scores[:, None]  # [N, V]
         V = cand.shape[1]
-
-        # One padded table per image: its live rows × V, then its kept finished hypotheses (frozen scores).
-        imgs, first_row, n_rows = np.unique(row_img, return_index=True, return_counts=True)
-        G = len(imgs)
-        live = np.full((G, K, V), -np.inf)
-        live[np.repeat(np.arange(G), n_rows), np.arange(len(row_img)) - np.repeat(first_row, n_rows)] = cand
-        done = np.full((G, K), -np.inf)
-        for g, img in enumerate(imgs):
-            for j, hyp in enumerate(kept_finished[img]):
-                done[g, j] = hyp.log_prob
-        table = np.concatenate([live.reshape(G, K * V), done], axis=1)
-        top = np.argpartition(-table, K - 1, axis=1)[:, :K]
-        top_val = np.take_along_axis(table, top, axis=1)
-        order = np.lexsort((top, -top_val), axis=1)  # best first; ties: lower index (torch.topk's order)
-        top, top_val = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_val, order, axis=1)
-
+        imgs, first_row, table = _candidate_table(cand, rows.img, kept_finished, K)
+        top, top_val = _top_k(table, K)
         last = t == steps - 1
-        new_parent, new_tok, new_score, new_img = [], [], [], []
+        chosen = _Extensions([], [], [], [])
         for g, img in enumerate(imgs):
-            beam_finished: list[Hypothesis] = []
-            beam_live = 0
-            for idx, val in zip(top[g], top_val[g], strict=True):
-                if not np.isfinite(val):
-                    continue  # fewer than K possible continuations
-                if idx >= K * V:
-                    beam_finished.append(kept_finished[img][idx - K * V])
-                    continue
-                parent, tok = first_row[g] + idx // V, int(idx % V)
-                if tok == special.end:
-                    beam_finished.append(Hypothesis(tokens[parent].tolist(), float(val), True, alphas[parent]))
-                else:
-                    beam_live += 1
-                    new_parent.append(parent)
-                    new_tok.append(tok)
-                    new_score.append(val)
-                    new_img.append(img)
-                    if last:  # cut at max_len + 1 words: taken as it is
-                        beam_finished.append(Hypothesis(
-                            [*tokens[parent].tolist(), tok], float(val), False,
-                            np.concatenate([alphas[parent], alpha[parent][None]]),
-                        ))
-            kept_finished[img] = beam_finished
-            # Early stop, exact under the raw-sum rule (length_alpha 0): when the best entry of the table is a
-            # finished caption, no live one can overtake it (each further word only lowers a score), so the
-            # image's answer is known and its rows leave the decoder batch now instead of when all K have ended.
-            best = top[g][0]
-            best_done = bool(np.isfinite(top_val[g][0])) and (best >= K * V or best % V == special.end)
-            if beam_live == 0 or last or (best_done and options.length_alpha == 0):
-                result[img] = max(beam_finished, key=lambda hyp: hyp.score(options.length_alpha))
-        keep = [i for i, img in enumerate(new_img) if result[img] is None]
+            kept_finished[img], n_live = _choose_for_image(img, first_row[g], top[g], top_val[g], rows, alpha,
+                                                           kept_finished[img], V, last, special, chosen)
+            if _answer_known(top[g], top_val[g], n_live, K, V, last, options, special):
+                result[img] = max(kept_finished[img], key=lambda hyp: hyp.score(options.length_alpha))
+        keep = [i for i, img in enumerate(chosen.img) if result[img] is None]
         if not keep:
             break
-        parent = np.asarray(new_parent)[keep]
-        new_row_img = np.asarray(new_img)[keep]
-        h, c = h[parent], c[parent]
-        words = np.asarray(new_tok, dtype=np.int64)[keep]
-        scores = np.asarray(new_score, dtype=np.float64)[keep]
-        tokens = np.concatenate([tokens[parent], words[:, None]], axis=1)
-        alphas = np.concatenate([alphas[parent], alpha[parent][:, None, :].astype(np.float32)], axis=1)
-        if not np.array_equal(new_row_img, row_img):
-            feats_rows, proj_rows = features[new_row_img], att_proj[new_row_img]
-        row_img = new_row_img
+        rows = _next_rows(rows, chosen, keep, alpha, h, c, features, att_proj)
     return result  # type: ignore[return-value]  # every image gets its result by the last step
 
 
 def greedy_search(
     step: StepFn,
-    features: np.ndarray,
-    h: np.ndarray,
-    c: np.ndarray,
-    att_proj: np.ndarray,
+    features: Any,
+    h: Any,
+    c: Any,
+    att_proj: Any,
     options: BeamOptions,
     special: SpecialIds = DEFAULT_SPECIAL,
 ) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Load a model bundle (``shared/design.md`` §1): check its hashes, open its ONNX graphs with onnxruntime.
+"""Load a model bundle (``shared/design.md`` §1): check its hashes and its decoding policy against its vocabulary,
+open its ONNX graphs with onnxruntime.
 
 A variant (``fp16``, ``int8``) lives in a sub-directory named in the manifest; any graph it does not replace is
 taken from the fp32 files at the top. The execution provider is CUDA when asked for (``cuda`` or ``auto``) and
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from captionbot.inference.policy import check_policy
 
 from captionbot import formats
 from captionbot.formats import BundleError, Manifest
@@ -123,6 +125,8 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
         if name not in manifest.files:
             raise BundleError(f"{bundle_dir}: manifest lists no sha256 for {name}")
     itos = read_vocab(bundle_dir, manifest)
+    if manifest.decoding is not None:
+        check_policy(manifest.decoding, itos)
     paths = variant_paths(bundle_dir, manifest, variant)
     providers = choose_providers(provider)
     opts = session_options(threads)

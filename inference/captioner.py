@@ -12,13 +12,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from captionbot.inference.beam_search import BeamOptions, Hypothesis, SpecialIds, beam_search
+from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search
 from captionbot.inference.bundle import Bundle, load_bundle
 from captionbot.inference.heatmap import render_heatmap
+from captionbot.inference.policy import beam_options, bundle_policy
 from captionbot.inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
 from PIL import Image
 
-from captionbot.formats import ErrorCode, ImageRejected
+from captionbot.formats import ErrorCode, ImageRejected, SpecialIds
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> 
 def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
     """Encoded images [B,P,C] -> the best hypothesis per image (decoder init, then one batched beam search)."""
     h, c, att_proj = bundle.init(feats)
-    return beam_search(bundle.step, feats, h, c, att_proj, options, special_ids(bundle.itos))
+    return beam_search(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
 
 def as_sentence(words: list[str]) -> str:
@@ -55,75 +56,11 @@ def as_sentence(words: list[str]) -> str:
     return f"{text[:1].upper()}{text[1:]}." if text else ""
 
 
-def special_ids(itos: list[str]) -> SpecialIds:
-    index = {w: i for i, w in enumerate(itos[:4])}
-    return SpecialIds(pad=index["<pad>"], start=index["<start>"], end=index["<end>"], unk=index["<unk>"])
-
-
-# Words a caption may use more than once ("a man in a red shirt and a woman in a blue shirt"); any other word
-# appears at most once in a served caption.
-REPEATABLE_WORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "in",
-        "on",
-        "of",
-        "with",
-        "and",
-        "is",
-        "are",
-        "at",
-        "to",
-        "into",
-        "for",
-        "from",
-        "by",
-        "his",
-        "her",
-        "their",
-        "its",
-        "while",
-        "as",
-        "up",
-        "down",
-        "out",
-        "over",
-        "under",
-        "near",
-        "next",
-        "front",
-        "through",
-        "behind",
-        "one",
-        "some",
-        "other",
-        "each",
-        "another",
-    ]
-)
-
-
-def served_options(max_len: int, beam_size: int = 3, itos: Sequence[str] | None = None) -> BeamOptions:
-    """The decoding rules users get. Beyond the evaluated rules: never an empty caption (``min_words=1``), never
-    a word twice in a row, never a word trigram twice, and (given the vocabulary ``itos``) no content word twice
-    ("a dog and a dog"), so users see no repeated words; and the final choice among the finished captions is by
-    mean log-probability per token (``length_alpha=1``) rather than the raw sum, which favours short captions.
-    README reports scores under both rule sets (``captionbot evaluate --as-served``).
-    """
-    repeatable = None if itos is None else frozenset(i for i, w in enumerate(itos) if w in REPEATABLE_WORDS)
-    return BeamOptions(
-        beam_size=beam_size,
-        max_len=max_len,
-        min_words=1,
-        block_repeated_word=True,
-        no_repeat_ngram=3,
-        repeatable=repeatable,
-        # Chosen on the first 500 Flickr8k dev images (alpha 0 / 0.5 / 1 / 1.5 / 2 at beam 3: CIDEr 0.560 / 0.555 /
-        # 0.564 / 0.558 / 0.550) and confirmed on the other 500 (0.526 -> 0.560 from alpha 0 to 1); docs/model.md.
-        length_alpha=1.0,
-    )
+def served_options(bundle: Bundle, beam_size: int | None = None) -> BeamOptions:
+    """The decoding rules users get: the bundle's decoding policy (``inference/policy.py``), at ``beam_size``
+    (None: the policy's). README reports scores under these and the evaluated rules (``--as-served``)."""
+    policy = bundle_policy(bundle.manifest, bundle.itos)
+    return beam_options(policy, bundle.itos, bundle.manifest.decoder.max_len, beam_size)
 
 
 class Captioner:
@@ -132,7 +69,7 @@ class Captioner:
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  decode_threads: int = 1):
         self.bundle = bundle
-        self.options = options or served_options(bundle.manifest.decoder.max_len, itos=bundle.itos)
+        self.options = options or served_options(bundle)
         self.max_pixels = max_pixels
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
@@ -179,9 +116,10 @@ class Captioner:
             return ImageRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
     def caption_images(
-        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+        self, images: Sequence[bytes], beam_size: int | None = None, heatmap: bool = False
     ) -> list[CaptionOutput | ImageRejected]:
-        """Caption each image; a refused image is returned (not raised) as :class:`ImageRejected` in its place."""
+        """Caption each image (``beam_size`` None: the options' own); a refused image is returned (not raised) as
+        :class:`ImageRejected` in its place."""
         results: list[CaptionOutput | ImageRejected | None] = [None] * len(images)
         decoded: list[tuple[int, Image.Image, np.ndarray]] = []
         for i, out in enumerate(self.preprocess_many(images)):
@@ -191,7 +129,8 @@ class Captioner:
                 decoded.append((i, *out))
         if decoded:
             batch = np.stack([arr for _, _, arr in decoded])
-            hyps = caption_arrays(self.bundle, batch, replace(self.options, beam_size=beam_size))
+            options = replace(self.options, beam_size=beam_size or self.options.beam_size)
+            hyps = caption_arrays(self.bundle, batch, options)
             for (i, img, _), hyp in zip(decoded, hyps, strict=True):
                 words = [self.bundle.itos[t] for t in hyp.tokens]
                 png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None

@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from captionbot.formats import SPECIAL_TOKENS
+from captionbot.formats import SPECIAL_IDS, SPECIAL_TOKENS
 
 log = logging.getLogger(__name__)
 
-PAD, START, END, UNK = range(4)  # ids of SPECIAL_TOKENS, the same in every vocabulary
+# ids of SPECIAL_TOKENS, the same in every vocabulary (formats.SPECIAL_IDS is their one definition)
+PAD, START, END, UNK = SPECIAL_IDS.pad, SPECIAL_IDS.start, SPECIAL_IDS.end, SPECIAL_IDS.unk
 
 
 @dataclass

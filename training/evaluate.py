@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from captionbot.training.beam_search import beam_search
+from captionbot.inference.beam_search import BeamOptions
 from captionbot.training.data import CaptionedImage, Vocab
+from captionbot.training.decode import decode
 from captionbot.training.metrics import ALL_METRICS, score_captions
 from captionbot.training.model import Decoder
 
@@ -55,9 +56,11 @@ def generate_captions(
     no_repeat: bool = False,
     progress: bool = False,
 ) -> dict[str, str]:
-    """Best beam for each image id; ``get_features(ids) -> [n, P, C]`` (e.g. ``FeatureCache.get``)."""
+    """Best beam for each image id; ``get_features(ids) -> [n, P, C]`` (e.g. ``FeatureCache.get``). Decoded by the
+    one beam search (the runtime's) over the PyTorch decoder step, under the evaluated rules."""
     was_training = decoder.training
     decoder.eval()
+    options = BeamOptions(beam_size=beam_size, max_len=decoder.cfg.max_len, block_repeated_word=no_repeat)
     out: dict[str, str] = {}
     chunks = range(0, len(image_ids), batch_size)
     if progress:
@@ -67,8 +70,8 @@ def generate_captions(
     for i in chunks:
         ids = image_ids[i : i + batch_size]
         feats = torch.from_numpy(get_features(ids)).to(device)
-        for image_id, hyps in zip(ids, beam_search(decoder, feats, beam_size, no_repeat=no_repeat), strict=True):
-            out[image_id] = " ".join(vocab.decode(hyps[0].tokens))
+        for image_id, hyp in zip(ids, decode(decoder, feats, options), strict=True):
+            out[image_id] = " ".join(vocab.decode(hyp.tokens))
     decoder.train(was_training)
     return out
 

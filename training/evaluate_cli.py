@@ -33,8 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=int, default=3, help="beam size (default: 3)")
     parser.add_argument("--no-repeat", action="store_true", help="never let a word follow itself")
     parser.add_argument("--as-served", action="store_true",
-                        help="bundles only: decode with the rules users get (no empty caption, no repeated word or "
-                             "trigram), instead of the evaluated search rules")
+                        help="bundles only: decode with the rules users get (the bundle's decoding policy: no empty "
+                             "caption, no repeated word or trigram), instead of the evaluated search rules")
     parser.add_argument("--metrics", default="BLEU,METEOR,ROUGE_L,CIDEr,SPICE",
                         help="comma-separated subset of BLEU,METEOR,ROUGE_L,CIDEr,SPICE")
     parser.add_argument("--cache-dir", type=Path, default=Path("cache"),
@@ -109,7 +109,7 @@ def _evaluate_bundle(args: argparse.Namespace, images: list, metrics: tuple[str,
     bundle = load_bundle(args.model, variant=args.variant)
     enc = bundle.manifest.encoder
     if args.as_served:  # the rules the bot's users get
-        options = served_options(bundle.manifest.decoder.max_len, beam_size=args.beam, itos=bundle.itos)
+        options = served_options(bundle, args.beam)
     else:  # the evaluated search rules (min_words 0), as the PyTorch evaluation uses
         options = BeamOptions(beam_size=args.beam, max_len=bundle.manifest.decoder.max_len,
                               block_repeated_word=args.no_repeat)

@@ -242,33 +242,48 @@ class Decoder(nn.Module):
         att_proj: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One word: previous word [N] and state -> log-probs [N, V], h, c, alpha [N, P]."""
-        logits, h, c, alpha = self._step_logits(self.embedding(word), h, c, features, att_proj)
-        return F.log_softmax(logits, dim=1), h, c, alpha
+        emb = self.embedding(word)
+        h, c, context, alpha = self.attend_and_update(emb, h, c, features, att_proj)
+        return F.log_softmax(self.deep_output(emb, h, context), dim=1), h, c, alpha
 
-    def _step_logits(
-        self, emb: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor, att_proj: torch.Tensor
+    def attend_and_update(
+        self,
+        emb: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        features: torch.Tensor,
+        att_proj: torch.Tensor,
+        rows: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        context, alpha = self.attention(features, att_proj, h)  # [N, C], [N, P]
-        context = torch.sigmoid(self.gate(h)) * context  # gated z_t
-        h, c = self.lstm(torch.cat([emb, context], dim=1), (h, c))
-        logits = self.out(self.dropout(emb + self.out_h(h) + self.out_z(context)))  # [N, V]
-        return logits, h, c, alpha
+        """The recurrent half of a step: attend with h_{t-1}, gate the context, run the LSTM on [E y_{t-1}, z_t]
+        -> h_t, c_t, the gated context z_t [N, C] and the attention alpha [N, P]. ``rows``: only the first ``rows``
+        rows of the state take this step (teacher forcing's shrinking batch; ``emb`` has ``rows`` rows).
+
+        Why each use takes its own prefix of the state: that is how training computed it when the default model
+        was trained; one shared prefix sums the gradients in another order and changes their last bits."""
+
+        def first(x: torch.Tensor) -> torch.Tensor:
+            return x if rows is None else x[:rows]
+
+        context, alpha = self.attention(first(features), first(att_proj), first(h))  # [N, C], [N, P]
+        context = torch.sigmoid(self.gate(first(h))) * context  # gated z_t
+        h, c = self.lstm(torch.cat([emb, context], dim=1), (first(h), first(c)))
+        return h, c, context, alpha
+
+    def deep_output(self, emb: torch.Tensor, h: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The output half of a step: L_o(E y_{t-1} + L_h h_t + L_z z_t) -> logits [N, V]."""
+        return self.out(self.dropout(emb + self.out_h(h) + self.out_z(context)))
 
     # --- training: teacher forcing over a length-sorted batch -------------------------------------------
     def forward(
-        self,
-        features: torch.Tensor,
-        captions: torch.Tensor,
-        lengths: torch.Tensor,
-        sample_prob: float = 0.0,
+        self, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """features [B, P, C], captions [B, T] (<start> ... <end> <pad>), lengths [B] sorted descending
-        (tokens including <start>/<end>) -> logits [B, T-1, V] and alphas [B, T-1, P].
+        (tokens including <start>/<end>) -> logits [B, T-1, V] and alphas [B, T-1, P]. Teacher forcing over the
+        step's two halves: the recurrent half word by word, the output half once for all words.
 
         Why sorted by length: at step t only the first ``n_t`` rows still have words left, so each step runs
         on a shrinking prefix of the batch and no computation is spent on padding.
-        ``sample_prob`` > 0 is scheduled sampling: with that probability a row is fed its own previous
-        prediction instead of the reference word.
         """
         B, T = captions.shape
         h, c, att_proj = self.init_state(features)
@@ -277,27 +292,19 @@ class Decoder(nn.Module):
         decode_lengths = (lengths - 1).tolist()
         active = [sum(1 for L in decode_lengths if t < L) for t in range(steps)]  # n_t, non-increasing
         hs, zs, es, alphas_t = [], [], [], []
-        step_logits: torch.Tensor | None = None
         for t, n in enumerate(active):
             if n == 0:
                 break
             emb = emb_all[:n, t]
-            if sample_prob > 0 and step_logits is not None:
-                use_own = torch.rand(n, device=emb.device) < sample_prob
-                emb = torch.where(use_own.unsqueeze(1), self.embedding(step_logits[:n].detach().argmax(1)), emb)
-            context, alpha = self.attention(features[:n], att_proj[:n], h[:n])
-            context = torch.sigmoid(self.gate(h[:n])) * context
-            h, c = self.lstm(torch.cat([emb, context], dim=1), (h[:n], c[:n]))
+            h, c, context, alpha = self.attend_and_update(emb, h, c, features, att_proj, rows=n)
             hs.append(h)
             zs.append(context)
             es.append(emb)
             alphas_t.append(alpha)
-            if sample_prob > 0:  # the next step needs this step's prediction
-                step_logits = self.out(self.dropout(emb + self.out_h(h) + self.out_z(context)))
         # Why the output layer runs once, after the loop: the per-word states of all steps are packed into one
         # [sum n_t, D] matrix, so the biggest matmul (to the vocabulary) is one large, efficient call and no
         # padded position is ever computed. Then one scatter puts the rows back in [B, T-1] order.
-        packed = self.out(self.dropout(torch.cat(es) + self.out_h(torch.cat(hs)) + self.out_z(torch.cat(zs))))
+        packed = self.deep_output(torch.cat(es), torch.cat(hs), torch.cat(zs))
         rows = torch.cat([torch.arange(n) for n in active if n])
         cols = torch.cat([torch.full((n,), t) for t, n in enumerate(active) if n])
         logits = packed.new_zeros(B, steps, self.cfg.vocab_size).index_put((rows, cols), packed)

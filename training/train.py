@@ -279,13 +279,7 @@ class Trainer:
             trunk = torch.from_numpy(self.cache.get(image_ids)).to(self.device)
             return self.encoder.top(trunk, self.cfg.fine_tune_blocks).float().cpu().numpy()
 
-    def sample_prob(self, epoch: int) -> float:
-        """Scheduled sampling: 0 in the first epoch, rising linearly to ``cfg.scheduled_sampling`` at the last."""
-        if self.cfg.scheduled_sampling <= 0 or self.cfg.epochs <= 1:
-            return 0.0
-        return self.cfg.scheduled_sampling * epoch / (self.cfg.epochs - 1)
-
-    def loss(self, batch: Batch, sample_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(total loss to minimise, cross-entropy alone) for one length-sorted batch."""
         feats = batch.features.to(self.device, non_blocking=True)
         if self.encoder_top is not None:
@@ -301,7 +295,7 @@ class Trainer:
         if self.cfg.feature_dropout > 0:
             feats = F.dropout(feats, self.cfg.feature_dropout)
         with self._autocast():
-            logits, alphas = self.train_module(feats, inputs, lengths, sample_prob)
+            logits, alphas = self.train_module(feats, inputs, lengths)
         targets = caps[:, 1:]
         mask = targets != PAD
         ce = F.cross_entropy(logits[mask].float(), targets[mask], label_smoothing=self.cfg.label_smoothing)
@@ -314,7 +308,6 @@ class Trainer:
         cfg = self.cfg
         self.train_module.train()
         self.batches.set_epoch(self.epoch)
-        p = self.sample_prob(self.epoch)
         n_batches = len(self.batches)
         if cfg.max_steps_per_epoch:
             n_batches = min(n_batches, cfg.max_steps_per_epoch)
@@ -330,7 +323,7 @@ class Trainer:
                 break
             flip = self.batches.flips(len(idx), i) if self.data.flipped is not None else None
             batch = self.data.batch(idx, flip)
-            total, ce = self.loss(batch, p)
+            total, ce = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
@@ -353,8 +346,7 @@ class Trainer:
         bar.close()
         elapsed = time.perf_counter() - t0
         steps = max(1, min(n_batches, len(self.batches)))
-        return {"loss": ce_sum / steps, "captions_per_s": seen * self.world / elapsed, "train_seconds": elapsed,
-                "sample_prob": p}
+        return {"loss": ce_sum / steps, "captions_per_s": seen * self.world / elapsed, "train_seconds": elapsed}
 
     # --- validation -------------------------------------------------------------------------------------------
     def validate(self) -> dict[str, float | None]:

@@ -60,9 +60,6 @@ class TrainConfig:
         help="replace teacher-forced input words by <unk> with probability P (default 0)")
     feature_dropout: float = setting(
         0.0, group=OPTIMISATION, metavar="P", help="dropout on the region features the decoder reads (default 0)")
-    scheduled_sampling: float = setting(
-        0.0, group=OPTIMISATION, metavar="P",
-        help="feed the model its own words with probability rising from 0 to P over the epochs")
     bf16: bool = setting(
         False, group=OPTIMISATION, help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
     beam_size: int = setting(

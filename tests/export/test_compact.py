@@ -5,7 +5,7 @@ from pathlib import Path
 import onnx
 import torch
 from captionbot.export.compact import fuse_encoder_batchnorm, round_weights_to_fp16
-from captionbot.export.exporter import export_bundle, preprocess_all
+from captionbot.export.exporter import ExportOptions, export_bundle, preprocess_all
 from captionbot.export.tiny import make_tiny_model, synthetic_images
 from captionbot.inference.captioner import Captioner
 
@@ -20,8 +20,8 @@ def _size(bundle: Path) -> int:
 def test_fp16_weights_halve_the_bundle_and_keep_parity(tmp_path: Path) -> None:
     model, itos = make_tiny_model()
     images = synthetic_images(4)
-    plain = export_bundle(model, itos, tmp_path / "plain", images, variants=())
-    half = export_bundle(model, itos, tmp_path / "half", images, variants=(), fp16_weights=True)
+    plain = export_bundle(model, itos, tmp_path / "plain", images, ExportOptions(variants=()))
+    half = export_bundle(model, itos, tmp_path / "half", images, ExportOptions(variants=(), fp16_weights=True))
     # export refuses a bundle whose captions differ from the (rounded) PyTorch model: it was written, so parity held
     assert all(r.ok for r in half.parity)
     assert _size(half.path) < 0.6 * _size(plain.path)

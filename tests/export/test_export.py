@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from captionbot.export.exporter import ParityFailed, export_bundle, preprocess_all
-from captionbot.export.tiny import make_tiny_model, synthetic_images
+from captionbot.export.exporter import ExportOptions, ParityFailed, export_bundle, preprocess_all
+from captionbot.export.tiny import TINY_POLICY, make_tiny_model, synthetic_images
 from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.bundle import load_bundle
 from captionbot.inference.captioner import caption_arrays
-from captionbot.training.beam_search import beam_search as torch_beam_search
 from captionbot.training.checkpoint import load_captioner, save_checkpoint
+from captionbot.training.decode import decode
 from captionbot.training.model import Decoder
 
 from captionbot import formats
@@ -34,8 +34,10 @@ def exported(tmp_path_factory):
         images.append(tmp / f"img{i}.png")
         images[-1].write_bytes(data)
     out = tmp / "bundle"
+    policy = tmp / "policy.json"  # the tiny vocabulary's own: its function words may repeat
+    policy.write_text(json.dumps(TINY_POLICY.to_dict()))
     rc = main(["export", str(ckpt), "--out", str(out), "--image-files", *map(str, images),
-               "--variants", "int8,int8-full,fp16", "--model-version", "tiny-test"])
+               "--variants", "int8,int8-full,fp16", "--model-version", "tiny-test", "--decoding-policy", str(policy)])
     assert rc == 0
     return ckpt, out, [p.read_bytes() for p in images]
 
@@ -73,10 +75,10 @@ def test_bundle_captions_like_pytorch_token_for_token(exported):
     with torch.no_grad():
         feats = model.encoder(torch.from_numpy(x))
     assert np.abs(bundle.encode(x) - feats.numpy()).max() < 1e-3
-    for k in (1, 3):
-        expected = [h[0].tokens for h in torch_beam_search(model.decoder, feats, k)]
-        expected = [t[:-1] if t and t[-1] == formats.SPECIAL_TOKENS.index("<end>") else t for t in expected]
-        got = [h.tokens for h in caption_arrays(bundle, x, BeamOptions(beam_size=k, max_len=model.decoder.cfg.max_len))]
+    for k in (1, 3):  # the one search over the PyTorch step and over the bundle's ONNX step
+        options = BeamOptions(beam_size=k, max_len=model.decoder.cfg.max_len)
+        expected = [h.tokens for h in decode(model.eval().decoder, feats, options)]
+        got = [h.tokens for h in caption_arrays(bundle, x, options)]
         assert got == expected
     assert len({tuple(t) for t in expected}) > 1  # the images get different captions: a meaningful comparison
 
@@ -108,6 +110,21 @@ def test_an_existing_bundle_is_not_overwritten_without_force(exported, capsys):
     assert "exists" in capsys.readouterr().out
 
 
+def test_the_decoding_policy_is_written_into_the_manifest(exported):
+    assert manifest_of(exported[1]).decoding == TINY_POLICY
+
+
+def test_a_policy_naming_words_the_vocabulary_lacks_is_refused_before_any_work(exported, tmp_path, capsys):
+    """The English served policy is the CLI's default; a model whose vocabulary lacks its words must say so."""
+    ckpt, _bundle, images = exported
+    out, image = tmp_path / "bundle", tmp_path / "img.png"
+    image.write_bytes(images[0])
+    assert main(["export", str(ckpt), "--out", str(out), "--variants", "", "--image-files", str(image)]) == 2
+    said = capsys.readouterr().out
+    assert "vocabulary lacks" in said and "another" in said and "--decoding-policy" in said
+    assert not out.exists()
+
+
 class _MistranslatedDecoder(Decoder):
     """Behaves like the real decoder in PyTorch, but what the exporter records is subtly wrong: the failure
     that parity checking exists to catch (an operator the exporter translates differently)."""
@@ -124,7 +141,7 @@ def test_a_bundle_that_fails_parity_is_not_written(tmp_path):
     model.decoder.__class__ = _MistranslatedDecoder
     out = tmp_path / "bundle"
     with pytest.raises(ParityFailed) as info:
-        export_bundle(model, itos, out, synthetic_images(3), variants=(), beam_sizes=(1,))
+        export_bundle(model, itos, out, synthetic_images(3), ExportOptions(variants=(), beam_sizes=(1,)))
     assert not info.value.reports[0].ok and info.value.reports[0].mismatches
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no half-written staging directory left behind

@@ -1,5 +1,6 @@
 """The shipped default model: it loads with its hashes checked, and says sensible things about real held-out photos."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -47,3 +48,17 @@ def test_held_out_photos_get_captions_that_match_what_people_said(data_dir: Path
     # the full dev split scores about 0.5 (README); random captions from this vocabulary score about 0.0
     assert cider > 0.3, candidates
     assert all(out.caption[0].isupper() and out.caption.endswith(".") for out in outputs)
+
+
+SERVED_CAPTIONS = Path(__file__).resolve().parents[2] / "docs" / "model" / "dev-beam3-served.captions.json"
+
+
+@pytest.mark.data
+def test_served_captions_are_the_ones_docs_model_reports(data_dir: Path) -> None:
+    """The first 100 dev photos get, word for word, the served captions docs/model.md's scores were measured on
+    (`captionbot evaluate models/default --as-served`): the decoding code and policy serve what was measured."""
+    stored = json.loads(SERVED_CAPTIONS.read_text())[:100]
+    images = data_dir / "flickr8k" / "images"
+    captioner = Captioner.load(variant="fp32", provider="cpu")
+    outputs = captioner.caption_images([(images / s["image_id"]).read_bytes() for s in stored])
+    assert [" ".join(out.words) for out in outputs] == [s["caption"] for s in stored]

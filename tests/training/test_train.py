@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.preprocess import decode_image, to_array
-from captionbot.training.beam_search import greedy_decode
 from captionbot.training.checkpoint import load_checkpoint
 from captionbot.training.data import END, PAD, UNK, CaptionedImage, tokenize
+from captionbot.training.decode import decode
 from captionbot.training.features import FeatureCache
 from captionbot.training.train import TrainConfig, Trainer, prepare_features
 
@@ -47,7 +48,8 @@ def test_a_tiny_model_overfits_eight_images_until_greedy_says_their_captions(
         trainer.train_epoch()
         if epoch % 10 == 9:
             trainer.decoder.eval()
-            said = [trainer.vocab.decode(t) for t in greedy_decode(trainer.decoder, feats)]
+            greedy = BeamOptions(beam_size=1, max_len=trainer.decoder.cfg.max_len)
+            said = [trainer.vocab.decode(h.tokens) for h in decode(trainer.decoder, feats, greedy)]
             if said == wanted:
                 break
     assert said == wanted
@@ -55,7 +57,7 @@ def test_a_tiny_model_overfits_eight_images_until_greedy_says_their_captions(
 
 def test_resume_continues_with_identical_losses(few_images: list[CaptionedImage], few_features: FeatureCache,
                                                 tmp_path: Path) -> None:
-    kw = dict(epochs=3, dropout=0.5, scheduled_sampling=0.5)  # dropout and sampling use the random generators
+    kw = dict(epochs=3, dropout=0.5, word_dropout=0.2)  # both dropouts use the random generators
     straight = Trainer(small_config(tmp_path / "straight", **kw), few_images, [], few_features).fit()
 
     interrupted = Trainer(small_config(tmp_path / "resumed", **kw), few_images, [], few_features)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from captionbot.training.beam_search import beam_search
+from captionbot.inference.beam_search import BeamOptions
 from captionbot.training.checkpoint import load_captioner, load_checkpoint
+from captionbot.training.decode import decode
 from captionbot.training.features import FeatureCache
 
 from captionbot.cli import main as captionbot
@@ -66,9 +67,9 @@ def test_train_then_evaluate_the_best_checkpoint(small_flickr8k: Path, tmp_path:
     # the reported captions are what the loaded model says for those images
     feats = FeatureCache.open(cache / "efficientnet_lite0")
     ids = sorted(captions)
-    with torch.no_grad():
-        hyps = beam_search(model.decoder, torch.from_numpy(feats.get(ids)), beam_size=2)
-    assert [captions[i] for i in ids] == [" ".join(vocab.decode(h[0].tokens)) for h in hyps]
+    hyps = decode(model.eval().decoder, torch.from_numpy(feats.get(ids)),
+                  BeamOptions(beam_size=2, max_len=model.decoder.cfg.max_len))
+    assert [captions[i] for i in ids] == [" ".join(vocab.decode(h.tokens)) for h in hyps]
 
 
 def test_bad_paths_get_a_clear_message_not_a_traceback(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
