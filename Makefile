@@ -15,11 +15,11 @@ $(PY):
 	$(PIP) --upgrade pip
 
 $(VENV)/.stamp-run: pyproject.toml | $(PY)
-	$(PIP) -e '.[bot,worker]'
+	$(PIP) -e '.[bot,worker,embedded]'
 	touch $@
 
 $(VENV)/.stamp-test: pyproject.toml | $(PY)
-	$(PIP) -e '.[bot,worker,train,train-large-encoders,dev]'
+	$(PIP) -e '.[bot,worker,embedded,train,train-large-encoders,dev]'
 	touch $@ $(VENV)/.stamp-run
 
 run: $(VENV)/.stamp-run

@@ -1,7 +1,8 @@
 """The worker's side of the queue: read batches from the consumer group, reclaim, answer, retry, dead-letter.
 
 The failure semantics (at least once, reclaimed after, dead-lettered after) are written down in
-:mod:`captionbot.queue`; this module implements them. It knows nothing about the model.
+:mod:`captionbot.queue`; this module implements them, and :func:`next_step` is the one rule that decides between
+running a job, putting it back on the stream, and giving up on it. It knows nothing about the model.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +20,7 @@ from redis.asyncio import Redis
 from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
 from captionbot.queue import metrics
 from captionbot.queue.scripts import QueueScripts, flatten
-from captionbot.queue.streams import StreamKeys, ensure_group, is_missing_group
+from captionbot.queue.streams import ensure_group, is_missing_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,24 @@ def _delivery(entry_id: bytes | str, fields: dict[bytes, bytes], times_delivered
     return Delivery(eid, fields, job, job.attempt + times_delivered, reclaimed)
 
 
+class Step(StrEnum):
+    RUN = "run"  # attempts left: run it
+    RETRY = "retry"  # it failed with attempts left: back on the stream, to run again
+    DEAD_LETTER = "dead_letter"  # failed ``max_attempts`` times: given up, the requester is told
+
+
+def next_step(attempt: int, max_attempts: int, *, failed: bool) -> Step:
+    """The retry rule, the only one. ``attempt`` counts this delivery and every earlier one (from 1).
+
+    Before a job runs (``failed=False``), each earlier delivery failed: its worker died, hung or hit a bug, or the
+    model raised. After it fails here (``failed=True``), this delivery failed too. A job with ``max_attempts``
+    failures is dead-lettered; one with attempts left runs (again)."""
+    failures = attempt if failed else attempt - 1
+    if failures >= max_attempts:
+        return Step.DEAD_LETTER
+    return Step.RETRY if failed else Step.RUN
+
+
 class JobConsumer:
     """One worker's membership of the consumer group (its consumer name is the worker name)."""
 
@@ -56,7 +76,7 @@ class JobConsumer:
         self.redis = redis
         self.settings = settings
         self.name = name
-        self.keys = StreamKeys.from_settings(settings)
+        self.keys = settings.redis_keys
         self.scripts = QueueScripts(redis)
         self._next_reclaim = 0.0
 
@@ -140,6 +160,35 @@ class JobConsumer:
                 message_ids=[d.entry_id for d in deliveries], justid=True,
             )
 
+    # ------------------------------------------------------------------------------------ retry or dead letter
+
+    async def admit(self, batch: list[Delivery]) -> tuple[list[Delivery], int]:
+        """The deliveries to run now, and how many others were answered here: an unreadable entry is set aside, and a
+        job whose earlier deliveries used up its attempts is dead-lettered (:func:`next_step`)."""
+        runnable: list[Delivery] = []
+        answered = 0
+        for d in batch:
+            if d.job is None:
+                await self.discard(d)
+            elif next_step(d.attempt, self.settings.max_attempts, failed=False) is Step.RUN:
+                runnable.append(d)
+            else:
+                failures = d.attempt - 1
+                reason = f"not answered in {failures} deliveries (worker killed, hung or failing)"
+                await self.dead_letter(d, reason, attempts_made=failures)
+                answered += 1
+        return runnable, answered
+
+    async def failed(self, d: Delivery, reason: str) -> Step:
+        """This delivery of a job failed: put the job back on the stream, or dead-letter it (:func:`next_step`)."""
+        step = next_step(d.attempt, self.settings.max_attempts, failed=True)
+        if step is Step.DEAD_LETTER:
+            await self.dead_letter(d, reason)
+        else:
+            log.warning("job %s attempt %d failed (%s): retrying", _job_id(d), d.attempt, reason)
+            await self.retry(d)
+        return step
+
     # --------------------------------------------------------------------------------------------- answering
 
     async def publish(self, answers: list[tuple[Delivery, CaptionResult]]) -> list[int]:
@@ -160,6 +209,7 @@ class JobConsumer:
 
     async def dead_letter(self, d: Delivery, reason: str, attempts_made: int | None = None) -> CaptionResult:
         """Give up on a job: record it in the dead-letter stream and tell the requester it could not be captioned.
+        Called by :meth:`admit` and :meth:`failed`, which decide when.
 
         ``attempts_made`` defaults to this delivery's attempt (it was run and failed)."""
         assert d.job is not None

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from captionbot.queue.streams import StreamKeys
 from captionbot.settings import Settings
 
 
@@ -22,7 +21,7 @@ class DeadLetter:
 
 async def read_dead_letters(redis: Redis, settings: Settings, count: int = 100) -> list[DeadLetter]:
     """The most recent ``count`` dead letters, newest first."""
-    keys = StreamKeys.from_settings(settings)
+    keys = settings.redis_keys
     out = []
     for entry_id, f in await redis.xrevrange(keys.dead, count=count):
         def s(name: str, fields: dict[bytes, bytes] = f) -> str:
