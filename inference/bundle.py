@@ -1,4 +1,4 @@
-"""Load a model bundle (``shared/design.md`` §1): check its hashes, open its ONNX graphs with onnxruntime.
+"""Load a model bundle (``docs/contracts.md``): check its hashes, open its ONNX graphs with onnxruntime.
 
 A variant (``fp16``, ``int8``) lives in a sub-directory named in the manifest; any graph it does not replace is
 taken from the fp32 files at the top. The execution provider is CUDA when asked for (``cuda`` or ``auto``) and

@@ -72,9 +72,9 @@ class Worker:
         Rides out Redis outages (unanswered jobs stay pending and are reclaimed) and its own bugs (logged)."""
         redis = self._redis or await connect_redis(self.settings)
         consumer = JobConsumer(redis, self.settings, self.name)
-        log.info("worker %s serving %s (stream %s, model %s, batch %d / %d ms)", self.name, describe(self.settings),
-                 self.settings.stream, self.captioner.model_version, self.settings.batch_size,
-                 self.settings.batch_wait_ms)
+        log.info("worker %s serving %s (stream %s, group %s, model %s, batch %d / %d ms)", self.name,
+                 describe(self.settings), self.settings.stream, self.settings.group, self.captioner.model_version,
+                 self.settings.batch_size, self.settings.batch_wait_ms)
         finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
         heartbeat = asyncio.create_task(self._heartbeat(consumer, finished), name=f"heartbeat:{self.name}")
         backoff = 0.05
