@@ -61,9 +61,6 @@ async def run(settings: Settings, stop: asyncio.Event, standin_url: str | None, 
         token = settings.discord_token.get_secret_value()
     bot = CaptionBot(config, alt_text=alt_text)
     with health_endpoints(settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed()):
-        error = await until_stopped(stop, asyncio.create_task(bot.start(token), name="bot"))
+        failed = await until_stopped(stop, asyncio.create_task(bot.start(token), name="bot"))
         await bot.close()
-    if error is not None:
-        log.error("the bot stopped: %s", error)
-        return 1
-    return 0
+    return 1 if failed else 0

@@ -11,9 +11,11 @@ applies in a channel is one HMGET, and a server-wide change is one script over t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from captionbot.formats import RedisKeys
 
@@ -45,11 +47,11 @@ class AltTextSettings:
     source: str = "default"  # default | server | channel: where ``enabled`` comes from
 
 
-def _flags(fields: dict[str, bool], prefix: str = "") -> dict[str, str]:
+def _flags(fields: dict[str, bool], prefix: str = "") -> dict[EncodableT, EncodableT]:
     return {f"{prefix}{k}": "1" if v else "0" for k, v in fields.items()}
 
 
-def _read(values: list[bytes | None]) -> dict[str, bool]:
+def _read(values: Sequence[bytes | str | None]) -> dict[str, bool]:
     return {k: v in (b"1", "1") for k, v in zip(FIELDS, values, strict=True) if v is not None}
 
 

@@ -69,14 +69,12 @@ async def run(settings: Settings, stop: asyncio.Event, test_model: str | None = 
                                return_when=asyncio.FIRST_COMPLETED)
             print(f"\ncaptionbot is running against a local Discord stand-in: open {standin.base_url}/ "
                   "and post an image into #alt-text (Ctrl-C stops)\n", flush=True)
-        error = await until_stopped(stop, bot_task, worker_task)
-        if error is not None:
-            log.error("the bot stopped: %s", error)
+        failed = await until_stopped(stop, bot_task, worker_task)
         await bot.close()
         await asyncio.gather(worker_task, return_exceptions=True)
     if standin is not None:
         await standin.stop()
-    return 1 if error is not None else 0
+    return 1 if failed else 0
 
 
 async def _start_standin(settings: Settings) -> StandIn:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -152,7 +153,7 @@ class CaptionJob:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes | str, bytes | str]) -> CaptionJob:
+    def from_fields(cls, fields: Mapping[Any, bytes | str]) -> CaptionJob:
         f = {_s(k): v for k, v in fields.items()}
         image = f["image"]
         return cls(
@@ -198,7 +199,7 @@ class CaptionResult:
         return out
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes | str, bytes | str]) -> CaptionResult:
+    def from_fields(cls, fields: Mapping[Any, bytes | str]) -> CaptionResult:
         f = {_s(k): v for k, v in fields.items()}
         d = json.loads(_s(f["meta"]))
         d["error"] = ErrorCode(d["error"]) if d.get("error") else None

@@ -86,17 +86,17 @@ def health_endpoints(port: int, is_ready: Callable[[], bool]) -> Iterator[None]:
         server.close()
 
 
-async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task[object]) -> BaseException | None:
+async def until_stopped(stop: asyncio.Event, *tasks: asyncio.Task[object]) -> bool:
     """Wait until ``stop`` is set or one of ``tasks`` ends (``stop`` is then set too, for the others).
 
-    Returns the error of a task that ended with one, else None."""
+    Logs each task that ended with an error, by its name; returns whether any did."""
     waiter = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
     stop.set()
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            return task.exception()
-    return None
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    for task in failed:
+        log.error("%s stopped: %s", task.get_name(), task.exception())
+    return bool(failed)

@@ -17,7 +17,7 @@ import statistics
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -25,7 +25,7 @@ from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, MIN_BEAM_SIZE, 
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis
 from captionbot.queue.scripts import QueueScripts, flatten
-from captionbot.queue.streams import ensure_group
+from captionbot.queue.streams import Fields, StreamReply, ensure_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,14 @@ class CaptionClient:
 
     async def _listen(self) -> None:
         """Read this instance's result stream forever, delivering each result to its waiting caller once."""
-        last_id = "0-0"
+        last_id: bytes | str = "0-0"
         backoff = 0.05
         while not self._closing:
             try:
-                resp = await self.redis.xread({self.reply_to: last_id}, count=100, block=LISTEN_BLOCK_MS)
+                resp = cast(StreamReply, await self.redis.xread({self.reply_to: last_id}, count=100,
+                                                                block=LISTEN_BLOCK_MS))
                 backoff = 0.05
-                ids = []
+                ids: list[bytes] = []
                 for _, entries in resp or []:
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -152,7 +153,7 @@ class CaptionClient:
                 log.exception("result listener error: continuing")
                 await asyncio.sleep(0.5)
 
-    def _deliver(self, fields: dict[bytes, bytes]) -> None:
+    def _deliver(self, fields: Fields) -> None:
         try:
             result = CaptionResult.from_fields(fields)
         except (KeyError, ValueError, TypeError):

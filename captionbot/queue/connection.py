@@ -80,7 +80,7 @@ def is_embedded(settings: Settings) -> bool:
 
 def describe(settings: Settings) -> str:
     """Where the queue lives, for logs: host and port only, never the password."""
-    if is_embedded(settings):
+    if settings.redis_url is None or is_embedded(settings):
         return "embedded in-process queue"
     parts = urlsplit(settings.redis_url.get_secret_value())
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"

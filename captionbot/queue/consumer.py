@@ -13,14 +13,14 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
 from captionbot.queue import metrics
 from captionbot.queue.scripts import QueueScripts, flatten
-from captionbot.queue.streams import ensure_group, is_missing_group
+from captionbot.queue.streams import Fields, StreamReply, ensure_group, is_missing_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Delivery:
     """One stream entry handed to this worker. ``attempt`` counts from 1 (earlier failures plus deliveries)."""
 
     entry_id: str
-    fields: dict[bytes, bytes]
+    fields: Fields
     job: CaptionJob | None  # None when the entry could not be read as a job
     attempt: int
     reclaimed: bool = False
@@ -42,7 +42,7 @@ class Delivery:
     received_at: float = field(default_factory=time.monotonic)
 
 
-def _delivery(entry_id: bytes | str, fields: dict[bytes, bytes], times_delivered: int, reclaimed: bool) -> Delivery:
+def _delivery(entry_id: bytes | str, fields: Fields, times_delivered: int, reclaimed: bool) -> Delivery:
     eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     try:
         job = CaptionJob.from_fields(fields)
@@ -110,9 +110,9 @@ class JobConsumer:
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
         try:
-            resp = await self.redis.xreadgroup(
+            resp = cast(StreamReply, await self.redis.xreadgroup(
                 self.keys.group, self.name, {self.keys.jobs: ">"}, count=count, block=block_ms
-            )
+            ))
         except Exception as exc:
             if not is_missing_group(exc):
                 raise
@@ -142,7 +142,7 @@ class JobConsumer:
             if not fields:
                 continue
             info = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min=eid, max=eid, count=1)
-            times = info[0]["times_delivered"] if info else 1
+            times = int(info[0]["times_delivered"]) if info else 1
             d = _delivery(eid, fields, times, True)
             log.warning("reclaimed job %s (attempt %d) after %d ms idle", _job_id(d), d.attempt,
                         self.settings.claim_idle_ms)
@@ -218,7 +218,7 @@ class JobConsumer:
             job_id=d.job.job_id, ok=False, error=ErrorCode.DEAD_LETTER, detail=reason, worker=self.name,
             latency_ms=(time.time() - d.job.created_at) * 1000, context=d.job.context,
         )
-        dead = {k.decode(): v for k, v in d.fields.items()}
+        dead: dict[str, bytes | str] = {k.decode(): v for k, v in d.fields.items()}
         dead.update(reason=reason, attempts=str(attempts), worker=self.name, failed_at=repr(time.time()),
                     entry_id=d.entry_id)
         await self._finish(d, result, dead, self.redis)
@@ -236,7 +236,7 @@ class JobConsumer:
 
     async def discard(self, d: Delivery) -> None:
         """Dead-letter an entry that is not a readable job (no requester can be told)."""
-        dead = {k.decode(errors="replace"): v for k, v in d.fields.items()}
+        dead: dict[str, bytes | str] = {k.decode(errors="replace"): v for k, v in d.fields.items()}
         dead.update(reason=f"unreadable job: {d.unreadable}", worker=self.name, entry_id=d.entry_id)
         await self.scripts.discard(
             keys=[self.keys.jobs, self.keys.dead],

@@ -10,6 +10,10 @@ from redis.exceptions import ResponseError
 
 from captionbot.formats import RedisKeys
 
+Fields = dict[bytes, bytes]  # one stream entry's fields, as the queue's connections return them (bytes)
+Entries = list[tuple[bytes, Fields]]  # XRANGE / XREVRANGE
+StreamReply = list[tuple[bytes, Entries]] | None  # XREAD / XREADGROUP: entries per stream, None when none came
+
 
 async def ensure_group(redis: Redis, keys: RedisKeys) -> None:
     """Create the consumer group (and the stream) unless it exists.

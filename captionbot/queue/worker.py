@@ -177,7 +177,7 @@ class Worker:
     def _result(self, d: Delivery, out: Any) -> CaptionResult:
         job = d.job
         assert job is not None
-        common = dict(job_id=job.job_id, model_version=self.captioner.model_version, worker=self.name,
+        common: dict[str, Any] = dict(job_id=job.job_id, model_version=self.captioner.model_version, worker=self.name,
                       latency_ms=(time.time() - job.created_at) * 1000, context=job.context)
         if isinstance(out, ImageRejected):
             log.info("job %s: image refused: %s", job.job_id, out)
