@@ -40,11 +40,11 @@ typecheck: $(VENV)/.stamp-test
 	rm -rf build/typecheck && mkdir -p build/typecheck/captionbot
 	for f in captionbot/*.py captionbot/queue bot inference export training; do \
 	  ln -s "$(CURDIR)/$$f" build/typecheck/captionbot/$$(basename $$f); done
-	cd build/typecheck && $(CURDIR)/$(PY) -m mypy --config-file $(CURDIR)/pyproject.toml $(addprefix -p ,$(TYPED))
+	cd build/typecheck && $(abspath $(PY)) -m mypy --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache $(addprefix -p ,$(TYPED))
 
 # Rebuild the shipped default model from ../shared/data (slow: see README "The default model").
 model: $(VENV)/.stamp-test
 	bash training/make_default_model.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build/typecheck
