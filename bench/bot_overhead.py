@@ -31,11 +31,11 @@ from captionbot.bot.runner import CaptionBot  # noqa: E402
 from captionbot.bot.standin import StandIn, point_discord_at  # noqa: E402
 from captionbot.bot.standin.server import FileToPost  # noqa: E402
 from captionbot.inference.null_captioner import NullCaptioner  # noqa: E402
-from captionbot.inference.worker import Worker  # noqa: E402
 from queue_overhead import start_redis  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from captionbot.queue.client import CaptionClient  # noqa: E402
 from captionbot.queue.connection import connect_redis  # noqa: E402
+from captionbot.queue.worker import Worker  # noqa: E402
 from captionbot.settings import load_settings  # noqa: E402
 
 
@@ -63,7 +63,8 @@ async def measure(n: int) -> dict[str, float]:
         await asyncio.wait_for(bot.wait_until_ready(), 30)
         redis = await connect_redis(settings)
         channel = standin.world.channel("alt-text")
-        await SettingsStore(redis).set_channel(int(standin.world.guild_id), int(channel.id), enabled=True)
+        await SettingsStore(redis, settings.redis_keys).set_channel(int(standin.world.guild_id), int(channel.id),
+                                                               enabled=True)
         client = await CaptionClient.connect(settings, redis=redis)
         pics = photos(n)
         try:

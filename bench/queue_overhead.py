@@ -125,7 +125,8 @@ async def bench_null_redis(url: str, n: int) -> dict[str, object]:
 
 async def bench_null_embedded(n: int) -> dict[str, object]:
     from captionbot.inference.null_captioner import NullCaptioner
-    from captionbot.inference.worker import Worker
+
+    from captionbot.queue.worker import Worker
 
     settings = load_settings(redis_url=None, stream="bench:embedded", batch_wait_ms=0)
     client = await CaptionClient.connect(settings)

@@ -7,6 +7,8 @@ Server also does). Anyone may ask for the status. Others get a polite, private r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 import discord
 from captionbot.bot import services as services_mod
@@ -17,13 +19,14 @@ from discord import app_commands
 from discord.ext import commands
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MissingSettingsPermission(app_commands.CheckFailure):
     """The member may not change alt-text settings here; the message says which permission it takes."""
 
 
-def can_change_alttext() -> app_commands.Check:
+def can_change_alttext() -> Callable[[T], T]:
     """Manage Server, or Manage Channels in the ``channel`` option's channel when one is given."""
 
     def predicate(interaction: discord.Interaction) -> bool:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -24,47 +27,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from captionbot.process import run_service
     from captionbot.settings import load_settings
 
     settings = load_settings()
-    if settings.discord_token is None and not args.standin:
-        log.error("no DISCORD_TOKEN in the environment (or use --standin URL for a local stand-in)")
-        return 2
-    if settings.redis_url is None:
-        log.warning("no CAPTIONBOT_REDIS_URL: the queue is in this process and no worker will see it "
-                    "(use `captionbot run` for bot and worker together)")
-    return asyncio.run(run(settings, args.standin, alt_text=not args.no_alt_text, sync=not args.no_sync))
+    return run_service("bot", lambda stop: run(settings, stop, args.standin, alt_text=not args.no_alt_text,
+                                               sync=not args.no_sync))
 
 
-async def run(settings: object, standin_url: str | None, *, alt_text: bool, sync: bool) -> int:
+async def run(settings: Settings, stop: asyncio.Event, standin_url: str | None, *, alt_text: bool,
+              sync: bool) -> int:
+    """Connect the bot (to Discord, or to a stand-in at ``standin_url``) and run it until ``stop``."""
     from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
     from captionbot.bot.runner import CaptionBot
     from captionbot.bot.standin import point_discord_at
     from captionbot.bot.standin.server import DEFAULT_TOKEN
 
-    config = BotConfig(settings=settings, sync_commands=sync)  # type: ignore[arg-type]
+    from captionbot.process import StartupError, health_endpoints, until_stopped
+    from captionbot.queue.connection import is_embedded
+
+    if settings.discord_token is None and not standin_url:
+        raise StartupError("no DISCORD_TOKEN in the environment (or use --standin URL for a local stand-in)")
+    if is_embedded(settings):
+        log.warning("no CAPTIONBOT_REDIS_URL: the queue is in this process and no worker will see it "
+                    "(use `captionbot run` for bot and worker together)")
+    config = BotConfig(settings=settings, sync_commands=sync)
     if standin_url:
         point_discord_at(standin_url)
         config.cdn_origins = (*DISCORD_CDN_ORIGINS, standin_url.rstrip("/"))
         token = DEFAULT_TOKEN
     else:
-        token = config.settings.discord_token.get_secret_value()  # type: ignore[union-attr]
+        assert settings.discord_token is not None
+        token = settings.discord_token.get_secret_value()
     bot = CaptionBot(config, alt_text=alt_text)
-    health = None
-    if config.settings.metrics_port:
-        from captionbot.queue.health import HealthServer
-
-        health = HealthServer(config.settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    bot_task = asyncio.create_task(bot.start(token))
-    await asyncio.wait([bot_task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    await bot.close()
-    if health is not None:
-        health.close()
-    if bot_task.done() and bot_task.exception() is not None:
-        log.error("the bot stopped: %s", bot_task.exception())
-        return 1
-    return 0
+    with health_endpoints(settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed()):
+        failed = await until_stopped(stop, asyncio.create_task(bot.start(token), name="bot"))
+        await bot.close()
+    return 1 if failed else 0

@@ -1,6 +1,6 @@
 """Captions: ``/caption``, the "Describe image" message command, and automatic alt text in channels that want it.
 
-Every path runs the same steps per image (see ``shared/design.md`` §2): metadata check, download from the CDN
+Every path runs the same steps per image (``docs/contracts.md``, a job's life): metadata check, download from the CDN
 (capped, timed), header and integrity check, then the queue. Interactions are deferred before any of the slow
 steps (Discord allows 3 s for the first response); refusals found before that go straight to the asker,
 privately. Automatic alt text answers each message once (a Redis mark per message id), never answers bots or
@@ -22,10 +22,17 @@ from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
 
-from captionbot.formats import USER_MESSAGES, ErrorCode, ImageRejected
+from captionbot.formats import (
+    DEFAULT_BEAM_SIZE,
+    IMAGE_EXTENSIONS,
+    MAX_BEAM_SIZE,
+    MIN_BEAM_SIZE,
+    USER_MESSAGES,
+    ErrorCode,
+    ImageRejected,
+)
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif")
 HANDLED_TTL_S = 24 * 3600
 
 
@@ -94,9 +101,10 @@ class Captions(commands.Cog):
     @app_commands.command(name="caption", description="Describe an image in words, as alt text")
     @app_commands.describe(image="The image to describe",
                            heatmap="Also show where the model looked (default: this channel's setting)",
-                           beam="Beam width: wider searches more captions (1-8, default 3)")
+                           beam=f"Beam width: wider searches more captions ({MIN_BEAM_SIZE}-{MAX_BEAM_SIZE}, "
+                                f"default {DEFAULT_BEAM_SIZE})")
     async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool | None = None,
-                      beam: app_commands.Range[int, 1, 8] | None = None) -> None:
+                      beam: app_commands.Range[int, MIN_BEAM_SIZE, MAX_BEAM_SIZE] | None = None) -> None:
         try:
             check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes, image.filename)
         except ImageRejected as exc:
@@ -168,7 +176,7 @@ class Captions(commands.Cog):
 
     async def _first_time(self, message_id: int) -> bool:
         """True once per message id across reconnects, restarts and bot processes (a Redis mark with a TTL)."""
-        return bool(await self.s.redis.set(f"captionbot:bot:handled:{message_id}", b"1", nx=True, ex=HANDLED_TTL_S))
+        return bool(await self.s.redis.set(self.s.keys.handled(message_id), b"1", nx=True, ex=HANDLED_TTL_S))
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,18 +1,42 @@
-"""Alt-text settings per guild and per channel, kept in Redis (keys ``captionbot:settings:...``).
+"""Alt-text settings per guild and per channel, kept in Redis: one hash per guild (``RedisKeys.guild_settings``).
 
 A channel setting overrides the guild's, field by field; anything unset falls back to the defaults (alt text
 off, only images without alt text, no heatmap). Turning alt text on or off for the whole server clears the
 per-channel overrides, so "off for the server" means off everywhere.
+
+In the guild's hash, ``enabled`` is the server's value and ``<channel id>:enabled`` a channel's: reading what
+applies in a channel is one HMGET, and a server-wide change is one script over that hash, never a SCAN.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
-PREFIX = "captionbot:settings:"
+from captionbot.formats import RedisKeys
+
+log = logging.getLogger(__name__)
 FIELDS = ("enabled", "all_images", "heatmap")
+# Before the per-guild hash, each guild and each channel had a hash of its own under this fixed prefix.
+LEGACY_PREFIX = "captionbot:settings:guild:"
+
+# Set server-wide fields and drop every channel's override of them, in one step.
+# KEYS: the guild's hash.  ARGV: field, value, ...
+SET_SERVER = """
+local drop = {}
+for _, name in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local field = string.match(name, '^%d+:(.+)$')
+  for i = 1, #ARGV, 2 do
+    if field == ARGV[i] then drop[#drop + 1] = name end
+  end
+end
+if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+return redis.call('HSET', KEYS[1], unpack(ARGV))
+"""
 
 
 @dataclass(frozen=True)
@@ -23,45 +47,53 @@ class AltTextSettings:
     source: str = "default"  # default | server | channel: where ``enabled`` comes from
 
 
-def guild_key(guild_id: int) -> str:
-    return f"{PREFIX}guild:{guild_id}"
+def _flags(fields: dict[str, bool], prefix: str = "") -> dict[EncodableT, EncodableT]:
+    return {f"{prefix}{k}": "1" if v else "0" for k, v in fields.items()}
 
 
-def channel_key(guild_id: int, channel_id: int) -> str:
-    return f"{PREFIX}guild:{guild_id}:channel:{channel_id}"
-
-
-def _decode(raw: dict[bytes | str, bytes | str]) -> dict[str, bool]:
-    out = {}
-    for k, v in raw.items():
-        k = k.decode() if isinstance(k, bytes) else k
-        v = v.decode() if isinstance(v, bytes) else v
-        if k in FIELDS:
-            out[k] = v == "1"
-    return out
+def _read(values: Sequence[bytes | str | None]) -> dict[str, bool]:
+    return {k: v in (b"1", "1") for k, v in zip(FIELDS, values, strict=True) if v is not None}
 
 
 class SettingsStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
+        self.keys = keys
+        self._set_server = redis.register_script(SET_SERVER)
 
     async def effective(self, guild_id: int, channel_id: int) -> AltTextSettings:
         """What applies in this channel now."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(guild_key(guild_id))
-        pipe.hgetall(channel_key(guild_id, channel_id))
-        guild_raw, channel_raw = await pipe.execute()
-        guild, channel = _decode(guild_raw), _decode(channel_raw)
+        values = await self.redis.hmget(self.keys.guild_settings(guild_id),
+                                        [*FIELDS, *(f"{channel_id}:{k}" for k in FIELDS)])
+        guild, channel = _read(values[:len(FIELDS)]), _read(values[len(FIELDS):])
         merged = {**guild, **channel}
         source = "channel" if "enabled" in channel else "server" if "enabled" in guild else "default"
         return AltTextSettings(**{k: merged.get(k, False) for k in FIELDS}, source=source)
 
     async def set_server(self, guild_id: int, **fields: bool) -> None:
         """Set for the whole server and drop every channel override of the fields set."""
-        await self.redis.hset(guild_key(guild_id), mapping={k: "1" if v else "0" for k, v in fields.items()})
-        async for key in self.redis.scan_iter(match=f"{guild_key(guild_id)}:channel:*", count=500):
-            await self.redis.hdel(key, *fields)
+        args = [x for kv in _flags(fields).items() for x in kv]
+        await self._set_server(keys=[self.keys.guild_settings(guild_id)], args=args)
 
     async def set_channel(self, guild_id: int, channel_id: int, **fields: bool) -> None:
-        await self.redis.hset(channel_key(guild_id, channel_id),
-                              mapping={k: "1" if v else "0" for k, v in fields.items()})
+        await self.redis.hset(self.keys.guild_settings(guild_id), mapping=_flags(fields, f"{channel_id}:"))
+
+    async def migrate_legacy(self) -> int:
+        """Move settings kept under the old per-guild and per-channel keys into the guild hashes; returns how many
+        old keys were moved. Run once at start-up (it SCANs for them); a value already in a guild hash wins."""
+        moved = 0
+        async for raw in self.redis.scan_iter(match=f"{LEGACY_PREFIX}*", count=500):
+            key = raw.decode() if isinstance(raw, bytes) else raw
+            guild, _, channel = key.removeprefix(LEGACY_PREFIX).partition(":channel:")
+            if not guild.isdigit() or (channel and not channel.isdigit()):
+                continue
+            old = {(k.decode() if isinstance(k, bytes) else k): v for k, v in (await self.redis.hgetall(key)).items()}
+            prefix = f"{channel}:" if channel else ""
+            for name in FIELDS:
+                if name in old:
+                    await self.redis.hsetnx(self.keys.guild_settings(int(guild)), prefix + name, old[name])
+            await self.redis.delete(key)
+            moved += 1
+        if moved:
+            log.info("moved %d alt-text settings from the old key layout", moved)
+        return moved

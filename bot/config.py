@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from captionbot.settings import Settings, load_settings
 
 DISCORD_CDN_ORIGINS = ("https://cdn.discordapp.com", "https://media.discordapp.net")
-ACCEPTED_CONTENT_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 @dataclass

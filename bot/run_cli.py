@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from captionbot.bot.standin import StandIn
+
     from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,76 +29,66 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from captionbot.inference.worker_cli import load_captioner
-
+    from captionbot.process import run_service
     from captionbot.settings import load_settings
 
     overrides: dict[str, object] = {"bundle": args.bundle} if args.bundle else {}
     if args.port is not None:
         overrides["standin_port"] = args.port
     settings = load_settings(**overrides)
-    try:
-        captioner = load_captioner(settings, args.test_model)
-    except FileNotFoundError as exc:
-        log.error("%s", exc)
-        return 2
-    return asyncio.run(run(settings, captioner))
+    return run_service("run", lambda stop: run(settings, stop, args.test_model))
 
 
-async def run(settings: Settings, captioner: object) -> int:
-    from captionbot.bot.channel_settings import SettingsStore
+async def run(settings: Settings, stop: asyncio.Event, test_model: str | None = None) -> int:
+    """Load the model, start the stand-in (without a token), a worker and the bot; stop them all on ``stop``."""
     from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
     from captionbot.bot.runner import CaptionBot
-    from captionbot.bot.standin import StandIn, point_discord_at
-    from captionbot.inference.worker import Worker
+    from captionbot.inference.worker_cli import load_captioner
 
-    from captionbot.queue.connection import connect_redis
+    from captionbot.process import health_endpoints, until_stopped
+    from captionbot.queue.worker import Worker
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
+    captioner = load_captioner(settings, test_model)
     standin = None
     config = BotConfig(settings=settings)
     if settings.discord_token is None:
-        standin = StandIn(port=settings.standin_port)
-        await standin.start()
-        point_discord_at(standin.base_url)
+        standin = await _start_standin(settings)
         config.cdn_origins = (*DISCORD_CDN_ORIGINS, standin.base_url)
         token = standin.token
-        redis = await connect_redis(settings)  # demo: alt text on in #alt-text, with heatmaps
-        await SettingsStore(redis).set_channel(int(standin.world.guild_id),
-                                               int(standin.world.channel("alt-text").id), enabled=True, heatmap=True)
-        await redis.aclose()
     else:
         token = settings.discord_token.get_secret_value()
 
-    worker = Worker(settings, captioner)  # type: ignore[arg-type]
+    worker = Worker(settings, captioner)
     worker_task = asyncio.create_task(worker.serve(stop), name="worker")
     bot = CaptionBot(config)
-    health = None
-    if settings.metrics_port:
-        from captionbot.queue.health import HealthServer
-
-        health = HealthServer(settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed() and worker.ready)
-    bot_task = asyncio.create_task(bot.start(token), name="bot")
-    if standin is not None:
-        await asyncio.wait([asyncio.create_task(standin.gateway.ready.wait()), bot_task],
-                           return_when=asyncio.FIRST_COMPLETED)
-        print(f"\ncaptionbot is running against a local Discord stand-in: open {standin.base_url}/ "
-              "and post an image into #alt-text (Ctrl-C stops)\n", flush=True)
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait([stopper, bot_task, worker_task], return_when=asyncio.FIRST_COMPLETED)
-    failed = bot_task.done() and bot_task.exception() is not None
-    if failed:
-        log.error("the bot stopped: %s", bot_task.exception())
-    stop.set()
-    await bot.close()
-    await asyncio.gather(worker_task, return_exceptions=True)
-    stopper.cancel()
-    if health is not None:
-        health.close()
+    with health_endpoints(settings.metrics_port,
+                          lambda: bot.is_ready() and not bot.is_closed() and worker.ready):
+        bot_task = asyncio.create_task(bot.start(token), name="bot")
+        if standin is not None:
+            await asyncio.wait([asyncio.create_task(standin.gateway.ready.wait()), bot_task],
+                               return_when=asyncio.FIRST_COMPLETED)
+            print(f"\ncaptionbot is running against a local Discord stand-in: open {standin.base_url}/ "
+                  "and post an image into #alt-text (Ctrl-C stops)\n", flush=True)
+        failed = await until_stopped(stop, bot_task, worker_task)
+        await bot.close()
+        await asyncio.gather(worker_task, return_exceptions=True)
     if standin is not None:
         await standin.stop()
     return 1 if failed else 0
+
+
+async def _start_standin(settings: Settings) -> StandIn:
+    """The local Discord stand-in, with discord.py pointed at it and alt text on in #alt-text (with heatmaps)."""
+    from captionbot.bot.channel_settings import SettingsStore
+    from captionbot.bot.standin import StandIn, point_discord_at
+
+    from captionbot.queue.connection import connect_redis
+
+    standin = StandIn(port=settings.standin_port)
+    await standin.start()
+    point_discord_at(standin.base_url)
+    redis = await connect_redis(settings)
+    await SettingsStore(redis, settings.redis_keys).set_channel(
+        int(standin.world.guild_id), int(standin.world.channel("alt-text").id), enabled=True, heatmap=True)
+    await redis.aclose()
+    return standin

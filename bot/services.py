@@ -18,6 +18,8 @@ from captionbot.bot.rate_limit import CaptionRateLimits
 from discord.ext import commands
 from redis.asyncio import Redis
 
+from captionbot.formats import RedisKeys
+
 if TYPE_CHECKING:
     from captionbot.queue.client import CaptionClient
 
@@ -29,6 +31,7 @@ ATTR = "captionbot_services"
 class Services:
     config: BotConfig
     redis: Redis
+    keys: RedisKeys
     client: CaptionClient
     store: SettingsStore
     limits: CaptionRateLimits
@@ -38,12 +41,18 @@ class Services:
     @classmethod
     async def create(cls, config: BotConfig) -> Services:
         from captionbot.queue.client import CaptionClient
-        from captionbot.queue.connection import connect_redis, describe
+        from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, describe
 
         redis = await connect_redis(config.settings)
         client = await CaptionClient.connect(config.settings, redis=redis)
+        keys = config.settings.redis_keys
+        store = SettingsStore(redis, keys)
+        try:
+            await store.migrate_legacy()
+        except REDIS_DOWN_ERRORS as exc:  # the bot starts while Redis is down; the old keys wait for the next start
+            log.warning("could not look for settings in the old key layout (%s)", type(exc).__name__)
         log.info("captionbot services ready (queue: %s)", describe(config.settings))
-        return cls(config=config, redis=redis, client=client, store=SettingsStore(redis),
+        return cls(config=config, redis=redis, keys=keys, client=client, store=store,
                    limits=CaptionRateLimits(config.user_limit, config.guild_limit, config.rate_window_s),
                    http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.download_timeout_s)))
 

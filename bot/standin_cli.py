@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 log = logging.getLogger(__name__)
 
@@ -22,23 +21,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from captionbot.process import run_service
     from captionbot.settings import load_settings
 
     port = args.port if args.port is not None else load_settings().standin_port
-    return asyncio.run(serve(args.host, port, args.public_url))
+    return run_service("standin", lambda stop: serve(args.host, port, stop, args.public_url))
 
 
-async def serve(host: str, port: int, public_url: str | None = None) -> int:
+async def serve(host: str, port: int, stop: asyncio.Event, public_url: str | None = None) -> int:
     from captionbot.bot.standin import StandIn
 
     standin = StandIn(host=host, port=port, public_url=public_url)
     await standin.start()
     print(f"Discord stand-in at {standin.base_url}/  (connect a bot: captionbot bot --standin {standin.base_url})",
           flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await standin.stop()
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 # name -> (module, one-line help). A module that does not exist yet is left out of the command.
@@ -50,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
+    from captionbot.process import setup_logging
     from captionbot.settings import load_settings
 
-    level = args.log_level or load_settings().log_level
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level or load_settings().log_level)
     return int(args._main(args) or 0)
 
 

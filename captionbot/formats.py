@@ -1,8 +1,10 @@
-"""The contracts between the parts: the caption job, its result, and the model bundle.
+"""The contracts between the parts: the caption job, its result, the Redis keys, the model bundle, and the rules
+every part applies to images (accepted formats, pixel and beam limits).
 
 This is the one module that the bot, the worker, the inference runtime, training and export all import.
 It has no dependencies beyond the standard library, so importing it never drags in torch, discord or
-onnxruntime. Change a format here (and in ``shared/design.md``), never in one part only.
+onnxruntime. Each rule is one table here, imported where it is applied; change it here, never in one part only.
+``docs/contracts.md`` describes the same contracts for readers (what travels where, and why).
 """
 
 from __future__ import annotations
@@ -11,10 +13,57 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+# --------------------------------------------------------------------------------------------------------------
+# Images: accepted formats and limits (the bot checks them before queueing, the worker again when decoding)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """One image format as each part sees it: Pillow's name, the declared content type, file names, first bytes."""
+
+    label: str  # as people know it, in user messages
+    pillow: str  # Pillow's decoder for it (``Image.open(..., formats=...)``), and the ``Image.format`` it gives
+    content_type: str  # what Discord declares for an attachment
+    extensions: tuple[str, ...]  # file name endings
+    magic: tuple[bytes, ...]  # how the file starts
+    chat: bool = True  # accepted from Discord; False: read from local files only (``captionbot caption``, training)
+    opens_as: tuple[str, ...] = ()  # other ``Image.format`` values the same decoder gives
+
+
+IMAGE_FORMATS: tuple[ImageFormat, ...] = (
+    ImageFormat("PNG", "PNG", "image/png", (".png",), (b"\x89PNG",)),
+    # Phones save portrait photos as multi-picture JPEGs (a depth map beside the photo): Pillow says "MPO".
+    ImageFormat("JPEG", "JPEG", "image/jpeg", (".jpg", ".jpeg"), (b"\xff\xd8\xff",), opens_as=("MPO",)),
+    ImageFormat("GIF", "GIF", "image/gif", (".gif",), (b"GIF8",)),
+    ImageFormat("WebP", "WEBP", "image/webp", (".webp",), (b"RIFF",)),
+    ImageFormat("BMP", "BMP", "image/bmp", (".bmp",), (b"BM",), chat=False),
+    ImageFormat("TIFF", "TIFF", "image/tiff", (".tif", ".tiff"), (b"II*\x00", b"MM\x00*"), chat=False),
+)
+CHAT_FORMATS = tuple(f for f in IMAGE_FORMATS if f.chat)  # what the bot takes from Discord
+CHAT_LABELS = [f.label for f in CHAT_FORMATS]
+CHAT_CONTENT_TYPES = tuple(f.content_type for f in CHAT_FORMATS)
+CHAT_PILLOW_FORMATS = tuple(n for f in CHAT_FORMATS for n in (f.pillow, *f.opens_as))  # the bot's header check
+DECODED_PILLOW_FORMATS = tuple(f.pillow for f in IMAGE_FORMATS)  # the decoders the worker opens images with
+# Images we recognise by name only to refuse them (UNSUPPORTED_FORMAT), rather than ignore the attachment.
+REFUSED_IMAGE_EXTENSIONS = (".heic", ".avif")
+IMAGE_EXTENSIONS = tuple(e for f in IMAGE_FORMATS for e in f.extensions) + REFUSED_IMAGE_EXTENSIONS
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # default file size cap (``CAPTIONBOT_MAX_IMAGE_BYTES``)
+MAX_PIXELS = 40_000_000  # default decompression-bomb guard (``CAPTIONBOT_MAX_PIXELS``), checked from the header
+DEFAULT_BEAM_SIZE = 3
+MIN_BEAM_SIZE, MAX_BEAM_SIZE = 1, 8  # the beam widths a job may ask for (``/caption beam:``, the queue client)
+
+
+def _or_list(words: list[str]) -> str:
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else "".join(words)
+
 
 # --------------------------------------------------------------------------------------------------------------
 # Errors a user can be told about
@@ -39,7 +88,7 @@ class ErrorCode(StrEnum):
 
 USER_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.NOT_AN_IMAGE: "That file is not an image I can read.",
-    ErrorCode.UNSUPPORTED_FORMAT: "That image format is not supported (try PNG, JPEG, GIF or WebP).",
+    ErrorCode.UNSUPPORTED_FORMAT: f"That image format is not supported (try {_or_list(CHAT_LABELS)}).",
     ErrorCode.TOO_LARGE: "That file is too large for me to caption.",
     ErrorCode.TOO_MANY_PIXELS: "That image has too many pixels for me to caption.",
     ErrorCode.TRUNCATED: "That image looks truncated or corrupt.",
@@ -82,7 +131,7 @@ class CaptionJob:
 
     image: bytes
     reply_to: str
-    beam_size: int = 3
+    beam_size: int = DEFAULT_BEAM_SIZE
     heatmap: bool = False
     job_id: str = field(default_factory=new_job_id)
     created_at: float = field(default_factory=time.time)
@@ -104,13 +153,13 @@ class CaptionJob:
         }
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes | str, bytes | str]) -> CaptionJob:
+    def from_fields(cls, fields: Mapping[Any, bytes | str]) -> CaptionJob:
         f = {_s(k): v for k, v in fields.items()}
         image = f["image"]
         return cls(
             image=image if isinstance(image, bytes) else image.encode("latin-1"),
             reply_to=_s(f["reply_to"]),
-            beam_size=int(_s(f.get("beam_size", "3"))),
+            beam_size=int(_s(f.get("beam_size", str(DEFAULT_BEAM_SIZE)))),
             heatmap=_s(f.get("heatmap", "0")) == "1",
             job_id=_s(f["job_id"]),
             created_at=float(_s(f.get("created_at", "0"))),
@@ -150,7 +199,7 @@ class CaptionResult:
         return out
 
     @classmethod
-    def from_fields(cls, fields: dict[bytes | str, bytes | str]) -> CaptionResult:
+    def from_fields(cls, fields: Mapping[Any, bytes | str]) -> CaptionResult:
         f = {_s(k): v for k, v in fields.items()}
         d = json.loads(_s(f["meta"]))
         d["error"] = ErrorCode(d["error"]) if d.get("error") else None
@@ -161,6 +210,46 @@ class CaptionResult:
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Redis keys (the queue, the bot's marks and the alt-text settings)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Every key captionbot keeps in Redis. All start with the job stream's name (``CAPTIONBOT_STREAM``), so two
+    deployments can share one Redis under different names, and nothing needs a SCAN to be found."""
+
+    jobs: str = "captionbot:jobs"  # the job stream (bounded by queue_maxlen; answered jobs are deleted from it)
+    group: str = "captionbot-workers"  # the workers' consumer group
+
+    @property
+    def dead(self) -> str:
+        """Dead-letter stream: the jobs given up on, with the reason."""
+        return f"{self.jobs}:dead"
+
+    @property
+    def workers(self) -> str:
+        """Hash of live workers: name -> JSON heartbeat (model version, last seen)."""
+        return f"{self.jobs}:workers"
+
+    def results(self, instance_id: str) -> str:
+        """Result stream of one bot instance (its ``reply_to``)."""
+        return f"{self.jobs}:results:{instance_id}"
+
+    def answered(self, job_id: str) -> str:
+        """Mark set when a job's result is published (idempotency by job id)."""
+        return f"{self.jobs}:answered:{job_id}"
+
+    def handled(self, message_id: int) -> str:
+        """Mark set when the bot takes a message for automatic alt text (each message answered once)."""
+        return f"{self.jobs}:handled:{message_id}"
+
+    def guild_settings(self, guild_id: int) -> str:
+        """Hash of one guild's alt-text settings: ``field`` for the server, ``<channel id>:field`` per channel."""
+        return f"{self.jobs}:settings:{guild_id}"
 
 
 # --------------------------------------------------------------------------------------------------------------

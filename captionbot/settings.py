@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_IMAGE_BYTES, MAX_PIXELS, RedisKeys
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO_ROOT / "models" / "default"
 
@@ -28,8 +30,8 @@ class Settings(BaseSettings):
 
     # Queue
     redis_url: SecretStr | None = None  # e.g. rediss://:password@redis:6379/0 ; None -> embedded
-    stream: str = "captionbot:jobs"
-    group: str = "captionbot-workers"
+    stream: str = RedisKeys.jobs  # every Redis key starts with this name (see ``redis_keys``)
+    group: str = RedisKeys.group
     queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy"
     batch_size: int = 16  # up to N jobs per worker batch ...
     batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
@@ -44,13 +46,18 @@ class Settings(BaseSettings):
     variant: str = "fp32"  # fp32 | int8 | fp16
     provider: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0 = onnxruntime's default
-    beam_size: int = 3
-    max_image_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    beam_size: int = DEFAULT_BEAM_SIZE
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_pixels: int = MAX_PIXELS
 
     # Observability
     metrics_port: int = 0  # 0 = no metrics/health HTTP server
     log_level: str = "INFO"
+
+    @property
+    def redis_keys(self) -> RedisKeys:
+        """The names of every key this deployment keeps in Redis."""
+        return RedisKeys(jobs=self.stream, group=self.group)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,4 +1,4 @@
-"""Checkpoint model -> a checked model bundle on disk (``shared/design.md`` §1).
+"""Checkpoint model -> a checked model bundle on disk (``docs/contracts.md``).
 
 Order of work, all in a staging directory next to the target, moved into place only at the end:
 1. export the three graphs (each passes ``onnx.checker``), write vocab.json and a manifest with sha256s;

@@ -1,4 +1,4 @@
-"""Load a model bundle (``shared/design.md`` §1): check its hashes and its decoding policy against its vocabulary,
+"""Load a model bundle (``docs/contracts.md``): check its hashes and its decoding policy against its vocabulary,
 open its ONNX graphs with onnxruntime.
 
 A variant (``fp16``, ``int8``) lives in a sub-directory named in the manifest; any graph it does not replace is

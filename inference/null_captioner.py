@@ -2,8 +2,9 @@
 
 ``NullCaptioner`` answers instantly (or after a set delay) with a caption derived from the image bytes, so the
 queue and worker can be tested and their overhead measured without the model's cost. It refuses bytes that do not
-start like PNG/JPEG/GIF/WebP, as the real model refuses non-images. ``PoisonCaptioner`` raises for any image that
-contains the marker ``POISON_MARK``, like a model that crashes on one input. Neither is ever a default.
+start like an image format the bot accepts (``captionbot.formats.CHAT_FORMATS``), as the real model refuses
+non-images. ``PoisonCaptioner`` raises for any image that contains the marker ``POISON_MARK``, like a model that
+crashes on one input. Neither is ever a default.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from captionbot.formats import ErrorCode, ImageRejected
+from captionbot.formats import CHAT_FORMATS, ErrorCode, ImageRejected
 
 POISON_MARK = b"<poison>"
-IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF")
+IMAGE_MAGIC = tuple(magic for f in CHAT_FORMATS for magic in f.magic)
 # The smallest valid PNG (1x1 transparent): what the null model returns as a "heatmap".
 TINY_PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

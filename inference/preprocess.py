@@ -22,12 +22,12 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from captionbot.formats import ErrorCode, ImageRejected
+from captionbot.formats import DECODED_PILLOW_FORMATS, MAX_PIXELS, ErrorCode, ImageRejected
 
-DEFAULT_MAX_PIXELS = 40_000_000
-# Formats we decode. Others (PSD, EPS, ICO, PDF-ish ...) are refused by name, without ever being decoded.
-# (Multi-picture JPEGs from phones open as "MPO" through the JPEG decoder.)
-ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+DEFAULT_MAX_PIXELS = MAX_PIXELS
+# Formats we decode (every format of ``captionbot.formats.IMAGE_FORMATS``, BMP and TIFF from local files too).
+# Others (PSD, EPS, ICO, PDF-ish ...) are refused by name, without ever being decoded.
+ACCEPTED_FORMATS = DECODED_PILLOW_FORMATS
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -1,4 +1,7 @@
-"""``captionbot worker``: serve the caption job stream with the model bundle until SIGTERM or Ctrl-C.
+"""``captionbot worker``: load the model bundle and serve the caption job stream until SIGTERM or Ctrl-C.
+
+The serving loop is :class:`captionbot.queue.worker.Worker`; this command chooses and loads the model for it
+(the queue package itself never imports onnxruntime). Start-up, signals and exit codes: :mod:`captionbot.process`.
 
 Configuration comes from the environment (``CAPTIONBOT_REDIS_URL`` with password/TLS in the URL, batch size,
 timeouts, bundle: see ``captionbot/settings.py``); the flags below override a few of them.
@@ -9,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from captionbot.inference.worker import CaptionModel
+from captionbot.formats import MANIFEST_FILE
 
+if TYPE_CHECKING:
+    from captionbot.queue.worker import CaptionModel
     from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from captionbot.process import run_service
     from captionbot.settings import load_settings
 
     overrides = {k: v for k, v in {
@@ -45,28 +49,40 @@ def main(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size, "metrics_port": args.metrics_port,
     }.items() if v is not None}
     settings = load_settings(**overrides)
-    try:
-        captioner = load_captioner(settings, args.test_model, args.test_model_delay_ms / 1000)
-    except FileNotFoundError as exc:
-        log.error("%s", exc)
-        return 2
-    from captionbot.queue.connection import is_embedded
+    delay_s = args.test_model_delay_ms / 1000
+    return run_service("worker", lambda stop: serve(settings, stop, args.name, args.test_model, delay_s))
 
+
+async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None, test_model: str | None = None,
+                delay_s: float = 0.0) -> int:
+    """Load the model, then serve the stream (and the health/metrics endpoints when configured) until ``stop``."""
+    from captionbot.process import health_endpoints
+    from captionbot.queue.connection import is_embedded
+    from captionbot.queue.worker import Worker
+
+    captioner = load_captioner(settings, test_model, delay_s)
     if is_embedded(settings):
         log.warning("CAPTIONBOT_REDIS_URL is not set: serving an in-process queue that no bot can reach "
                     "(use `captionbot run` for bot and worker in one process)")
-    return asyncio.run(serve_until_signalled(settings, captioner, args.name))
+    worker = Worker(settings, captioner, name=name)
+    with health_endpoints(settings.metrics_port, lambda: worker.ready):
+        await worker.serve(stop)
+    return 0
 
 
 def load_captioner(settings: Settings, test_model: str | None = None, delay_s: float = 0.0) -> CaptionModel:
-    """The real captioner from ``settings.bundle``, or a test stand-in when ``test_model`` is given."""
+    """The real captioner from ``settings.bundle``, or a test stand-in when ``test_model`` is given.
+
+    Raises :class:`~captionbot.process.StartupError` when there is no bundle."""
     if test_model:
         from captionbot.inference.null_captioner import NullCaptioner, PoisonCaptioner
 
         log.warning("worker runs the %r TEST model: captions are not real", test_model)
         return (PoisonCaptioner if test_model == "poison" else NullCaptioner)(delay_s=delay_s)
-    if not (Path(settings.bundle) / "manifest.json").is_file():
-        raise FileNotFoundError(
+    if not (Path(settings.bundle) / MANIFEST_FILE).is_file():
+        from captionbot.process import StartupError
+
+        raise StartupError(
             f"no model bundle at {settings.bundle}: build one (`make model`) or set CAPTIONBOT_BUNDLE / --bundle"
         )
     from captionbot.inference.captioner import Captioner
@@ -75,23 +91,3 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
                                threads=settings.threads)
     log.info("loaded model %s from %s", captioner.model_version, settings.bundle)
     return captioner
-
-
-async def serve_until_signalled(settings: Settings, captioner: CaptionModel, name: str | None = None) -> int:
-    """Run a worker (and the health/metrics server when configured); SIGTERM/SIGINT finish the batch and exit."""
-    from captionbot.inference.worker import Worker
-
-    from captionbot.queue.health import HealthServer
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    worker = Worker(settings, captioner, name=name)
-    health = HealthServer(settings.metrics_port, lambda: worker.ready) if settings.metrics_port else None
-    try:
-        await worker.serve(stop)
-    finally:
-        if health:
-            health.close()
-    return 0

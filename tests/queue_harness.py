@@ -1,6 +1,6 @@
 """Helpers for the queue and worker tests: settings on a private stream, in-process workers, real worker processes.
 
-Imported by tests/queue and tests/inference (``tests/`` is on sys.path through the root conftest)."""
+Imported by tests/queue and tests/bot (``tests/`` is on sys.path through the root conftest)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from captionbot.inference.null_captioner import NullCaptioner
-from captionbot.inference.worker import CaptionModel, Worker
 
+from captionbot.queue.worker import CaptionModel, Worker
 from captionbot.settings import Settings, load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def photo(i: int) -> bytes:

@@ -269,8 +269,8 @@ class Rest:
         if state is None:
             return error(404, "Unknown Webhook", 10015)
         data, files = await self._read_body(request)
-        mid = request.match_info["message_id"]
-        mid = state.original_id if mid == "@original" else mid
+        asked = request.match_info["message_id"]
+        mid = state.original_id if asked == "@original" else asked
         flags = EPHEMERAL if state.ephemeral else 0
         message = self._interaction_message(state, data, files, flags, mid)
         state.original_filled = True

@@ -1,9 +1,11 @@
 """The caption job queue on Redis Streams: the bot adds jobs, workers answer them.
 
-Modules, one concept each: ``connection`` (real Redis or the embedded in-process backend), ``streams`` (key names
-and the consumer group), ``scripts`` (the atomic steps, as Lua), ``client`` (the bot's side: enqueue, await the
-result), ``consumer`` (the worker's side: read batches, reclaim, publish, retry, dead-letter), ``dead_letter``
-(reading what was given up on), ``metrics`` and ``health`` (Prometheus and the HTTP probes).
+Modules, one concept each: ``connection`` (real Redis or the embedded in-process backend), ``streams`` (the
+consumer group; key names are ``captionbot.formats.RedisKeys``), ``scripts`` (the atomic steps, as Lua), ``client``
+(the bot's side: enqueue, await the result), ``consumer`` (the worker's side: read batches, reclaim, publish, and
+the one retry rule, ``next_step``: retry or dead-letter), ``worker`` (the serving loop around a model it is
+handed), ``dead_letter`` (reading what was given up on), ``metrics`` and ``health`` (Prometheus and the HTTP
+probes). None imports torch, discord or onnxruntime.
 
 What the guarantees mean here (the tests in ``tests/queue`` prove each):
 

@@ -17,21 +17,20 @@ import statistics
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
+from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, MIN_BEAM_SIZE, CaptionJob, CaptionResult, ErrorCode
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis
 from captionbot.queue.scripts import QueueScripts, flatten
-from captionbot.queue.streams import StreamKeys, ensure_group
+from captionbot.queue.streams import Fields, StreamReply, ensure_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WORKER_STALE_S = 15.0  # a worker whose heartbeat is older than this is not counted as live
-MAX_BEAM_SIZE = 20
 LISTEN_BLOCK_MS = 250  # the result listener's blocking read; also the longest wait in close()
 
 
@@ -42,7 +41,7 @@ class CaptionClient:
         self.redis = redis
         self.settings = settings
         self.instance_id = instance_id
-        self.keys = StreamKeys.from_settings(settings)
+        self.keys = settings.redis_keys
         self.reply_to = self.keys.results(instance_id)
         self.scripts = QueueScripts(redis)
         self.duplicates_dropped = 0  # results for a job already answered (or given up on): never delivered twice
@@ -70,12 +69,12 @@ class CaptionClient:
     # ------------------------------------------------------------------------------------------------ caption
 
     async def caption(
-        self, image: bytes, *, beam_size: int = 3, heatmap: bool = False, context: dict[str, Any] | None = None,
-        timeout: float | None = None,
+        self, image: bytes, *, beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False,
+        context: dict[str, Any] | None = None, timeout: float | None = None,
     ) -> CaptionResult:
         """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'."""
-        if not 1 <= beam_size <= MAX_BEAM_SIZE:
-            raise ValueError(f"beam_size must be 1..{MAX_BEAM_SIZE}, not {beam_size}")
+        if not MIN_BEAM_SIZE <= beam_size <= MAX_BEAM_SIZE:
+            raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
                          context=dict(context or {}))
         loop = asyncio.get_running_loop()
@@ -129,13 +128,14 @@ class CaptionClient:
 
     async def _listen(self) -> None:
         """Read this instance's result stream forever, delivering each result to its waiting caller once."""
-        last_id = "0-0"
+        last_id: bytes | str = "0-0"
         backoff = 0.05
         while not self._closing:
             try:
-                resp = await self.redis.xread({self.reply_to: last_id}, count=100, block=LISTEN_BLOCK_MS)
+                resp = cast(StreamReply, await self.redis.xread({self.reply_to: last_id}, count=100,
+                                                                block=LISTEN_BLOCK_MS))
                 backoff = 0.05
-                ids = []
+                ids: list[bytes] = []
                 for _, entries in resp or []:
                     for entry_id, fields in entries:
                         last_id = entry_id
@@ -153,7 +153,7 @@ class CaptionClient:
                 log.exception("result listener error: continuing")
                 await asyncio.sleep(0.5)
 
-    def _deliver(self, fields: dict[bytes, bytes]) -> None:
+    def _deliver(self, fields: Fields) -> None:
         try:
             result = CaptionResult.from_fields(fields)
         except (KeyError, ValueError, TypeError):

@@ -2,23 +2,28 @@
 
 A real connection retries each command with jittered exponential backoff and checks idle connections before use,
 so bot and workers ride out a Redis restart by themselves. With no URL configured, the queue lives in this process
-(fakeredis on one shared in-memory server), so ``captionbot run`` can host bot and worker together.
+(fakeredis on one shared in-memory server), so ``captionbot run`` can host bot and worker together. fakeredis is
+imported only then: a deployed bot or worker (with a Redis URL) never loads it, and its images need not install it
+(it comes with the ``embedded`` extra, which ``make run`` installs).
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import fakeredis
-from fakeredis import aioredis as fake_aioredis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from captionbot.process import StartupError
 from captionbot.settings import Settings
+
+if TYPE_CHECKING:
+    import fakeredis
 
 # Connection errors a caller should ride out (log, back off, try again) rather than treat as a bug.
 REDIS_DOWN_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -27,9 +32,20 @@ _embedded_server: fakeredis.FakeServer | None = None
 _embedded_lock = threading.Lock()
 
 
+class EmbeddedQueueUnavailable(StartupError):
+    """No Redis URL is set and the in-process queue's backend (fakeredis) is not installed."""
+
+
 def embedded_server() -> fakeredis.FakeServer:
     """The one in-process Redis of this process: every embedded connection sees the same streams."""
     global _embedded_server
+    try:
+        import fakeredis
+    except ModuleNotFoundError as exc:
+        raise EmbeddedQueueUnavailable(
+            "CAPTIONBOT_REDIS_URL is not set and the in-process queue needs fakeredis: set the URL of your Redis, "
+            "or install the embedded queue (pip install 'captionbot[embedded]')"
+        ) from exc
     with _embedded_lock:
         if _embedded_server is None:
             _embedded_server = fakeredis.FakeServer()
@@ -39,7 +55,10 @@ def embedded_server() -> fakeredis.FakeServer:
 async def connect_redis(settings: Settings) -> Redis:
     """A ``redis.asyncio.Redis`` for the queue (bytes in, bytes out). Does not wait for the server to be up."""
     if is_embedded(settings):
-        return fake_aioredis.FakeRedis(server=embedded_server())
+        server = embedded_server()
+        from fakeredis import aioredis as fake_aioredis
+
+        return fake_aioredis.FakeRedis(server=server)
     assert settings.redis_url is not None
     return Redis.from_url(
         settings.redis_url.get_secret_value().strip(),  # password and TLS (rediss://) come in the URL
@@ -61,7 +80,7 @@ def is_embedded(settings: Settings) -> bool:
 
 def describe(settings: Settings) -> str:
     """Where the queue lives, for logs: host and port only, never the password."""
-    if is_embedded(settings):
+    if settings.redis_url is None or is_embedded(settings):
         return "embedded in-process queue"
     parts = urlsplit(settings.redis_url.get_secret_value())
     return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"

@@ -1,7 +1,8 @@
 """The worker's side of the queue: read batches from the consumer group, reclaim, answer, retry, dead-letter.
 
 The failure semantics (at least once, reclaimed after, dead-lettered after) are written down in
-:mod:`captionbot.queue`; this module implements them. It knows nothing about the model.
+:mod:`captionbot.queue`; this module implements them, and :func:`next_step` is the one rule that decides between
+running a job, putting it back on the stream, and giving up on it. It knows nothing about the model.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
 from captionbot.queue import metrics
 from captionbot.queue.scripts import QueueScripts, flatten
-from captionbot.queue.streams import StreamKeys, ensure_group, is_missing_group
+from captionbot.queue.streams import Fields, StreamReply, ensure_group, is_missing_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ class Delivery:
     """One stream entry handed to this worker. ``attempt`` counts from 1 (earlier failures plus deliveries)."""
 
     entry_id: str
-    fields: dict[bytes, bytes]
+    fields: Fields
     job: CaptionJob | None  # None when the entry could not be read as a job
     attempt: int
     reclaimed: bool = False
@@ -40,13 +42,31 @@ class Delivery:
     received_at: float = field(default_factory=time.monotonic)
 
 
-def _delivery(entry_id: bytes | str, fields: dict[bytes, bytes], times_delivered: int, reclaimed: bool) -> Delivery:
+def _delivery(entry_id: bytes | str, fields: Fields, times_delivered: int, reclaimed: bool) -> Delivery:
     eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     try:
         job = CaptionJob.from_fields(fields)
     except (KeyError, ValueError, TypeError) as exc:  # a foreign or corrupt entry: never let it stall the queue
         return Delivery(eid, fields, None, times_delivered, reclaimed, unreadable=f"{type(exc).__name__}: {exc}")
     return Delivery(eid, fields, job, job.attempt + times_delivered, reclaimed)
+
+
+class Step(StrEnum):
+    RUN = "run"  # attempts left: run it
+    RETRY = "retry"  # it failed with attempts left: back on the stream, to run again
+    DEAD_LETTER = "dead_letter"  # failed ``max_attempts`` times: given up, the requester is told
+
+
+def next_step(attempt: int, max_attempts: int, *, failed: bool) -> Step:
+    """The retry rule, the only one. ``attempt`` counts this delivery and every earlier one (from 1).
+
+    Before a job runs (``failed=False``), each earlier delivery failed: its worker died, hung or hit a bug, or the
+    model raised. After it fails here (``failed=True``), this delivery failed too. A job with ``max_attempts``
+    failures is dead-lettered; one with attempts left runs (again)."""
+    failures = attempt if failed else attempt - 1
+    if failures >= max_attempts:
+        return Step.DEAD_LETTER
+    return Step.RETRY if failed else Step.RUN
 
 
 class JobConsumer:
@@ -56,7 +76,7 @@ class JobConsumer:
         self.redis = redis
         self.settings = settings
         self.name = name
-        self.keys = StreamKeys.from_settings(settings)
+        self.keys = settings.redis_keys
         self.scripts = QueueScripts(redis)
         self._next_reclaim = 0.0
 
@@ -90,9 +110,9 @@ class JobConsumer:
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
         try:
-            resp = await self.redis.xreadgroup(
+            resp = cast(StreamReply, await self.redis.xreadgroup(
                 self.keys.group, self.name, {self.keys.jobs: ">"}, count=count, block=block_ms
-            )
+            ))
         except Exception as exc:
             if not is_missing_group(exc):
                 raise
@@ -122,7 +142,7 @@ class JobConsumer:
             if not fields:
                 continue
             info = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min=eid, max=eid, count=1)
-            times = info[0]["times_delivered"] if info else 1
+            times = int(info[0]["times_delivered"]) if info else 1
             d = _delivery(eid, fields, times, True)
             log.warning("reclaimed job %s (attempt %d) after %d ms idle", _job_id(d), d.attempt,
                         self.settings.claim_idle_ms)
@@ -139,6 +159,35 @@ class JobConsumer:
                 self.keys.jobs, self.keys.group, self.name, min_idle_time=0,
                 message_ids=[d.entry_id for d in deliveries], justid=True,
             )
+
+    # ------------------------------------------------------------------------------------ retry or dead letter
+
+    async def admit(self, batch: list[Delivery]) -> tuple[list[Delivery], int]:
+        """The deliveries to run now, and how many others were answered here: an unreadable entry is set aside, and a
+        job whose earlier deliveries used up its attempts is dead-lettered (:func:`next_step`)."""
+        runnable: list[Delivery] = []
+        answered = 0
+        for d in batch:
+            if d.job is None:
+                await self.discard(d)
+            elif next_step(d.attempt, self.settings.max_attempts, failed=False) is Step.RUN:
+                runnable.append(d)
+            else:
+                failures = d.attempt - 1
+                reason = f"not answered in {failures} deliveries (worker killed, hung or failing)"
+                await self.dead_letter(d, reason, attempts_made=failures)
+                answered += 1
+        return runnable, answered
+
+    async def failed(self, d: Delivery, reason: str) -> Step:
+        """This delivery of a job failed: put the job back on the stream, or dead-letter it (:func:`next_step`)."""
+        step = next_step(d.attempt, self.settings.max_attempts, failed=True)
+        if step is Step.DEAD_LETTER:
+            await self.dead_letter(d, reason)
+        else:
+            log.warning("job %s attempt %d failed (%s): retrying", _job_id(d), d.attempt, reason)
+            await self.retry(d)
+        return step
 
     # --------------------------------------------------------------------------------------------- answering
 
@@ -160,6 +209,7 @@ class JobConsumer:
 
     async def dead_letter(self, d: Delivery, reason: str, attempts_made: int | None = None) -> CaptionResult:
         """Give up on a job: record it in the dead-letter stream and tell the requester it could not be captioned.
+        Called by :meth:`admit` and :meth:`failed`, which decide when.
 
         ``attempts_made`` defaults to this delivery's attempt (it was run and failed)."""
         assert d.job is not None
@@ -168,7 +218,7 @@ class JobConsumer:
             job_id=d.job.job_id, ok=False, error=ErrorCode.DEAD_LETTER, detail=reason, worker=self.name,
             latency_ms=(time.time() - d.job.created_at) * 1000, context=d.job.context,
         )
-        dead = {k.decode(): v for k, v in d.fields.items()}
+        dead: dict[str, bytes | str] = {k.decode(): v for k, v in d.fields.items()}
         dead.update(reason=reason, attempts=str(attempts), worker=self.name, failed_at=repr(time.time()),
                     entry_id=d.entry_id)
         await self._finish(d, result, dead, self.redis)
@@ -186,7 +236,7 @@ class JobConsumer:
 
     async def discard(self, d: Delivery) -> None:
         """Dead-letter an entry that is not a readable job (no requester can be told)."""
-        dead = {k.decode(errors="replace"): v for k, v in d.fields.items()}
+        dead: dict[str, bytes | str] = {k.decode(errors="replace"): v for k, v in d.fields.items()}
         dead.update(reason=f"unreadable job: {d.unreadable}", worker=self.name, entry_id=d.entry_id)
         await self.scripts.discard(
             keys=[self.keys.jobs, self.keys.dead],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 
-from captionbot.queue.streams import StreamKeys
+from captionbot.queue.streams import Entries, Fields
 from captionbot.settings import Settings
 
 
@@ -22,10 +23,10 @@ class DeadLetter:
 
 async def read_dead_letters(redis: Redis, settings: Settings, count: int = 100) -> list[DeadLetter]:
     """The most recent ``count`` dead letters, newest first."""
-    keys = StreamKeys.from_settings(settings)
+    keys = settings.redis_keys
     out = []
-    for entry_id, f in await redis.xrevrange(keys.dead, count=count):
-        def s(name: str, fields: dict[bytes, bytes] = f) -> str:
+    for entry_id, f in cast(Entries, await redis.xrevrange(keys.dead, count=count)):
+        def s(name: str, fields: Fields = f) -> str:
             v = fields.get(name.encode(), b"")
             return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
 

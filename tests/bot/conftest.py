@@ -60,7 +60,7 @@ def captioner(request: pytest.FixtureRequest) -> object:
 
 @pytest.fixture
 async def worker(settings: Settings, captioner: object) -> AsyncIterator[object]:
-    from captionbot.inference.worker import Worker
+    from captionbot.queue.worker import Worker
 
     stop = asyncio.Event()
     w = Worker(settings, captioner, name="test-worker")  # type: ignore[arg-type]

@@ -60,3 +60,11 @@ async def test_the_bot_process_reports_ready_and_describes_photos(
             proc.kill()
     assert proc.returncode == 0, log.read_text()[-3000:]
     assert "standin-token" not in log.read_text(), "the token never reaches the log"
+
+
+def test_bot_command_without_a_token_exits_2_and_says_what_to_set() -> None:
+    env = {k: v for k, v in os.environ.items() if "DISCORD_TOKEN" not in k}
+    proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "bot"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert "no DISCORD_TOKEN" in proc.stderr and "Traceback" not in proc.stderr

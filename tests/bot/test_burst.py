@@ -75,7 +75,7 @@ def worker_command(caption_bundle: Path | None) -> list[str]:
 async def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(
         standin: StandIn, make_bot: BotUnderTest, settings: Settings, captioner: object, photos: list[FileToPost],
         request: pytest.FixtureRequest) -> None:
-    from captionbot.inference.worker import Worker
+    from captionbot.queue.worker import Worker
 
     try:
         bundle: Path | None = request.getfixturevalue("caption_bundle")

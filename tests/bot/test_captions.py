@@ -138,7 +138,7 @@ async def test_without_the_message_content_intent_posted_photos_are_invisible(
 async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
         standin: StandIn, make_bot: Callable[..., BotUnderTest], bot_config: BotConfig, settings: Settings,
         captioner: object, photos: list[FileToPost]) -> None:
-    from captionbot.inference.worker import Worker
+    from captionbot.queue.worker import Worker
 
     full_at_one = bot_config.settings.model_copy(update={"queue_maxlen": 1})
     await make_bot(settings=full_at_one).start()  # no worker yet: the first job waits in the queue

@@ -61,3 +61,22 @@ def test_metadata_alone_refuses_wrong_types_and_sizes(ctype: str | None, size: i
     assert err.value.code == code
     check_metadata("image/jpeg", 1_000, max_bytes=1_000)
     check_metadata(None, 1_000, max_bytes=1_000, filename="cat.webp")  # no declared type: the name's
+
+
+def test_a_phone_jpeg_with_a_second_picture_passes_as_jpeg(photo: Image.Image) -> None:
+    """Phones save portrait photos as multi-picture JPEGs (Pillow: "MPO"); Discord declares them image/jpeg."""
+    buf = io.BytesIO()
+    photo.save(buf, "MPO", save_all=True, append_images=[photo.resize((64, 48))])
+    info = probe_image(buf.getvalue(), max_pixels=1_000_000)
+    assert (info.width, info.height) == photo.size
+    check_metadata("image/jpeg", len(buf.getvalue()), max_bytes=10**7)
+
+
+def test_the_refusal_names_exactly_the_formats_that_pass(photo: Image.Image) -> None:
+    from captionbot.formats import CHAT_FORMATS, USER_MESSAGES
+
+    message = USER_MESSAGES[ErrorCode.UNSUPPORTED_FORMAT]
+    for fmt in CHAT_FORMATS:
+        assert fmt.label in message
+        probe_image(encoded(photo, fmt.pillow), max_pixels=1_000_000)
+        check_metadata(fmt.content_type, 10, max_bytes=1_000, filename=f"x{fmt.extensions[0]}")

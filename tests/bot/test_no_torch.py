@@ -7,7 +7,7 @@ import sys
 
 MODULES = ["captionbot.bot.runner", "captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats",
            "captionbot.bot.services", "captionbot.bot.standin", "captionbot.bot.bot_cli", "captionbot.bot.run_cli",
-           "captionbot.bot.standin_cli", "captionbot.queue.client"]
+           "captionbot.bot.standin_cli", "captionbot.queue.client", "captionbot.queue.worker", "captionbot.process"]
 
 
 def test_bot_modules_import_neither_torch_nor_onnxruntime() -> None:

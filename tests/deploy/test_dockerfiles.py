@@ -117,12 +117,14 @@ def _cli_help_without(command: str, blocked: tuple[str, ...],
 
 # The modules each process loads at run time (not only its CLI), and what its image does not contain.
 ENTRY_POINTS = [
-    ("bot", ("torch", "torchvision", "onnxruntime", "captionbot.inference", "captionbot.training", "captionbot.export"),
+    ("bot", ("torch", "torchvision", "onnxruntime", "fakeredis", "captionbot.inference", "captionbot.training",
+             "captionbot.export"),
      ("captionbot.bot.bot_cli", "captionbot.bot.runner", "captionbot.bot.captions", "captionbot.bot.services",
-      "captionbot.queue.client", "captionbot.queue.health")),
-    ("worker", ("torch", "torchvision", "discord", "captionbot.training", "captionbot.export", "captionbot.bot"),
-     ("captionbot.inference.worker_cli", "captionbot.inference.worker", "captionbot.inference.captioner",
-      "captionbot.queue.consumer", "captionbot.queue.health")),
+      "captionbot.queue.client", "captionbot.queue.worker", "captionbot.queue.connection", "captionbot.queue.health")),
+    ("worker", ("torch", "torchvision", "discord", "fakeredis", "captionbot.training", "captionbot.export",
+                "captionbot.bot"),
+     ("captionbot.inference.worker_cli", "captionbot.queue.worker", "captionbot.inference.captioner",
+      "captionbot.queue.consumer", "captionbot.queue.connection", "captionbot.queue.health")),
 ]
 
 

@@ -123,7 +123,8 @@ def test_queue_and_worker_never_import_torch_or_discord() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, captionbot.queue.client, captionbot.queue.health, inference.worker, inference.worker_cli, "
-            "captionbot.inference.null_captioner; print(sorted(m for m in ('torch', 'discord') if m in sys.modules))")
+    code = ("import sys, captionbot.queue.client, captionbot.queue.health, captionbot.queue.worker, "
+            "captionbot.inference.worker_cli, captionbot.inference.null_captioner; "
+            "print(sorted(m for m in ('torch', 'discord', 'onnxruntime', 'fakeredis') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

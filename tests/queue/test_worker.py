@@ -1,4 +1,4 @@
-"""The caption worker on a real redis-server: batching, sharing the load, poison images, the real model."""
+"""The caption worker on a real redis-server: batching, sharing the load, retries and poison images, the real model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from queue_harness import photo, queue_settings, running_worker, wait_for
 
 from captionbot.formats import ErrorCode
 from captionbot.queue.client import CaptionClient
+from captionbot.queue.consumer import Step, next_step
 from captionbot.queue.dead_letter import read_dead_letters
 from captionbot.settings import Settings
 
@@ -134,4 +135,49 @@ async def test_a_job_that_trips_a_worker_bug_is_dead_lettered_and_the_worker_sur
         fine = await client.caption(photo(2))
     assert buggy.ok is False and buggy.error is ErrorCode.DEAD_LETTER
     assert fine.ok and worker.jobs_answered == 2
+    await client.close()
+
+
+@pytest.mark.parametrize(("attempt", "failed", "step"), [
+    (1, False, Step.RUN), (3, False, Step.RUN), (4, False, Step.DEAD_LETTER),  # 3 earlier deliveries failed
+    (1, True, Step.RETRY), (2, True, Step.RETRY), (3, True, Step.DEAD_LETTER),  # this one failed too
+])
+def test_the_retry_rule_gives_every_job_max_attempts_tries(attempt: int, failed: bool, step: Step) -> None:
+    assert next_step(attempt, max_attempts=3, failed=failed) is step
+
+
+class _FailsFirstTime(NullCaptioner):
+    """A model that raises the first time it sees an image and captions it the next time (a passing fault)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[bytes] = set()
+
+    def caption_images(self, images, beam_size=3, heatmap=False):  # type: ignore[no-untyped-def]
+        new = [img for img in images if img not in self.seen]
+        self.seen.update(images)
+        if new:
+            raise RuntimeError("a passing fault")
+        return super().caption_images(images, beam_size, heatmap)
+
+
+async def test_a_job_that_fails_once_is_retried_and_captioned(settings: Settings) -> None:
+    client = await CaptionClient.connect(settings)
+    async with running_worker(settings, _FailsFirstTime()) as worker:
+        result = await client.caption(photo(1))
+    assert result.ok and result.caption == null_caption(photo(1))
+    assert await read_dead_letters(client.redis, settings) == []
+    assert worker.jobs_answered == 1
+    await client.close()
+
+
+async def test_with_one_attempt_allowed_a_failing_job_is_dead_lettered_without_a_retry(redis_url: str) -> None:
+    settings = queue_settings(redis_url, max_attempts=1)
+    client = await CaptionClient.connect(settings)
+    model = PoisonCaptioner()
+    async with running_worker(settings, model):
+        result = await client.caption(photo(0) + POISON_MARK)
+    assert result.error is ErrorCode.DEAD_LETTER
+    assert model.batches == [1]  # run once, never again
+    assert [d.attempts for d in await read_dead_letters(client.redis, settings)] == [1]
     await client.close()

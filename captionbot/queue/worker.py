@@ -3,7 +3,12 @@
 One loop: read a batch (reclaimed jobs first, then new ones, up to ``batch_size`` or ``batch_wait_ms``), run the
 model on it in a thread (grouped by beam size and heatmap option), publish each result and acknowledge it in one
 atomic step. Failure handling follows :mod:`captionbot.queue` (at least once, reclaimed after, dead-lettered
-after). Stopping (SIGTERM) finishes the batch in hand, answers it, and returns. Never imports torch.
+after); whether a failed job is retried or dead-lettered is the consumer's call (:func:`~.consumer.next_step`).
+Stopping (SIGTERM) finishes the batch in hand, answers it, and returns.
+
+The model is anything with the :class:`CaptionModel` shape, handed in by the caller (``captionbot worker`` loads
+``captionbot.inference.captioner.Captioner``): this module imports neither onnxruntime nor torch nor discord, so
+the bot image, which has no ``inference/``, can import the whole queue package.
 """
 
 from __future__ import annotations
@@ -21,10 +26,10 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from captionbot.formats import CaptionResult, ImageRejected
+from captionbot.formats import DEFAULT_BEAM_SIZE, CaptionResult, ImageRejected
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, describe
-from captionbot.queue.consumer import Delivery, JobConsumer
+from captionbot.queue.consumer import Delivery, JobConsumer, Step
 from captionbot.queue.streams import ensure_group
 from captionbot.settings import Settings
 
@@ -40,7 +45,9 @@ class CaptionModel(Protocol):
     @property
     def model_version(self) -> str: ...
 
-    def caption_images(self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False) -> list[Any]: ...
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False
+    ) -> list[Any]: ...
 
 
 def default_worker_name() -> str:
@@ -65,9 +72,9 @@ class Worker:
         Rides out Redis outages (unanswered jobs stay pending and are reclaimed) and its own bugs (logged)."""
         redis = self._redis or await connect_redis(self.settings)
         consumer = JobConsumer(redis, self.settings, self.name)
-        log.info("worker %s serving %s (stream %s, model %s, batch %d / %d ms)", self.name, describe(self.settings),
-                 self.settings.stream, self.captioner.model_version, self.settings.batch_size,
-                 self.settings.batch_wait_ms)
+        log.info("worker %s serving %s (stream %s, group %s, model %s, batch %d / %d ms)", self.name,
+                 describe(self.settings), self.settings.stream, self.settings.group, self.captioner.model_version,
+                 self.settings.batch_size, self.settings.batch_wait_ms)
         finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
         heartbeat = asyncio.create_task(self._heartbeat(consumer, finished), name=f"heartbeat:{self.name}")
         backoff = 0.05
@@ -112,16 +119,8 @@ class Worker:
 
     async def _serve_batch(self, consumer: JobConsumer, batch: list[Delivery]) -> None:
         metrics.BATCH_SIZE.observe(len(batch))
-        runnable: list[Delivery] = []
-        for d in batch:
-            if d.job is None:
-                await consumer.discard(d)
-            elif d.attempt > self.settings.max_attempts:  # its workers died (or hit a bug) on it max_attempts times
-                reason = f"not answered in {d.attempt - 1} deliveries (worker killed, hung or failing)"
-                await consumer.dead_letter(d, reason, attempts_made=d.attempt - 1)
-                self.jobs_answered += 1
-            else:
-                runnable.append(d)
+        runnable, answered = await consumer.admit(batch)
+        self.jobs_answered += answered
         groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
         for d in runnable:
             assert d.job is not None
@@ -152,14 +151,8 @@ class Worker:
                 self.jobs_answered += 1
         for d, exc in failed:
             metrics.FAILURES.labels("model_error").inc()
-            reason = f"model error: {type(exc).__name__}: {exc}"
-            if d.attempt >= self.settings.max_attempts:
-                await consumer.dead_letter(d, reason)
+            if await consumer.failed(d, f"model error: {type(exc).__name__}: {exc}") is Step.DEAD_LETTER:
                 self.jobs_answered += 1
-            else:
-                log.warning("job %s attempt %d failed (%s): retrying", d.job.job_id if d.job else "?", d.attempt,
-                            reason)
-                await consumer.retry(d)
 
     async def _caption(self, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
         """Model outputs in order; a job whose inference raised gets its exception in its place.
@@ -184,7 +177,7 @@ class Worker:
     def _result(self, d: Delivery, out: Any) -> CaptionResult:
         job = d.job
         assert job is not None
-        common = dict(job_id=job.job_id, model_version=self.captioner.model_version, worker=self.name,
+        common: dict[str, Any] = dict(job_id=job.job_id, model_version=self.captioner.model_version, worker=self.name,
                       latency_ms=(time.time() - job.created_at) * 1000, context=job.context)
         if isinstance(out, ImageRejected):
             log.info("job %s: image refused: %s", job.job_id, out)
