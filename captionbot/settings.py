@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     beam_size: int = 3
     max_image_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
+    read_text: bool = True  # also transcribe text in images (memes, screenshots, signs), where a cheap gate finds some
 
     # Observability
     metrics_port: int = 0  # 0 = no metrics/health HTTP server
