@@ -9,7 +9,8 @@
 3. Captioning throughput on the Flickr8k photos, the worker's path (``Captioner.caption_images``, batches of 16,
    text read on a thread beside the captioning) without text reading, with the gate, and reading every image (no
    gate): interleaved rounds, each round's ratio and their median printed (other work on the machine skews a
-   round, not the median).
+   round, not the median), and the ratio of CPU time per image (process time, all threads): what a worker
+   whose cores are busy pays.
 
     .venv/bin/python bench/text_reading.py [--photos 200] [--rounds 5]
 """
@@ -113,22 +114,25 @@ def throughput(captioner: Captioner, reader: TextReader, photos: list[bytes], ro
     read_all = ReadAll(reader.options)
     modes = {"captions only": None, "captions + text (gate)": reader, "captions + text (no gate)": read_all}
     ratios: dict[str, list[float]] = {name: [] for name in modes}
+    cpu_ratios: dict[str, list[float]] = {name: [] for name in modes}
     rates: dict[str, list[float]] = {name: [] for name in modes}
     captioner.caption_images(photos[:BATCH])
     for _ in range(rounds):
-        secs = {}
+        secs, cpu = {}, {}
         for name, r in modes.items():
             captioner.text_reader = r
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for i in range(0, len(photos), BATCH):
                 captioner.caption_images(photos[i : i + BATCH])
-            secs[name] = time.perf_counter() - t0
+            secs[name], cpu[name] = time.perf_counter() - t0, time.process_time() - c0
             rates[name].append(len(photos) / secs[name])
         for name in modes:
             ratios[name].append(secs["captions only"] / secs[name])
+            cpu_ratios[name].append(cpu["captions only"] / cpu[name])
     for name in modes:
         print(f"{name:28s} {np.median(rates[name]):6.1f} img/s  throughput ratio to captions only: median "
-              f"{np.median(ratios[name]):.3f} (rounds: {' '.join(f'{r:.3f}' for r in ratios[name])})")
+              f"{np.median(ratios[name]):.3f} (rounds: {' '.join(f'{r:.3f}' for r in ratios[name])}); "
+              f"CPU-time ratio: median {np.median(cpu_ratios[name]):.3f}")
     captioner.text_reader = None
 
 

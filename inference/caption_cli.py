@@ -1,7 +1,8 @@
-"""``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--bundle DIR]``: caption image files.
+"""``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--text] [--bundle DIR]``: caption files.
 
 One line per image (``path: caption``, then ``Text in image: …`` where text was read), or one JSON object per
-image with ``--json`` (``"text"``: the text read, "" if none; ``CAPTIONBOT_READ_TEXT=0`` turns reading off).
+image with ``--json`` (``"text"``: the text read, "" if none or not asked for: ``--text`` or
+``CAPTIONBOT_READ_TEXT=1`` turns reading on).
 A file that cannot be captioned gets its reason on the same line (or ``"error"`` in JSON) and makes the exit
 status 1.
 With several images, ``--heatmap OUT.png`` writes ``OUT-1.png``, ``OUT-2.png``, … in the order given.
@@ -23,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=None, help="fp32, int8 or fp16 (default $CAPTIONBOT_VARIANT)")
     parser.add_argument("--provider", default=None, help="auto, cpu or cuda (default $CAPTIONBOT_PROVIDER)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0 = its default)")
+    parser.add_argument("--text", action=argparse.BooleanOptionalAction, default=None,
+                        help="also read text in images (default $CAPTIONBOT_READ_TEXT, off)")
 
 
 def heatmap_paths(out: Path, n: int) -> list[Path]:
@@ -42,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
             variant=args.variant or settings.variant,
             provider=args.provider or settings.provider,
             threads=settings.threads if args.threads is None else args.threads,
-            read_text=settings.read_text,
+            read_text=settings.read_text if args.text is None else args.text,
         )
     except (BundleError, FileNotFoundError) as exc:
         print(f"error: cannot load the model bundle: {exc}")

@@ -126,6 +126,8 @@ def test_caption_cli_json_prints_the_text(caption_bundle, samples, tmp_path, cap
 
     sign = tmp_path / "sign.jpg"
     sign.write_bytes(samples["sign"].image)
-    assert main(["caption", str(sign), "--bundle", str(caption_bundle), "--json"]) == 0
+    assert main(["caption", str(sign), "--bundle", str(caption_bundle), "--json", "--text"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert "no parking" in record["text"].lower() and record["caption"]
+    assert main(["caption", str(sign), "--bundle", str(caption_bundle), "--json", "--no-text"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == ""
