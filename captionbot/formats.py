@@ -184,6 +184,7 @@ class CaptionResult:
     worker: str = ""
     latency_ms: float = 0.0
     context: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # text read in the image, verbatim and bounded; "" when none (or from a worker that predates it)
 
     @property
     def user_message(self) -> str:

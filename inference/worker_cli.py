@@ -88,6 +88,6 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
     from captionbot.inference.captioner import Captioner
 
     captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
-                               threads=settings.threads)
+                               threads=settings.threads, read_text=settings.read_text)
     log.info("loaded model %s from %s", captioner.model_version, settings.bundle)
     return captioner
