@@ -135,4 +135,4 @@ class Captioner:
                 words = [self.bundle.itos[t] for t in hyp.tokens]
                 png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
                 results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png)
-        return results  # type: ignore[return-value]  # every slot is filled above
+        return [out for out in results if out is not None]  # every slot is filled above
