@@ -41,8 +41,8 @@ class Outcome:
 
     @property
     def text(self) -> str:
-        if self.ok:
-            return sentence(self.result.caption)  # type: ignore[union-attr]
+        if self.result is not None and self.result.ok:
+            return sentence(self.result.caption)
         return USER_MESSAGES[self.error_code or ErrorCode.INTERNAL]
 
 

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     for i, (path, out) in enumerate(zip(args.images, outputs, strict=True)):
         if isinstance(out, ImageRejected):
             failed += 1
-            record = {"image": str(path), "error": out.code.value, "message": out.user_message}
+            record: dict[str, object] = {"image": str(path), "error": out.code.value, "message": out.user_message}
             line = f"{path}: {out.user_message}"
         else:
             record = {"image": str(path), "caption": out.caption, "words": out.words, "score": round(out.score, 4),

@@ -151,7 +151,9 @@ class Captioner:
                 png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
                 results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png,
                                            text.result() if text else "")
-        return results  # type: ignore[return-value]  # every slot is filled above
+        filled = [out for out in results if out is not None]
+        assert len(filled) == len(images), "every slot is filled above"
+        return filled
 
     def _start_reading(self, data: bytes, img: Image.Image) -> Future[str] | None:
         """Read the image's text on a thread of its own while the batch is captioned: the beam search leaves a
