@@ -1,8 +1,8 @@
 """Alt-text settings per guild and per channel, kept in Redis: one hash per guild (``RedisKeys.guild_settings``).
 
 A channel setting overrides the guild's, field by field; anything unset falls back to the defaults (alt text
-off, only images without alt text, no heatmap, uncertain descriptions posted). Turning alt text on or off for the whole server clears the
-per-channel overrides, so "off for the server" means off everywhere.
+off, only images without alt text, no heatmap, uncertain descriptions posted). Turning alt text on or off for the
+whole server clears the per-channel overrides, so "off for the server" means off everywhere.
 
 In the guild's hash, ``enabled`` is the server's value and ``<channel id>:enabled`` a channel's: reading what
 applies in a channel is one HMGET, and a server-wide change is one script over that hash, never a SCAN.
