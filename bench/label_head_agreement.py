@@ -56,8 +56,10 @@ def main() -> None:
         t5 = np.argsort(-p, 1)[:, :5]
         f5 = np.argsort(-full, 1)[:, :5]
         overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(t5, f5, strict=True)])
-        print(f"{name}: top-1 agreement {top1:.3f}, top-5 overlap {overlap:.3f}, max |p - p_full| "
-              f"{np.abs(p - full).max():.2e} on {len(x)} images")
+        print(
+            f"{name}: top-1 agreement {top1:.3f}, top-5 overlap {overlap:.3f}, max |p - p_full| "
+            f"{np.abs(p - full).max():.2e} on {len(x)} images"
+        )
 
 
 if __name__ == "__main__":

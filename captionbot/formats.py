@@ -172,6 +172,7 @@ MANIFEST_FILE = "manifest.json"
 VOCAB_FILE = "vocab.json"
 ENCODER_FILE = "encoder.onnx"  # images [B,3,H,W] float32, normalised -> features [B,P,C]
 DECODER_INIT_FILE = "decoder_init.onnx"  # features [B,P,C] -> h0 [B,D], c0 [B,D], att_proj [B,P,A]
+LABELS_FILE = "labels.json"  # ImageNet class -> caption word table, present when the manifest's ``labels`` is set
 DECODER_STEP_FILE = "decoder_step.onnx"  # one attention-LSTM step over N rows (images x beams)
 
 # ONNX input/output names, fixed so the runtime can bind by name.
@@ -224,6 +225,10 @@ class Manifest:
     format_version: int = BUNDLE_FORMAT_VERSION
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS
     trained_on: str = ""  # plain words: which data the model saw
+    # what the bundle can say about objects; {} = nothing (bundles before 1.2). When set, e.g.
+    # {"file": "labels.json", "output": "label_probs", "classes": 1000, "source": "..."}: encoder.onnx has a second
+    # output ``label_probs`` [B,1000] (ImageNet class probabilities) and ``file`` maps classes to caption words.
+    labels: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
