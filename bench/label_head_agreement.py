@@ -51,7 +51,13 @@ def main() -> None:
         h = net._blocks[15](h)
         h = net._swish(net._bn1(net._conv_head(h)))
         rebuilt = net._fc(h.mean((2, 3))).softmax(-1).numpy()
-    for name, p in (("cheap (fc on shipped pooled features)", cheap), ("rebuilt (original block 15+head+fc)", rebuilt)):
+    shipped = None
+    if any(o.name == "label_probs" for o in sess.get_outputs()):
+        shipped = sess.run(["label_probs"], {"images": x})[0]
+    paths = [("cheap (fc on shipped pooled features)", cheap), ("rebuilt (original block 15+head+fc)", rebuilt)]
+    if shipped is not None:
+        paths.append(("bundle label_probs output", shipped))
+    for name, p in paths:
         top1 = (p.argmax(1) == full.argmax(1)).mean()
         t5 = np.argsort(-p, 1)[:, :5]
         f5 = np.argsort(-full, 1)[:, :5]

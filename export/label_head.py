@@ -31,7 +31,6 @@ class LabelHead(nn.Module):
         block = net._blocks[15]
         self.expand = fuse_conv_bn_eval(block._expand_conv.eval(), block._bn0.eval())
         self.depthwise = fuse_conv_bn_eval(block._depthwise_conv.eval(), block._bn1.eval())
-        self.pad = getattr(block._depthwise_conv, "static_padding", nn.Identity())
         self.project = fuse_conv_bn_eval(block._project_conv.eval(), block._bn2.eval())
         self.head = fuse_conv_bn_eval(net._conv_head.eval(), net._bn1.eval())
         self.fc = net._fc
@@ -39,7 +38,7 @@ class LabelHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act(self.expand(x))
-        h = self.act(self.depthwise(self.pad(h)))
+        h = self.act(self.depthwise(h))  # the fused conv keeps its own static "same" padding
         h = self.project(h)  # lite0's last block has no skip connection (192 -> 320 channels)
         h = self.act(self.head(h))
         return self.fc(h.mean((2, 3))).softmax(-1)
