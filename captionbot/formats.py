@@ -135,6 +135,10 @@ class CaptionResult:
     worker: str = ""
     latency_ms: float = 0.0
     context: dict[str, Any] = field(default_factory=dict)
+    # 0-1, the estimated chance the caption is right (1.0 from workers before it existed); the caption itself is
+    # already hedged ("Possibly a cat.") when low. Channels may choose not to post alt text below a threshold.
+    confidence: float = 1.0
+    labels: list[tuple[str, float]] = field(default_factory=list)  # top object words with their probabilities
 
     @property
     def user_message(self) -> str:
@@ -156,6 +160,7 @@ class CaptionResult:
         d["error"] = ErrorCode(d["error"]) if d.get("error") else None
         png = f.get("heatmap_png")
         d["heatmap_png"] = png if png is None or isinstance(png, bytes) else png.encode("latin-1")
+        d["labels"] = [(str(w), float(p)) for w, p in d.get("labels", [])]
         return cls(**d)
 
 

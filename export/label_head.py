@@ -94,8 +94,9 @@ def add_labels_to_bundle(bundle_dir: Path) -> None:
     write ``labels.json``, and record both in the manifest (``files`` hashes and the ``labels`` field)."""
     import json
 
-    from captionbot import formats
     from captionbot.export.label_table import PROVENANCE, build_table, categories
+
+    from captionbot import formats
 
     bundle_dir = Path(bundle_dir)
     manifest = formats.Manifest.from_json((bundle_dir / formats.MANIFEST_FILE).read_text(encoding="utf-8"))

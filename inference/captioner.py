@@ -8,12 +8,14 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, SpecialIds, beam_search
+from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
+from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
 from PIL import Image
@@ -35,6 +37,8 @@ class CaptionOutput:
     score: float  # mean log-probability per token (<end> included): closer to 0 is more confident
     alphas: np.ndarray  # [T, P]: attention over the feature grid for each of the T words
     heatmap_png: bytes | None = None
+    confidence: float = 1.0  # 0-1: estimated chance the caption is right (inference/confidence.py)
+    labels: list[tuple[str, float]] = field(default_factory=list)  # top object words and their probabilities
 
 
 def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
@@ -134,6 +138,11 @@ class Captioner:
         self.bundle = bundle
         self.options = options or served_options(bundle.manifest.decoder.max_len, itos=bundle.itos)
         self.max_pixels = max_pixels
+        self.labels = None  # the bundle's label table: bundles without one caption as before
+        if bundle.has_labels:
+            from captionbot.inference.labels import LabelTable
+
+            self.labels = LabelTable.load(bundle.path / bundle.manifest.labels["file"])
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
         # Pillow releases the GIL while it decodes and resizes, so a batch's images decode in parallel.
@@ -189,11 +198,23 @@ class Captioner:
                 results[i] = out
             else:
                 decoded.append((i, *out))
+        blank = [(i, text) for i, img, _ in decoded if (text := describe_blank(img))]
+        for i, text in blank:  # nothing in the picture: say so, never the model's guess
+            results[i] = CaptionOutput(text, text.rstrip(".").lower().split(), 0.0, np.zeros((0, 0)), None, 1.0)
+        decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
             batch = np.stack([arr for _, _, arr in decoded])
-            hyps = caption_arrays(self.bundle, batch, replace(self.options, beam_size=beam_size))
-            for (i, img, _), hyp in zip(decoded, hyps, strict=True):
-                words = [self.bundle.itos[t] for t in hyp.tokens]
-                png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
-                results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png)
+            options = replace(self.options, beam_size=beam_size)
+            if self.labels is None:
+                hyps = caption_arrays(self.bundle, batch, options)
+                for (i, img, _), hyp in zip(decoded, hyps, strict=True):
+                    words = [self.bundle.itos[t] for t in hyp.tokens]
+                    png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
+                    results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png)
+            else:
+                for (i, img, _), d in zip(
+                    decoded, describe_arrays(self.bundle, self.labels, batch, options), strict=True
+                ):
+                    png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
+                    results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, d.confidence, d.labels)
         return results  # type: ignore[return-value]  # every slot is filled above
