@@ -2,8 +2,7 @@
 out of domain): BLEU-4 / METEOR / CIDEr on half A (first half by image id), half B and all, for each guidance
 threshold; per-image records (caption, labels, scores, per-image CIDEr) go to a JSON file for the confidence fit.
 
-    .venv/bin/python bench/coco_dev_eval.py --thresholds none,0.2,0.3,0.4,0.5,0.6,0.7 \
-        --out bench/results/coco_dev_eval.json
+    .venv/bin/python bench/coco_dev_eval.py --out bench/results/coco_dev_eval.json
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
-from captionbot.inference.guided import guide_captions  # noqa: E402
+from captionbot.inference.guided import ANY_LABEL, SERVED_POLICY, GuidePolicy, choose_label, guide_captions  # noqa: E402
 from captionbot.inference.labels import LabelTable, entropy, mentions  # noqa: E402
 from captionbot.training.data import read_coco, read_flickr8k  # noqa: E402
 from captionbot.training.metrics import ptb_tokenize, score_captions  # noqa: E402
@@ -39,7 +38,7 @@ def per_image_cider(refs: dict[str, list[str]], caps: dict[str, str]) -> dict[st
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, default=REPO / "models" / "default")
-    ap.add_argument("--thresholds", default="none,0.2,0.3,0.4,0.5,0.6,0.7")
+    ap.add_argument("--thresholds", default="0.2,0.3,0.5", help="label thresholds of the ungated variants")
     ap.add_argument("--metrics", default="BLEU,METEOR,CIDEr")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -51,8 +50,10 @@ def main() -> int:
     captioner = Captioner.load(args.bundle)
     bundle = captioner.bundle
     table = LabelTable.load(args.bundle / bundle.manifest.labels["file"])
-    thresholds = [None if t == "none" else float(t) for t in args.thresholds.split(",")]
-    low = min((t for t in thresholds if t is not None), default=1.1)
+    variants: dict[str, GuidePolicy | None] = {"free (served before)": None}
+    for t in args.thresholds.split(","):
+        variants[f"any guiding label >= {t}"] = GuidePolicy(float(t), 0.0, float(t))
+    variants["served policy"] = SERVED_POLICY
     records: dict[str, list[dict]] = {}
     for name, images in sets.items():
         images = sorted(images, key=lambda im: im.image_id)
@@ -67,15 +68,15 @@ def main() -> int:
         guided = []
         for i in range(0, len(feats), 32):
             guided += guide_captions(
-                bundle, feats[i : i + 32], free[i : i + 32], labels[i : i + 32], captioner.options, low
+                bundle, feats[i : i + 32], free[i : i + 32], labels[i : i + 32], captioner.options, ANY_LABEL
             )
         refs = {im.image_id: im.captions for im in images}
         half = len(images) // 2
         parts = {"A": images[:half], "B": images[half:], "all": images}
-        for t in thresholds:
+        for vname, policy in variants.items():
             caps = {}
-            for im, g in zip(images, guided, strict=True):
-                use = t is not None and g.label is not None and g.label.prob >= t
+            for im, g, labs in zip(images, guided, labels, strict=True):
+                use = policy is not None and choose_label(labs, g.free_words, g.free_score, policy) is not None
                 caps[im.image_id] = " ".join(g.words if use else g.free_words)
             row = []
             for pname, part in parts.items():
@@ -89,7 +90,7 @@ def main() -> int:
                     + (f" B4 {s['Bleu_4']:.3f} M {s['METEOR']:.3f}" if "Bleu_4" in s and pname == "all" else "")
                 )
             changed = sum(caps[im.image_id] != " ".join(g.free_words) for im, g in zip(images, guided, strict=True))
-            print(f"{name} guide>={t}: " + "; ".join(row) + f"; changed {changed}/{len(images)}", flush=True)
+            print(f"{name} {vname}: " + "; ".join(row) + f"; changed {changed}/{len(images)}", flush=True)
         free_caps = {im.image_id: " ".join(g.free_words) for im, g in zip(images, guided, strict=True)}
         guided_caps = {im.image_id: " ".join(g.words) for im, g in zip(images, guided, strict=True)}
         c_free, c_guided = per_image_cider(refs, free_caps), per_image_cider(refs, guided_caps)
@@ -101,6 +102,7 @@ def main() -> int:
                 "free": free_caps[im.image_id],
                 "guided": guided_caps[im.image_id],
                 "label": g.label.word if g.label else None,
+                "served_guided": choose_label(labs, g.free_words, g.free_score, SERVED_POLICY) is not None,
                 "label_prob": g.label.prob if g.label else None,
                 "free_score": g.free_score,
                 "score": g.score,

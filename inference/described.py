@@ -8,10 +8,8 @@ import numpy as np
 from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.bundle import Bundle
 from captionbot.inference.confidence import confidence, features, hedged
-from captionbot.inference.guided import guide_captions
+from captionbot.inference.guided import SERVED_POLICY, GuidePolicy, guide_captions
 from captionbot.inference.labels import LabelTable, entropy, mentions
-
-GUIDE_MIN_PROB = 0.5  # a label starts the caption from this summed probability (chosen on COCO dev half A)
 
 
 @dataclass
@@ -25,7 +23,7 @@ class Description:
 
 
 def describe_arrays(
-    bundle: Bundle, table: LabelTable, images: np.ndarray, options: BeamOptions, min_prob: float = GUIDE_MIN_PROB
+    bundle: Bundle, table: LabelTable, images: np.ndarray, options: BeamOptions, policy: GuidePolicy = SERVED_POLICY
 ) -> list[Description]:
     """Preprocessed images [B,3,H,W] -> one :class:`Description` each (encoder with labels, free beam search,
     guided second pass for the images whose confident label the free caption misses)."""
@@ -38,7 +36,7 @@ def describe_arrays(
     free = caption_features(bundle, feats, options)
     out = []
     ent = entropy(probs)
-    for g, labs, h in zip(guide_captions(bundle, feats, free, labels, options, min_prob), labels, ent, strict=True):
+    for g, labs, h in zip(guide_captions(bundle, feats, free, labels, options, policy), labels, ent, strict=True):
         names_top = bool(labs) and mentions(g.words, labs[0].word)
         conf = confidence(features(g.score, labs, float(h), g.label is not None, names_top))
         sentence = hedged(as_sentence(g.words), labs, conf)
