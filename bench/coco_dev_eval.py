@@ -41,6 +41,7 @@ def main() -> int:
     ap.add_argument("--thresholds", default="0.2,0.3,0.5", help="label thresholds of the ungated variants")
     ap.add_argument("--metrics", default="BLEU,METEOR,CIDEr")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--sets", default="flickr8k-dev,coco-dev")
     args = ap.parse_args()
     data = Path(os.environ.get("CAPTIONBOT_DATA", REPO.parent / "shared" / "data"))
     sets = {
@@ -55,7 +56,7 @@ def main() -> int:
         variants[f"any guiding label >= {t}"] = GuidePolicy(float(t), 0.0, float(t))
     variants["served policy"] = SERVED_POLICY
     records: dict[str, list[dict]] = {}
-    for name, images in sets.items():
+    for name, images in ((k, v) for k, v in sets.items() if k in args.sets.split(",")):
         images = sorted(images, key=lambda im: im.image_id)
         arrays = np.stack([a for _, a in captioner.preprocess_many([im.path.read_bytes() for im in images])])
         enc = [bundle.encode_with_labels(arrays[i : i + ENCODER_CHUNK]) for i in range(0, len(arrays), ENCODER_CHUNK)]
