@@ -2,7 +2,7 @@
 
 A caption model asked about a blank white image answers with its most common training caption ("a man in a blue
 shirt"); here the pixels decide first. An image is blank when its smaller side is under ``MIN_SIDE`` pixels or when
-its grey levels barely vary (standard deviation under ``MAX_STD`` of 255, on a 64×64 thumbnail).
+its grey levels barely vary (standard deviation under ``MAX_STD`` of 255, on 64×64 nearest-neighbour samples).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def describe_blank(img: Image.Image) -> str | None:
     if min(img.size) < MIN_SIDE:
         small = np.asarray(img.convert("RGB"), dtype=np.float32).reshape(-1, 3)
         return f"A tiny {colour_name(small.mean(0))} image of {img.size[0]}×{img.size[1]} pixels."
-    thumb = np.asarray(img.convert("RGB").resize((64, 64)), dtype=np.float32).reshape(-1, 3)
+    # nearest-neighbour samples: a blank image has the same value everywhere, and this costs next to nothing
+    thumb = np.asarray(img.convert("RGB").resize((64, 64), Image.Resampling.NEAREST), dtype=np.float32).reshape(-1, 3)
     if thumb.mean(1).std() < MAX_STD and thumb.std(0).max() < MAX_STD:
         return f"A blank {colour_name(thumb.mean(0))} image."
     return None

@@ -58,11 +58,9 @@ class LabelTable:
         words = sorted({c["word"] for c in classes if c["word"]})
         self.words = words
         index = {w: i for i, w in enumerate(words)}
-        # [1000, W] 0/1 matrix: class -> word (unmapped classes have no column)
-        self.to_word = np.zeros((1000, len(words)), dtype=np.float32)
-        for c in classes:
-            if c["word"]:
-                self.to_word[c["index"], index[c["word"]]] = 1.0
+        # class -> column of its word in ``words`` (classes without a word are left out)
+        self.mapped = np.array([c["index"] for c in classes if c["word"]])
+        self.column = np.array([index[c["word"]] for c in classes if c["word"]])
         self.guide = {c["word"]: bool(c["guide"]) for c in classes if c["word"]}
         self.group = {c["word"]: c["group"] for c in classes if c["word"]}
 
@@ -72,7 +70,8 @@ class LabelTable:
 
     def word_probs(self, probs: np.ndarray) -> np.ndarray:
         """[B,1000] class probabilities -> [B,W] word probabilities (columns in ``self.words`` order)."""
-        return probs @ self.to_word
+        probs = np.asarray(probs, dtype=np.float32)
+        return np.stack([np.bincount(self.column, row[self.mapped], len(self.words)) for row in probs])
 
     def top(self, probs: np.ndarray, k: int = 5, min_prob: float = 0.02) -> list[list[Label]]:
         """Per image: up to ``k`` words with summed probability >= ``min_prob``, most probable first."""
