@@ -198,9 +198,12 @@ class Captioner:
                 results[i] = out
             else:
                 decoded.append((i, *out))
-        blank = [(i, text) for i, img, _ in decoded if (text := describe_blank(img))]
-        for i, text in blank:  # nothing in the picture: say so, never the model's guess
-            results[i] = CaptionOutput(text, text.rstrip(".").lower().split(), 0.0, np.zeros((0, 0)), None, 1.0)
+        for i, img, _ in decoded:  # nothing in the picture: say so, never the model's guess
+            if text := describe_blank(img):
+                words = text.rstrip(".").lower().split()
+                alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
+                png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
+                results[i] = CaptionOutput(text, words, 0.0, alphas, png, 1.0)
         decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
             batch = np.stack([arr for _, _, arr in decoded])
