@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
-from captionbot.inference.guided import ANY_LABEL, SERVED_POLICY, GuidePolicy, choose_label, guide_captions  # noqa: E402
+from captionbot.inference.guided import ANY_LABEL, REDO_NAMED, SERVED_POLICY, GuidePolicy, choose_label, guide_captions  # noqa: E402
 from captionbot.inference.labels import LabelTable, entropy, mentions  # noqa: E402
 from captionbot.training.data import read_coco, read_flickr8k  # noqa: E402
 from captionbot.training.metrics import ptb_tokenize, score_captions  # noqa: E402
@@ -54,6 +54,7 @@ def main() -> int:
     variants: dict[str, GuidePolicy | None] = {"free (served before)": None}
     for t in args.thresholds.split(","):
         variants[f"any guiding label >= {t}"] = GuidePolicy(float(t), 0.0, float(t))
+    variants["served policy + rewrite unsure captions that name a non-animal label"] = REDO_NAMED
     variants["served policy"] = SERVED_POLICY
     records: dict[str, list[dict]] = {}
     for name, images in ((k, v) for k, v in sets.items() if k in args.sets.split(",")):
