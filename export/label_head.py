@@ -92,9 +92,8 @@ def add_label_output(encoder_path: Path, out_path: Path, opset: int = 17) -> Non
 def add_labels_to_bundle(bundle_dir: Path) -> None:
     """Give a bundle its label head and word table: rewrite ``encoder.onnx`` with the ``label_probs`` output,
     write ``labels.json``, and record both in the manifest (``files`` hashes and the ``labels`` field)."""
-    import json
 
-    from captionbot.export.label_table import PROVENANCE, build_table, categories
+    from captionbot.export.label_table import PROVENANCE, build_table, categories, dumps
 
     from captionbot import formats
 
@@ -105,7 +104,7 @@ def add_labels_to_bundle(bundle_dir: Path) -> None:
     add_label_output(encoder, tmp, manifest.opset)
     tmp.replace(encoder)
     table = {"provenance": PROVENANCE, "source": "efficientnet_lite0 ImageNet-1k", "classes": build_table(categories())}
-    (bundle_dir / formats.LABELS_FILE).write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+    (bundle_dir / formats.LABELS_FILE).write_text(dumps(table), encoding="utf-8")
     for name in (formats.ENCODER_FILE, formats.LABELS_FILE):
         manifest.files[name] = formats.sha256_file(bundle_dir / name)
     manifest.labels = {

@@ -730,6 +730,13 @@ PROVENANCE = (
 )
 
 
+def dumps(doc: dict) -> str:
+    """The table as JSON, one class per line (small, and diffs stay readable)."""
+    head = {k: v for k, v in doc.items() if k != "classes"}
+    lines = [json.dumps(c, separators=(",", ":")) for c in doc["classes"]]
+    return json.dumps(head)[:-1] + ',\n"classes":[\n' + ",\n".join(lines) + "\n]}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     out = Path((argv or sys.argv[1:])[0])
     doc = {
@@ -737,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
         "source": "efficientnet_lite0 ImageNet-1k classifier",
         "classes": build_table(categories()),
     }
-    out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    out.write_text(dumps(doc), encoding="utf-8")
     mapped = sum(e["word"] is not None for e in doc["classes"])
     print(f"{out}: {mapped} of 1000 classes mapped to words, {sum(e['guide'] for e in doc['classes'])} may guide")
 

@@ -47,7 +47,7 @@ ANCHORS = {
 # After a forced non-animal label, the caption may go on only with these words (and end): what COCO captions say
 # after an object noun ("a cup of coffee on a table next to a laptop"), so no "a tripod plays guitar" or "a cup of
 # coffee with a ball in its mouth" from a decoder that learnt its verbs on people and dogs.
-# ``bench/continuation_words.py --min-count 20`` (121 words; "s" dropped).
+# ``bench/continuation_words.py --min-count 20`` (121 words; "s" dropped here).
 _CONTINUATION = (
     "a above along an and are area as at back background bananas bathroom beach bed behind black blue bowl "
     "bridge building by car cars cat chair city computer couch covered desk down driving empty field filled "
