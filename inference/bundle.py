@@ -104,6 +104,18 @@ class Bundle:
         """images [B,3,H,W] float32 -> features [B,P,C]."""
         return self.encoder.run(None, {"images": images})[0]
 
+    @property
+    def has_labels(self) -> bool:
+        """Whether the encoder also gives ImageNet class probabilities (manifest ``labels``; bundles >= 1.2)."""
+        return bool(self.manifest.labels)
+
+    def encode_with_labels(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """images [B,3,H,W] -> (features [B,P,C], class probabilities [B,1000] or None without a label head)."""
+        if not self.has_labels:
+            return self.encode(images), None
+        feats, probs = self.encoder.run(["features", self.manifest.labels["output"]], {"images": images})
+        return feats, probs
+
     def init(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, c, att_proj = self.decoder_init.run(None, {"features": features})
         return h, c, att_proj
@@ -121,7 +133,8 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     formats.verify_bundle_files(bundle_dir, manifest)
-    for name in (*GRAPH_FILES, formats.VOCAB_FILE):
+    required = (*GRAPH_FILES, formats.VOCAB_FILE, *([manifest.labels["file"]] if manifest.labels else []))
+    for name in required:
         if name not in manifest.files:
             raise BundleError(f"{bundle_dir}: manifest lists no sha256 for {name}")
     itos = read_vocab(bundle_dir, manifest)

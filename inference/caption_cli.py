@@ -68,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
             line = f"{path}: {out.user_message}"
         else:
             record = {"image": str(path), "caption": out.caption, "words": out.words, "score": round(out.score, 4),
+                      "confidence": round(out.confidence, 3), "labels": out.labels,
                       "model_version": captioner.model_version, "text": out.text}
             line = f"{path}: {out.caption}" + (f"  Text in image: {out.text}" if out.text else "")
             if out.heatmap_png is not None:

@@ -8,13 +8,15 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search
+from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
+from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.policy import beam_options, bundle_policy
 from captionbot.inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
@@ -41,6 +43,8 @@ class CaptionOutput:
     alphas: np.ndarray  # [T, P]: attention over the feature grid for each of the T words
     heatmap_png: bytes | None = None
     text: str = ""  # text read in the image (TextReader), "" when none was found or reading is off
+    confidence: float = 1.0  # 0-1: estimated chance the caption is right (inference/confidence.py)
+    labels: list[tuple[str, float]] = field(default_factory=list)  # top object words and their probabilities
 
 
 def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
@@ -78,6 +82,11 @@ class Captioner:
         self._text_pool: ThreadPoolExecutor | None = None
         self.options = options or served_options(bundle)
         self.max_pixels = max_pixels
+        self.labels = None  # the bundle's label table: bundles without one caption as before
+        if bundle.has_labels:
+            from captionbot.inference.labels import LabelTable
+
+            self.labels = LabelTable.load(bundle.path / bundle.manifest.labels["file"])
         enc = bundle.manifest.encoder
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
         # Pillow releases the GIL while it decodes and resizes, so a batch's images decode in parallel.
@@ -141,16 +150,30 @@ class Captioner:
                 results[i] = out
             else:
                 decoded.append((i, *out))
+        for i, img, _ in decoded:  # nothing in the picture: say so, never the model's guess
+            if text := describe_blank(img):
+                words = text.rstrip(".").lower().split()
+                alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
+                png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
+                results[i] = CaptionOutput(text, words, 0.0, alphas, png, confidence=1.0)
+        decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
-            texts = [self._start_reading(images[i], img) for i, img, _ in decoded]
+            readings = [self._start_reading(images[i], img) for i, img, _ in decoded]
             batch = np.stack([arr for _, _, arr in decoded])
             options = replace(self.options, beam_size=beam_size or self.options.beam_size)
-            hyps = caption_arrays(self.bundle, batch, options)
-            for (i, img, _), hyp, text in zip(decoded, hyps, texts, strict=True):
-                words = [self.bundle.itos[t] for t in hyp.tokens]
-                png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
-                results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png,
-                                           text.result() if text else "")
+            if self.labels is None:
+                hyps = caption_arrays(self.bundle, batch, options)
+                for (i, img, _), hyp, reading in zip(decoded, hyps, readings, strict=True):
+                    words = [self.bundle.itos[t] for t in hyp.tokens]
+                    png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
+                    results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png,
+                                               reading.result() if reading else "")
+            else:
+                described = describe_arrays(self.bundle, self.labels, batch, options)
+                for (i, img, _), d, reading in zip(decoded, described, readings, strict=True):
+                    png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
+                    results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png,
+                                               reading.result() if reading else "", d.confidence, d.labels)
         filled = [out for out in results if out is not None]
         assert len(filled) == len(images), "every slot is filled above"
         return filled
