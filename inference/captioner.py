@@ -78,7 +78,8 @@ class Captioner:
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                  decode_threads: int = 1, text_reader: TextReader | None = None):
         self.bundle = bundle
-        self.text_reader = text_reader  # None: no text reading
+        self.text_reader = text_reader  # None: text is read only in images the labels call documents
+        self._gate_all = text_reader is not None  # every image passes the text gate, not only documents
         self._text_pool: ThreadPoolExecutor | None = None
         self.options = options or served_options(bundle)
         self.max_pixels = max_pixels
@@ -172,16 +173,38 @@ class Captioner:
                 described = describe_arrays(self.bundle, self.labels, batch, options)
                 for (i, img, _), d, reading in zip(decoded, described, readings, strict=True):
                     png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
-                    results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png,
-                                               reading.result() if reading else "", d.confidence, d.labels)
+                    text = reading.result() if reading else ""
+                    if d.document and not text:
+                        text = self._read_document(images[i])
+                    results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, text, d.confidence,
+                                               d.labels)
         filled = [out for out in results if out is not None]
         assert len(filled) == len(images), "every slot is filled above"
         return filled
 
+    def _read_document(self, data: bytes) -> str:
+        """The text of an image the labels call a document (screenshot, menu, page): read whether or not
+        ``read_text`` is on, since such images are rare among photos and their text is what they say. "" when no
+        text reader can be loaded here (its packages are optional)."""
+        if self.text_reader is None:
+            try:
+                from captionbot.inference.text_reader import TextReader
+
+                self.text_reader = TextReader()
+                self._gate_all = False
+            except ImportError as exc:
+                log.warning("cannot read the text of a document image: %s", exc)
+                return ""
+        try:
+            return self.text_reader.read(data)
+        except Exception:  # reading text is an extra: a failure here must not cost the caption
+            log.exception("reading the text of a document image failed")
+            return ""
+
     def _start_reading(self, data: bytes, img: Image.Image) -> Future[str] | None:
         """Read the image's text on a thread of its own while the batch is captioned: the beam search leaves a
         core mostly idle, so most of the text gate's cost hides there (``bench/text_reading.py``)."""
-        if self.text_reader is None:
+        if self.text_reader is None or not self._gate_all:
             return None
         if self._text_pool is None:
             self._text_pool = ThreadPoolExecutor(1, "text")

@@ -12,6 +12,7 @@ from captionbot.inference.captioner import Captioner
 from captionbot.inference.confidence import HEDGE_BELOW, hedged
 from captionbot.inference.labels import Label, LabelTable
 from PIL import Image
+from text_samples import chat_screenshot, word_recall
 
 from captionbot import formats
 from captionbot.settings import DEFAULT_BUNDLE
@@ -132,3 +133,15 @@ def test_label_words_add_up_over_classes():
     (top,) = table.top(probs)
     assert (top[0].word, round(top[0].prob, 3)) == ("dog", 0.6)
     assert top[1].word == "cat"
+
+
+def test_a_chat_screenshot_is_described_as_a_screenshot_with_its_text_not_as_a_photo(labelled: Captioner) -> None:
+    """The caption model only knows photos of scenes ("a little girl in a blue shirt"); a screenshot is said to be
+    one, and its text is read even where reading text in every image is off."""
+    sample = chat_screenshot()
+    [out] = labelled.caption_images([sample.image])
+    assert not isinstance(out, formats.ImageRejected)
+    assert out.caption == "A screenshot.", out.caption
+    found, total = word_recall(sample.text, out.text)
+    assert found >= 0.8 * total, out.text
+    assert out.labels[0][0] == "screenshot"
