@@ -47,4 +47,18 @@ def hedged(sentence: str, labels: Sequence[Label], conf: float, below: float = H
     sure = next((lab for lab in labels if lab.guide and lab.prob >= LABEL_ONLY_MIN_PROB), None)
     if sure is not None:
         return f"Possibly {article(sure.word)} {sure.word}."
-    return f"Possibly {sentence[:1].lower()}{sentence[1:]}"
+    return f"Possibly {subject(sentence[:1].lower() + sentence[1:].rstrip('.'))}."
+
+
+# Where the subject of a served caption ends: "a man in a white jacket | is running through the camera".
+VERB_CUES = frozenset((
+    "is are sits sitting stands standing walks walking runs running plays playing jumps jumping rides riding "
+    "holds holding looks looking climbs climbing swims swimming lies lying lays laying waits waiting"
+).split())
+
+
+def subject(caption: str) -> str:
+    """Say less when unsure: the caption up to its first verb ("a man in a white jacket"), or all of it."""
+    words = caption.split()
+    cut = next((i for i, w in enumerate(words) if w in VERB_CUES and i >= 2), len(words))
+    return " ".join(words[:cut])
