@@ -51,7 +51,11 @@ def hedged(sentence: str, labels: Sequence[Label], conf: float, below: float = H
 
 
 # Where the subject of a served caption ends: "a man in a white jacket | is running through the camera".
-VERB_CUES = frozenset(["is", "are", "sits", "sitting", "stands", "standing", "walks", "walking", "runs", "running", "plays", "playing", "jumps", "jumping", "rides", "riding", "holds", "holding", "looks", "looking", "climbs", "climbing", "swims", "swimming", "lies", "lying", "lays", "laying", "waits", "waiting"])
+VERB_CUES = frozenset({
+    "is", "are", "sits", "sitting", "stands", "standing", "walks", "walking", "runs", "running", "plays",
+    "playing", "jumps", "jumping", "rides", "riding", "holds", "holding", "looks", "looking", "climbs",
+    "climbing", "swims", "swimming", "lies", "lying", "lays", "laying", "waits", "waiting",
+})
 
 
 def subject(caption: str) -> str:
