@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+import pytest
 from bot_story import BotUnderTest, quiet, replies, turn_on
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
+from PIL import Image
 
 
 async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: StandIn, bot: BotUnderTest,
@@ -92,3 +96,29 @@ async def test_a_message_delivered_twice_is_described_once(standin: StandIn, bot
     await standin.gateway.dispatch_message(posted)
     await quiet(standin)
     assert len(standin.replies_to(posted)) == 1
+
+
+def rocket_launch() -> FileToPost:
+    """A real photo the model is unsure of (scikit-image's rocket launch: confidence 0.06, "Possibly an oil rig.")."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image gives the real sample photo")
+    buf = io.BytesIO()
+    Image.fromarray(data.rocket()).convert("RGB").save(buf, "JPEG", quality=92)
+    return FileToPost("rocket.jpg", buf.getvalue(), "image/jpeg")
+
+
+async def test_a_channel_that_skips_uncertain_descriptions_posts_only_those_the_model_is_sure_of(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    confirmation = await turn_on(standin, "alt-text", skip_uncertain=True)
+    assert "not posted" in confirmation.content, confirmation.content
+    await turn_on(standin, "gallery")
+
+    unsure_here = await standin.post_message("alt-text", "alice", files=[rocket_launch()])
+    unsure_there = await standin.post_message("gallery", "alice", files=[rocket_launch()])
+    [hedged] = await replies(standin, unsure_there)
+    assert hedged.content.startswith("Image description: Possibly"), hedged.content
+    await quiet(standin)
+    assert standin.replies_to(unsure_here) == [], "an uncertain description is not posted where the channel says so"
+
+    sure = await standin.post_message("alt-text", "bob", files=[photos[0]])
+    [reply] = await replies(standin, sure)
+    assert reply.content.startswith("Image description: ") and "Possibly" not in reply.content
