@@ -174,27 +174,29 @@ class Captioner:
                 for (i, img, _), d, reading in zip(decoded, described, readings, strict=True):
                     png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
                     text = reading.result() if reading else ""
-                    if d.document and not text:
-                        text = self._read_document(images[i])
+                    if not text and (d.document or (d.text_likely and not self._gate_all)):
+                        text = self._read_where_labels_say(images[i], img, document=d.document)
                     results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, text, d.confidence,
                                                d.labels)
         filled = [out for out in results if out is not None]
         assert len(filled) == len(images), "every slot is filled above"
         return filled
 
-    def _read_document(self, data: bytes) -> str:
-        """The text of an image the labels call a document (screenshot, menu, page): read whether or not
-        ``read_text`` is on, since such images are rare among photos and their text is what they say. "" when no
-        text reader can be loaded here (its packages are optional)."""
+    def _read_where_labels_say(self, data: bytes, img: Image.Image, *, document: bool) -> str:
+        """Text reading led by the labels, whether or not every image is gated (``read_text``): an image the
+        labels call a document (screenshot, menu, page) is read at once; one where they say text is likely (a
+        sign, a book, ...) goes through the text detector's gate first. Photos almost never get here, so they pay
+        nothing (docs/inference.md, "Text in images"). "" when no text reader can be loaded (optional packages)."""
         if self.text_reader is None:
             try:
                 from captionbot.inference.text_reader import TextReader
 
                 self.text_reader = TextReader()
-                self._gate_all = False
             except ImportError as exc:
-                log.warning("cannot read the text of a document image: %s", exc)
+                log.warning("cannot read the text in an image: %s", exc)
                 return ""
+        if not document:
+            return self.text_reader.read_if_likely(data, img)
         try:
             return self.text_reader.read(data)
         except Exception:  # reading text is an extra: a failure here must not cost the caption

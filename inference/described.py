@@ -18,6 +18,11 @@ from captionbot.inference.labels import Label, LabelTable, entropy, mentions
 # label at >= 0.2 (bench/results/coco_dev_eval.json), so the dev scores are unchanged.
 DOCUMENT_WORDS = frozenset({"screenshot", "menu", "crossword puzzle", "comic book"})
 DOCUMENT_MIN_PROB = 0.3
+# Text is likely enough to run the text detector when the labels that show text (group "text" in labels.json:
+# screenshot, menu, sign, book, comic book, crossword, scoreboard) sum to this: 11 of 15 rendered text images
+# (4 of 6 memes over photos missed) and 4 of 288 Flickr8k photos, so photos almost never pay for the detector.
+# Chosen on those same images (tests/text_samples.py), not confirmed on others (docs/inference.md).
+TEXT_LIKELY_MIN = 0.05
 
 
 def document_label(labels: list[Label]) -> Label | None:
@@ -35,6 +40,7 @@ class Description:
     confidence: float
     labels: list[tuple[str, float]]
     document: bool = False  # a screenshot, menu or page: its text is worth reading
+    text_likely: bool = False  # the labels say the image may show text: worth running the text detector
 
 
 def describe_arrays(
@@ -48,21 +54,25 @@ def describe_arrays(
     feats = np.concatenate([f for f, _ in enc])
     probs = np.concatenate([p for _, p in enc])
     labels = table.top(probs)
+    text_likely = table.text_mass(probs) >= TEXT_LIKELY_MIN
     free = caption_features(bundle, feats, options)
     out = []
     ent = entropy(probs)
-    for g, labs, h in zip(guide_captions(bundle, feats, free, labels, options, policy), labels, ent, strict=True):
+    guided = guide_captions(bundle, feats, free, labels, options, policy)
+    for g, labs, h, likely in zip(guided, labels, ent, text_likely, strict=True):
         doc = document_label(labs)
         if doc is not None:
             words = f"{article(doc.word)} {doc.word}".split()
             alphas = np.full((len(words), feats.shape[1]), 1.0 / feats.shape[1], dtype=np.float32)
             out.append(Description(as_sentence(words), words, alphas, g.score, doc.prob,
-                                   [(lab.word, round(lab.prob, 4)) for lab in labs], document=True))
+                                   [(lab.word, round(lab.prob, 4)) for lab in labs], document=True,
+                                   text_likely=True))
             continue
         names_top = bool(labs) and mentions(g.words, labs[0].word)
         conf = confidence(features(g.score, labs, float(h), g.label is not None, names_top))
         sentence = hedged(as_sentence(g.words), labs, conf)
         out.append(
-            Description(sentence, g.words, g.alphas, g.score, conf, [(lab.word, round(lab.prob, 4)) for lab in labs])
+            Description(sentence, g.words, g.alphas, g.score, conf, [(lab.word, round(lab.prob, 4)) for lab in labs],
+                        text_likely=bool(likely))
         )
     return out

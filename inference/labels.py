@@ -63,6 +63,7 @@ class LabelTable:
         self.column = np.array([index[c["word"]] for c in classes if c["word"]])
         self.guide = {c["word"]: bool(c["guide"]) for c in classes if c["word"]}
         self.group = {c["word"]: c["group"] for c in classes if c["word"]}
+        self.text_classes = np.array([c["index"] for c in classes if c["group"] == "text"], dtype=np.int64)
 
     @classmethod
     def load(cls, path: Path) -> LabelTable:
@@ -72,6 +73,10 @@ class LabelTable:
         """[B,1000] class probabilities -> [B,W] word probabilities (columns in ``self.words`` order)."""
         probs = np.asarray(probs, dtype=np.float32)
         return np.stack([np.bincount(self.column, row[self.mapped], len(self.words)) for row in probs])
+
+    def text_mass(self, probs: np.ndarray) -> np.ndarray:
+        """[B,1000] -> [B]: the probability that the image shows text (screenshots, menus, signs, pages, ...)."""
+        return np.asarray(probs, dtype=np.float32)[:, self.text_classes].sum(axis=1)
 
     def top(self, probs: np.ndarray, k: int = 5, min_prob: float = 0.02) -> list[list[Label]]:
         """Per image: up to ``k`` words with summed probability >= ``min_prob``, most probable first."""

@@ -12,7 +12,7 @@ from captionbot.inference.captioner import Captioner
 from captionbot.inference.confidence import HEDGE_BELOW, hedged
 from captionbot.inference.labels import Label, LabelTable
 from PIL import Image
-from text_samples import chat_screenshot, word_recall
+from text_samples import bar_chart, chat_screenshot, word_recall
 
 from captionbot import formats
 from captionbot.settings import DEFAULT_BUNDLE
@@ -145,3 +145,20 @@ def test_a_chat_screenshot_is_described_as_a_screenshot_with_its_text_not_as_a_p
     found, total = word_recall(sample.text, out.text)
     assert found >= 0.8 * total, out.text
     assert out.labels[0][0] == "screenshot"
+
+
+def test_text_is_read_where_the_labels_say_it_is_likely_and_photos_never_load_the_reader(data_dir) -> None:
+    """Default serving (text reading not switched on for every image): a bar chart's labels say "text likely", so
+    its title is read; twenty Flickr8k photos never even load the text reader."""
+    photos = sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[:20]
+    captioner = Captioner.load(DEFAULT_BUNDLE, provider="cpu", threads=1)
+    if captioner.labels is None:
+        pytest.skip("models/default has no label head")
+    outs = captioner.caption_images([p.read_bytes() for p in photos])
+    assert all(not isinstance(o, formats.ImageRejected) and o.text == "" for o in outs)
+    assert captioner.text_reader is None, "no photo needed the text reader"
+
+    sample = bar_chart()
+    [out] = captioner.caption_images([sample.image])
+    assert not isinstance(out, formats.ImageRejected)
+    assert "Monthly Sales by Region" in out.text, out.text
