@@ -32,7 +32,7 @@ Every emission rule is applied in :func:`mask_log_probs`, the one place a wrappe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,9 @@ class BeamOptions:
     # when set: a word id outside this set is never emitted twice in one caption ("a dog and a dog"); the set holds
     # the function words that may repeat ("a", "the", "in", ...). None = off
     repeatable: frozenset[int] | None = None
+    # when set: [B, V] booleans, image b's captions may only use the words marked in row b (guided captions:
+    # inference/guided.py); None = any word
+    allowed_words: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -92,10 +95,14 @@ def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
 
 
 def mask_log_probs(
-    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]], special: SpecialIds, options: BeamOptions
+    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]], special: SpecialIds, options: BeamOptions,
+    row_images: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Apply the emission rules, in place, to ``log_probs`` [N, V] of rows whose words so far are ``token_rows``."""
+    """Apply the emission rules, in place, to ``log_probs`` [N, V] of rows whose words so far are ``token_rows``
+    (and whose images are ``row_images`` [N], for ``options.allowed_words``)."""
     log_probs[:, [special.pad, special.start, special.unk]] = -np.inf
+    if options.allowed_words is not None and row_images is not None:
+        log_probs[~options.allowed_words[row_images]] = -np.inf
     if options.min_words > 0:
         short = [row for row, toks in enumerate(token_rows) if len(toks) < options.min_words]
         log_probs[short, special.end] = -np.inf
@@ -243,7 +250,7 @@ def beam_search(
     steps = options.max_len + 1
     for t in range(steps):
         log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
-        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options)
+        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, rows.img)
         cand += rows.scores[:, None]  # [N, V]
         V = cand.shape[1]
         imgs, first_row, table = _candidate_table(cand, rows.img, kept_finished, K)
@@ -281,7 +288,7 @@ def greedy_search(
     done = np.zeros(B, dtype=bool)
     for _ in range(options.max_len + 1):
         log_probs, h, c, _ = step(words, h, c, features, att_proj)
-        lp = mask_log_probs(log_probs.astype(np.float64), out, special, options)
+        lp = mask_log_probs(log_probs.astype(np.float64), out, special, options, np.arange(B))
         words = lp.argmax(axis=1).astype(np.int64)
         for b in range(B):
             if not done[b]:

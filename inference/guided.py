@@ -18,7 +18,7 @@ of both dev sets, confirmed on half B (``bench/coco_dev_eval.py``, docs/model.md
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from captionbot.inference.beam_search import StepFn
@@ -128,36 +128,17 @@ def choose_label(
     return best if best.prob >= (policy.person_min_prob if person else policy.min_prob) else None
 
 
-def _row_key(features: np.ndarray) -> bytes:
-    # an image's features identify it among the search's rows (a sparse sample: post-ReLU6 features have many zeros,
-    # so a few values of one cell do not tell images apart)
-    return features.reshape(-1)[::97].tobytes()
-
-
-def prefixed_step(
-    step: StepFn, prefixes: Sequence[list[int]], allowed: Sequence[np.ndarray | None] | None = None
-) -> tuple[StepFn, list[list[np.ndarray]]]:
-    """Wrap a decoder step so that its FIRST call (all rows ``<start>``, one per image) also feeds image ``b``'s
-    ``prefixes[b]`` word by word; later calls pass through. Where ``allowed[b]`` is a boolean mask [V], image
-    ``b``'s rows may emit only those words afterwards. Returns the wrapped step and, per image, the attention maps
-    that produced the prefix words (filled on the first call)."""
+def prefixed_step(step: StepFn, prefixes: Sequence[list[int]]) -> tuple[StepFn, list[list[np.ndarray]]]:
+    """Wrap a decoder step so that its FIRST call (all rows ``<start>``, one per image, in image order) also feeds
+    image ``b``'s ``prefixes[b]`` word by word; later calls pass through. Returns the wrapped step and, per image,
+    the attention maps that produced the prefix words (filled on the first call)."""
     prefix_alphas: list[list[np.ndarray]] = [[] for _ in prefixes]
-    masks: dict[bytes, np.ndarray] = {}
     state = {"first": True}
-
-    def restrict(log_probs: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        for row in range(len(log_probs)):
-            mask = masks.get(_row_key(feats[row]))
-            if mask is not None:
-                log_probs[row, ~mask] = -np.inf
-        return log_probs
 
     def wrapped(word, h, c, feats, proj):
         if not state["first"]:
-            log_probs, h, c, alpha = step(word, h, c, feats, proj)
-            return (restrict(np.array(log_probs), feats) if masks else log_probs), h, c, alpha
+            return step(word, h, c, feats, proj)
         state["first"] = False
-        masks.update({_row_key(feats[b]): m for b, m in enumerate(allowed or []) if m is not None})
         log_probs, h, c, alpha = (np.array(x) for x in step(word, h, c, feats, proj))
         for j in range(max((len(p) for p in prefixes), default=0)):
             rows = np.array([b for b, p in enumerate(prefixes) if len(p) > j])
@@ -166,7 +147,7 @@ def prefixed_step(
             fed = np.array([prefixes[b][j] for b in rows], dtype=np.int64)
             lp, hr, cr, ar = step(fed, h[rows], c[rows], feats[rows], proj[rows])
             log_probs[rows], h[rows], c[rows], alpha[rows] = lp, hr, cr, ar
-        return restrict(log_probs, feats), h, c, alpha
+        return log_probs, h, c, alpha
 
     return wrapped, prefix_alphas
 
@@ -209,16 +190,14 @@ def guide_captions(
     h, c, att_proj = bundle.init(sub)
     inanimate = np.zeros(len(itos), dtype=bool)
     inanimate[[stoi[w] for w in CONTINUATION_WORDS if w in stoi] + [SPECIAL_IDS.end]] = True
-    allowed: list[np.ndarray | None] = []
-    for (_, label), prefix in zip(chosen, prefixes, strict=True):
-        if label.group in ("animal", "person"):
-            allowed.append(None)  # animals do things: the decoder's verbs fit ("a cat is playing in the grass")
-        else:
-            mask = inanimate.copy()
-            mask[[t for t in prefix.fed if itos[t] not in ("a", "an", "some", "of")]] = False  # no "a laptop laptop"
-            allowed.append(mask)
-    step, pre_alphas = prefixed_step(bundle.step, [p.fed for p in prefixes], allowed)
-    hyps = beam_search(step, sub, h, c, att_proj, options, SPECIAL_IDS)
+    allowed = np.ones((len(todo), len(itos)), dtype=bool)
+    for row, ((_, label), prefix) in enumerate(zip(chosen, prefixes, strict=True)):
+        if label.group not in ("animal", "person"):  # animals do things: the decoder's verbs fit ("a cat is playing")
+            allowed[row] = inanimate
+            nouns = [t for t in prefix.fed if itos[t] not in ("a", "an", "some", "of")]
+            allowed[row, nouns] = False  # no "a laptop laptop"
+    step, pre_alphas = prefixed_step(bundle.step, [p.fed for p in prefixes])
+    hyps = beam_search(step, sub, h, c, att_proj, replace(options, allowed_words=allowed), SPECIAL_IDS)
     for i, prefix, pa, hyp in zip(todo, prefixes, pre_alphas, hyps, strict=True):
         shown = list(prefix.shown)
         pa = (pa + [pa[-1]] * len(shown))[: len(shown)]  # one map per shown prefix word
