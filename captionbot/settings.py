@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     beam_size: int = DEFAULT_BEAM_SIZE
     max_image_bytes: int = MAX_IMAGE_BYTES
     max_pixels: int = MAX_PIXELS
-    # Also transcribe text in images (memes, screenshots, signs) where a cheap gate finds some. Off by default: it
-    # costs photos without text more than 15 % of throughput on 2 cores (docs/inference.md, "Text in images").
-    read_text: bool = False
+    # Transcribe text in images (screenshots, memes, signs). Unset: where the object labels say text is likely (free
+    # for photos); true: every image through the text detector's gate (finds more, but costs photos over 15 % of
+    # throughput on 2 cores); false: never (docs/inference.md, "Text in images").
+    read_text: bool | None = None
 
     # Observability
     metrics_port: int = 0  # 0 = no metrics/health HTTP server

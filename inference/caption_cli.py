@@ -1,8 +1,8 @@
 """``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--text] [--bundle DIR]``: caption files.
 
 One line per image (``path: caption``, then ``Text in image: …`` where text was read), or one JSON object per
-image with ``--json`` (``"text"``: the text read, "" if none or not asked for: ``--text`` or
-``CAPTIONBOT_READ_TEXT=1`` turns reading on).
+image with ``--json`` (``"text"``: the text read, "" if none: by default where the object labels say text is
+likely, with ``--text`` or ``CAPTIONBOT_READ_TEXT=1`` in every image the text gate passes, with ``--no-text`` never).
 A file that cannot be captioned gets its reason on the same line (or ``"error"`` in JSON) and makes the exit
 status 1.
 With several images, ``--heatmap OUT.png`` writes ``OUT-1.png``, ``OUT-2.png``, … in the order given.
@@ -25,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", default=None, help="auto, cpu or cuda (default $CAPTIONBOT_PROVIDER)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0 = its default)")
     parser.add_argument("--text", action=argparse.BooleanOptionalAction, default=None,
-                        help="also read text in images (default $CAPTIONBOT_READ_TEXT, off)")
+                        help="read text in every image the text gate passes (--no-text: never; default "
+                             "$CAPTIONBOT_READ_TEXT, else where the object labels say text is likely)")
 
 
 def heatmap_paths(out: Path, n: int) -> list[Path]:

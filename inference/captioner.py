@@ -76,10 +76,11 @@ class Captioner:
     """A loaded bundle plus decoding options. Thread-compatible, not thread-safe: one caller at a time."""
 
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 decode_threads: int = 1, text_reader: TextReader | None = None):
+                 decode_threads: int = 1, text_reader: TextReader | None = None, label_led_text: bool = True):
         self.bundle = bundle
-        self.text_reader = text_reader  # None: text is read only in images the labels call documents
-        self._gate_all = text_reader is not None  # every image passes the text gate, not only documents
+        self.text_reader = text_reader  # None: loaded on first need, if ``label_led_text``
+        self._gate_all = text_reader is not None  # every image passes the text gate, not only where labels say so
+        self._label_led_text = label_led_text  # read text where the object labels say it is likely
         self._text_pool: ThreadPoolExecutor | None = None
         self.options = options or served_options(bundle)
         self.max_pixels = max_pixels
@@ -96,11 +97,12 @@ class Captioner:
     @classmethod
     def load(
         cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-        read_text: bool = False,
+        read_text: bool | None = None,
     ) -> Captioner:
         """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``). Images are decoded
-        on as many threads as onnxruntime computes on (``threads``; 0: one per CPU). ``read_text``: also read the
-        text in images where the text gate finds some (``captionbot.inference.text_reader``)."""
+        on as many threads as onnxruntime computes on (``threads``; 0: one per CPU). Text in images
+        (``captionbot.inference.text_reader``) is read where the object labels say it is likely (``read_text``
+        None), in every image the text gate passes (True), or never (False)."""
         if bundle_dir is None:
             from captionbot.settings import DEFAULT_BUNDLE
 
@@ -111,7 +113,8 @@ class Captioner:
             from captionbot.inference.text_reader import TextReader
 
             reader = TextReader()
-        return cls(bundle, decode_threads=threads or os.cpu_count() or 1, text_reader=reader)
+        return cls(bundle, decode_threads=threads or os.cpu_count() or 1, text_reader=reader,
+                   label_led_text=read_text is not False)
 
     @property
     def model_version(self) -> str:
@@ -174,7 +177,7 @@ class Captioner:
                 for (i, img, _), d, reading in zip(decoded, described, readings, strict=True):
                     png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
                     text = reading.result() if reading else ""
-                    if not text and (d.document or (d.text_likely and not self._gate_all)):
+                    if self._label_led_text and not text and (d.document or (d.text_likely and not self._gate_all)):
                         text = self._read_where_labels_say(images[i], img, document=d.document)
                     results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, text, d.confidence,
                                                d.labels)

@@ -115,8 +115,9 @@ def test_the_captioner_returns_the_text_beside_the_caption(caption_bundle, sampl
     assert meme.caption and "when the code compiles on the first try" in meme.text.lower()
     assert photo.caption and photo.text == ""
     assert broken.code.value == "not_an_image"
-    assert Captioner.load(caption_bundle, provider="cpu", threads=1).caption_images(
-        [samples["meme"].image])[0].text == "", "reading is off unless asked for"
+    default = Captioner.load(caption_bundle, provider="cpu", threads=1)
+    assert default.caption_images([flickr_photos[1]])[0].text == ""
+    assert default.text_reader is None, "without read_text a photo does not even load the reader"
 
 
 def test_caption_cli_json_prints_the_text(caption_bundle, samples, tmp_path, capsys) -> None:
