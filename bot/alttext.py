@@ -21,6 +21,11 @@ from discord.ext import commands
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+NO_CONTENT_INTENT = (
+    "Automatic alt text can't work here: this bot runs without the **Message Content** intent, so Discord hides "
+    "the images people post from it. Nothing changed. Whoever runs the bot can turn that intent on (and start it "
+    "without `--no-alt-text`); meanwhile anyone can use `/caption` or **Apps → Describe image**.")
+
 
 class MissingSettingsPermission(app_commands.CheckFailure):
     """The member may not change alt-text settings here; the message says which permission it takes."""
@@ -89,7 +94,10 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
         assert interaction.guild_id is not None  # guild_only
         channel_id = channel.id if channel else interaction.channel_id or 0
         settings = await self.s.store.effective(interaction.guild_id, channel_id)
-        await interaction.followup.send(describe(settings, f"<#{channel_id}>"), ephemeral=True,
+        text = describe(settings, f"<#{channel_id}>")
+        if not self.bot.intents.message_content:
+            text += " This bot runs without the **Message Content** intent, so it cannot see posted images."
+        await interaction.followup.send(text, ephemeral=True,
                                         allowed_mentions=NO_MENTIONS)
 
     async def _set(self, interaction: discord.Interaction, channel: discord.TextChannel | None,
@@ -97,6 +105,10 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
         if not await defer(interaction, ephemeral=True):
             return
         assert interaction.guild_id is not None  # guild_only
+        if fields["enabled"] and not self.bot.intents.message_content:
+            log.info("alt text on refused in guild %s: no message-content intent", interaction.guild_id)
+            await interaction.followup.send(NO_CONTENT_INTENT, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
         if channel is None:
             await self.s.store.set_server(interaction.guild_id, **fields)
             where = "this server"
