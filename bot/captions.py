@@ -34,6 +34,8 @@ from captionbot.formats import (
 
 log = logging.getLogger(__name__)
 HANDLED_TTL_S = 24 * 3600
+MENTION_HELP = ("I describe images in words, as alt text. Reply to a message with images and mention me, use "
+                "`/caption`, or pick **Apps → Describe image** on a message. `/help` lists everything.")
 
 
 def looks_like_image(att: discord.Attachment) -> bool:
@@ -154,7 +156,11 @@ class Captions(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.webhook_id or message.guild is None or not message.attachments:
+        if message.author.bot or message.webhook_id or message.guild is None:
+            return
+        if self.bot.user is not None and self.bot.user.id in message.raw_mentions:
+            return await self.on_mention(message)
+        if not message.attachments:
             return
         images = [a for a in message.attachments if looks_like_image(a)]
         if not images:
@@ -177,6 +183,42 @@ class Captions(commands.Cog):
             if not outcomes:
                 return
         await reply_to(message, caption_text(outcomes), heatmap_files(outcomes))
+
+    # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
+
+    async def on_mention(self, message: discord.Message) -> None:
+        """Someone mentioned the bot: describe the images in that message, or in the message it replies to;
+        with no images in either, answer with a short help. Each mention is answered once."""
+        images = [a for a in message.attachments if looks_like_image(a)]
+        if not images and message.reference is not None and message.reference.message_id is not None:
+            target = await self._referenced(message)
+            images = [a for a in target.attachments if looks_like_image(a)] if target else []
+        if not await self._first_time(message.id):
+            return
+        if not images:
+            await reply_to(message, MENTION_HELP)
+            return
+        images = images[: self.s.config.images_per_message]
+        assert message.guild is not None  # on_message answers guild messages only
+        if not self._allowed(message.author.id, message.guild.id, len(images)):
+            await reply_to(message, USER_MESSAGES[ErrorCode.RATE_LIMITED])
+            return
+        context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
+                   "message_id": str(message.id), "user_id": str(message.author.id)}
+        outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
+        await reply_to(message, caption_text(outcomes))
+
+    @staticmethod
+    async def _referenced(message: discord.Message) -> discord.Message | None:
+        """The message ``message`` replies to (as Discord sent it along, else fetched), or None if it is gone."""
+        assert message.reference is not None and message.reference.message_id is not None
+        if isinstance(message.reference.resolved, discord.Message):
+            return message.reference.resolved
+        try:
+            return await message.channel.fetch_message(message.reference.message_id)
+        except discord.HTTPException as exc:
+            log.info("mention in message %s replies to a message I cannot read: %s", message.id, exc)
+            return None
 
     @staticmethod
     def _without_uncertain(outcomes: list[Outcome], message: discord.Message) -> list[Outcome]:

@@ -18,6 +18,7 @@ HELP_TEXT = """**captionbot** describes images in words, as alt text, with a mod
 machines.
 - `/caption image:<file> [heatmap] [beam]` — describe one image; `heatmap` also shows where the model looked.
 - Right-click a message → **Apps → Describe image** — describe every image in that message.
+- Mention me in reply to a message with images — describe them.
 - `/alttext on|off|status [channel]` — reply automatically to images posted without alt text \
 (Manage Server, or Manage Channels for one channel).
 - `/captionbot stats` — queue length, typical wait and the model in use.
