@@ -3,8 +3,9 @@
 Every path runs the same steps per image (``docs/contracts.md``, a job's life): metadata check, download from the CDN
 (capped, timed), header and integrity check, then the queue. Interactions are deferred before any of the slow
 steps (Discord allows 3 s for the first response); refusals found before that go straight to the asker,
-privately. Automatic alt text answers each message once (a Redis mark per message id), never answers bots or
-webhooks, and stays quiet when rate-limited rather than adding noise to the channel.
+privately. Automatic alt text answers each message once (a Redis claim per message id, made a 24 h mark once the
+reply is out), never answers bots or webhooks, and stays quiet when rate-limited rather than adding noise to the
+channel.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from captionbot.formats import (
 
 log = logging.getLogger(__name__)
 HANDLED_TTL_S = 24 * 3600
+CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + download + reply retries) by this much
 MENTION_HELP = ("I describe images in words, as alt text. Reply to a message with images and mention me, use "
                 "`/caption`, or pick **Apps → Describe image** on a message. `/help` lists everything.")
 
@@ -171,18 +173,18 @@ class Captions(commands.Cog):
         if not wanted.all_images:
             images = [a for a in images if not a.description]
         images = images[: self.s.config.images_per_message]
-        if not images or not await self._first_time(message.id):
+        if not images or not await self._claim(message.id):
             return
-        if not self._allowed(message.author.id, message.guild.id, len(images)):
-            return
-        context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
-                   "message_id": str(message.id)}
-        outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
-        if wanted.skip_uncertain:
-            outcomes = self._without_uncertain(outcomes, message)
-            if not outcomes:
-                return
-        await reply_to(message, caption_text(outcomes), heatmap_files(outcomes))
+        if self._allowed(message.author.id, message.guild.id, len(images)):
+            context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
+                       "message_id": str(message.id)}
+            outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
+            if wanted.skip_uncertain:
+                outcomes = self._without_uncertain(outcomes, message)
+            if outcomes:
+                await reply_to(message, caption_text(outcomes), heatmap_files(outcomes),
+                               retry=self.s.config.reply_retry)
+        await self._done(message.id)
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
 
@@ -193,20 +195,21 @@ class Captions(commands.Cog):
         if not images and message.reference is not None and message.reference.message_id is not None:
             target = await self._referenced(message)
             images = [a for a in target.attachments if looks_like_image(a)] if target else []
-        if not await self._first_time(message.id):
+        if not await self._claim(message.id):
             return
-        if not images:
-            await reply_to(message, MENTION_HELP)
-            return
+        retry = self.s.config.reply_retry
         images = images[: self.s.config.images_per_message]
         assert message.guild is not None  # on_message answers guild messages only
-        if not self._allowed(message.author.id, message.guild.id, len(images)):
-            await reply_to(message, USER_MESSAGES[ErrorCode.RATE_LIMITED])
-            return
-        context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
-                   "message_id": str(message.id), "user_id": str(message.author.id)}
-        outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
-        await reply_to(message, caption_text(outcomes))
+        if not images:
+            await reply_to(message, MENTION_HELP, retry=retry)
+        elif not self._allowed(message.author.id, message.guild.id, len(images)):
+            await reply_to(message, USER_MESSAGES[ErrorCode.RATE_LIMITED], retry=retry)
+        else:
+            context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
+                       "message_id": str(message.id), "user_id": str(message.author.id)}
+            outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
+            await reply_to(message, caption_text(outcomes), retry=retry)
+        await self._done(message.id)
 
     @staticmethod
     async def _referenced(message: discord.Message) -> discord.Message | None:
@@ -232,9 +235,21 @@ class Captions(commands.Cog):
                 kept.append(o)
         return kept
 
-    async def _first_time(self, message_id: int) -> bool:
-        """True once per message id across reconnects, restarts and bot processes (a Redis mark with a TTL)."""
-        return bool(await self.s.redis.set(self.s.keys.handled(message_id), b"1", nx=True, ex=HANDLED_TTL_S))
+    # -- answering each message once, across redeliveries, restarts and bot processes -------------------------
+
+    async def _claim(self, message_id: int) -> bool:
+        """Take a message to answer: True for one bot process only. The claim is a Redis mark that expires after
+        the longest a reply can take, so a message claimed by a process that died is answered after a
+        redelivery; :meth:`_done` makes it a 24 h mark once the reply is out (or given up on)."""
+        return bool(await self.s.redis.set(self.s.keys.handled(message_id), b"claimed", nx=True,
+                                           ex=self._claim_ttl_s()))
+
+    async def _done(self, message_id: int) -> None:
+        await self.s.redis.set(self.s.keys.handled(message_id), b"done", ex=HANDLED_TTL_S)
+
+    def _claim_ttl_s(self) -> int:
+        c = self.s.config
+        return int(c.settings.result_timeout_s + c.download_timeout_s + c.reply_retry.total_wait_s) + CLAIM_SLACK_S
 
 
 async def setup(bot: commands.Bot) -> None:

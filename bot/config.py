@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from captionbot.bot.retry import Retry
+
 from captionbot.settings import Settings, load_settings
 
 DISCORD_CDN_ORIGINS = ("https://cdn.discordapp.com", "https://media.discordapp.net")
@@ -24,4 +26,5 @@ class BotConfig:
     guild_limit: int = 60
     rate_window_s: float = 60.0
     images_per_message: int = 10  # Discord's own maximum attachments per message
+    reply_retry: Retry = field(default_factory=Retry)  # replies Discord failed for a passing reason (a 503)
     sync_commands: bool = True  # sync slash commands with Discord at start (global)

@@ -1,7 +1,8 @@
 """How answers look and how they are sent: alt-text-style captions, heatmaps as PNGs, never a mention.
 
 Sending handles what Discord may refuse: without permission to attach files the reply goes out as text only;
-without permission to send at all the failure is logged and the bot carries on.
+without permission to send at all the failure is logged and the bot carries on. Transient failures (a 503, a
+dropped connection) are retried with bounded backoff (``retry.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import discord
+from captionbot.bot.retry import GaveUp, Retry, with_retries
 
 from captionbot.formats import USER_MESSAGES, CaptionResult, ErrorCode
 
 log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 DISCORD_MESSAGE_LIMIT = 2000
+DEFAULT_RETRY = Retry()
 
 
 @dataclass
@@ -84,15 +87,25 @@ def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:
     return files
 
 
-async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None) -> bool:
-    """Reply to ``message`` without mentioning anyone. Returns whether a reply went out."""
-    try:
+async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None, *,
+                   retry: Retry = DEFAULT_RETRY) -> bool:
+    """Reply to ``message`` without mentioning anyone, retrying transient failures (``retry``). Returns whether a
+    reply went out; False after a refusal or after giving up (both logged)."""
+
+    async def send() -> None:
+        for f in files or []:
+            f.reset()  # a retried upload starts from the file's beginning again
         await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
+
+    try:
+        await with_retries(send, f"reply to message {message.id}", retry)
         return True
+    except GaveUp:
+        pass
     except discord.Forbidden as exc:
         if files:
             log.warning("cannot attach files in channel %s (%s); replying with text only", message.channel.id, exc)
-            return await reply_to(message, content)
+            return await reply_to(message, content, retry=retry)
         log.warning("cannot reply in channel %s: %s", message.channel.id, exc)
     except discord.HTTPException as exc:
         log.error("reply to message %s failed: %s", message.id, exc)
@@ -110,7 +123,8 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
 
 
 async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None) -> None:
-    """Complete a deferred interaction with a public answer."""
+    """Complete a deferred interaction with a public answer. (discord.py's webhook client, which sends
+    follow-ups, retries every 5xx itself, unlike its channel-message client.)"""
     try:
         await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as exc:
