@@ -89,11 +89,23 @@ class Captions(commands.Cog):
             self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)})
             for a in atts)))
 
-    def _allowed(self, user_id: int, guild_id: int | None, n: int) -> bool:
-        ok = self.s.limits.try_take(user_id, guild_id, n)
-        if not ok:
-            log.info("rate limit: user %s in guild %s asked for %d image(s)", user_id, guild_id, n)
-        return ok
+    def _command_refusal(self, user_id: int, channel_id: int | None, guild_id: int | None, n: int) -> str | None:
+        """Take ``n`` images from the commands budget; None when allowed, else what to tell the person asking."""
+        hit = self.s.limits.commands.try_take(user_id, channel_id, guild_id, n)
+        if hit is None:
+            return None
+        log.info("rate limit (%s): user %s in channel %s, guild %s asked for %d image(s)", hit.scope, user_id,
+                 channel_id, guild_id, n)
+        return hit.message()
+
+    def _automation_allowed(self, message: discord.Message, n: int) -> bool:
+        """Take ``n`` images from automatic alt text's own budget; over it, the message is skipped (a log line)."""
+        assert message.guild is not None
+        hit = self.s.limits.automation.try_take(message.author.id, message.channel.id, message.guild.id, n)
+        if hit is not None:
+            log.info("alt text for message %s skipped: the %s budget for automatic alt text (%d images per %g s) "
+                     "is used up", message.id, hit.scope, hit.limit, hit.window_s)
+        return hit is None
 
     @staticmethod
     def _context(interaction: discord.Interaction, kind: str) -> dict[str, Any]:
@@ -114,8 +126,8 @@ class Captions(commands.Cog):
         except ImageRejected as exc:
             log.info("/caption refused %s: %s", image.filename, exc)
             return await answer_privately(interaction, exc.user_message)
-        if not self._allowed(interaction.user.id, interaction.guild_id, 1):
-            return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
+        if refusal := self._command_refusal(interaction.user.id, interaction.channel_id, interaction.guild_id, 1):
+            return await answer_privately(interaction, refusal)
         if not await defer(interaction):
             return
         if heatmap is None:
@@ -138,8 +150,9 @@ class Captions(commands.Cog):
         images = [a for a in message.attachments if looks_like_image(a)][: self.s.config.images_per_message]
         if not images:
             return await answer_privately(interaction, "That message has no images I can describe.")
-        if not self._allowed(interaction.user.id, interaction.guild_id, len(images)):
-            return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
+        if refusal := self._command_refusal(interaction.user.id, interaction.channel_id, interaction.guild_id,
+                                            len(images)):
+            return await answer_privately(interaction, refusal)
         if not await defer(interaction):
             return
         outcomes = await self.caption_all(images, heatmap=False, beam=None,
@@ -175,7 +188,7 @@ class Captions(commands.Cog):
         images = images[: self.s.config.images_per_message]
         if not images or not await self._claim(message.id):
             return
-        if self._allowed(message.author.id, message.guild.id, len(images)):
+        if self._automation_allowed(message, len(images)):
             context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                        "message_id": str(message.id)}
             outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
@@ -202,8 +215,8 @@ class Captions(commands.Cog):
         assert message.guild is not None  # on_message answers guild messages only
         if not images:
             await reply_to(message, MENTION_HELP, retry=retry)
-        elif not self._allowed(message.author.id, message.guild.id, len(images)):
-            await reply_to(message, USER_MESSAGES[ErrorCode.RATE_LIMITED], retry=retry)
+        elif refusal := self._command_refusal(message.author.id, message.channel.id, message.guild.id, len(images)):
+            await reply_to(message, refusal, retry=retry)
         else:
             context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                        "message_id": str(message.id), "user_id": str(message.author.id)}
