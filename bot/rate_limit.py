@@ -56,7 +56,8 @@ class Limited:
         per = "a minute" if self.window_s == 60 else f"every {self.window_s:g} s"
         who = {Scope.USER: ("You're asking", "per person"), Scope.CHANNEL: ("This channel is asking", "here"),
                Scope.SERVER: ("This server is asking", "across the server")}[self.scope]
-        return f"{who[0]} a bit too fast: at most {self.limit} images {per} {who[1]}. Please wait a moment."
+        images = "image" if self.limit == 1 else "images"
+        return f"{who[0]} a bit too fast: at most {self.limit} {images} {per} {who[1]}. Please wait a moment."
 
 
 class Budget:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_IMAGE_BYTES, MAX_PIXELS, RedisKeys
@@ -98,5 +98,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    """Read settings from the environment; keyword overrides win (used by tests and the CLI). Raises pydantic's
+    ``ValidationError`` for a bad value (:func:`explain` turns it into one line for people)."""
     return Settings(**overrides)  # pydantic validates each value
+
+
+def explain(error: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable, with the value (never a secret's) and why."""
+    secret = {name for name, f in Settings.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)}
+    parts = []
+    for e in error.errors():
+        name = str(e["loc"][0]) if e["loc"] else "?"
+        env = "DISCORD_TOKEN" if name == "discord_token" else f"CAPTIONBOT_{name.upper()}"
+        shown = "" if name in secret else f"={e.get('input')!r}"
+        parts.append(f"{env}{shown}: {e['msg']}")
+    return "invalid settings: " + "; ".join(parts)
