@@ -1,4 +1,5 @@
-"""``/alttext on|off|status [channel]``: who may switch automatic alt text, and where.
+"""``/alttext on|off|status [channel]``: who may switch automatic alt text, and where; ``/alttext optout|optin``:
+anyone, for the images they post themselves.
 
 Changing it for the whole server needs Manage Server; for one channel, Manage Channels in that channel (Manage
 Server also does). Anyone may ask for the status. Others get a polite, private refusal.
@@ -21,6 +22,8 @@ from discord.ext import commands
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+OPTED_OUT = ("Done. Automatic alt text will leave the images you post in this server alone. You can still ask "
+             "for a description yourself (`/caption`, **Apps → Describe image**), and `/alttext optin` undoes this.")
 NO_CONTENT_INTENT = (
     "Automatic alt text can't work here: this bot runs without the **Message Content** intent, so Discord hides "
     "the images people post from it. Nothing changed. Whoever runs the bot can turn that intent on (and start it "
@@ -99,6 +102,25 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
             text += " This bot runs without the **Message Content** intent, so it cannot see posted images."
         await interaction.followup.send(text, ephemeral=True,
                                         allowed_mentions=NO_MENTIONS)
+
+    @app_commands.command(name="optout", description="Do not describe the images I post (this server)")
+    async def opt_out(self, interaction: discord.Interaction) -> None:
+        await self._opt(interaction, opted_out=True)
+
+    @app_commands.command(name="optin", description="Describe the images I post again (this server)")
+    async def opt_in(self, interaction: discord.Interaction) -> None:
+        await self._opt(interaction, opted_out=False)
+
+    async def _opt(self, interaction: discord.Interaction, *, opted_out: bool) -> None:
+        if not await defer(interaction, ephemeral=True):
+            return
+        assert interaction.guild_id is not None  # guild_only
+        await self.s.store.set_opted_out(interaction.guild_id, interaction.user.id, opted_out)
+        log.info("user %s opted %s of automatic alt text in guild %s", interaction.user.id,
+                 "out" if opted_out else "in", interaction.guild_id)
+        text = (OPTED_OUT if opted_out else
+                "Done. Automatic alt text will describe the images you post here again, where it is on.")
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     async def _set(self, interaction: discord.Interaction, channel: discord.TextChannel | None,
                    **fields: bool) -> None:

@@ -35,6 +35,7 @@ from captionbot.formats import (
 
 log = logging.getLogger(__name__)
 HANDLED_TTL_S = 24 * 3600
+REPLY_MAP_TTL_S = 7 * 24 * 3600  # a description is deleted with its message for a week after it was posted
 CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + download + reply retries) by this much
 MENTION_HELP = ("I describe images in words, as alt text. Reply to a message with images and mention me, use "
                 "`/caption`, or pick **Apps → Describe image** on a message. `/help` lists everything.")
@@ -181,7 +182,7 @@ class Captions(commands.Cog):
         if not images:
             return
         wanted = await self.s.store.effective(message.guild.id, message.channel.id)
-        if not wanted.enabled:
+        if not wanted.enabled or await self.s.store.opted_out(message.guild.id, message.author.id):
             return
         if not wanted.all_images:
             images = [a for a in images if not a.description]
@@ -195,8 +196,8 @@ class Captions(commands.Cog):
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:
-                await reply_to(message, caption_text(outcomes), heatmap_files(outcomes),
-                               retry=self.s.config.reply_retry)
+                await self._remember(message, await reply_to(message, caption_text(outcomes),
+                                                             heatmap_files(outcomes), retry=self.s.config.reply_retry))
         await self._done(message.id)
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
@@ -221,8 +222,33 @@ class Captions(commands.Cog):
             context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                        "message_id": str(message.id), "user_id": str(message.author.id)}
             outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
-            await reply_to(message, caption_text(outcomes), retry=retry)
+            await self._remember(message, await reply_to(message, caption_text(outcomes), retry=retry))
         await self._done(message.id)
+
+    # -- a reply goes when its message goes --------------------------------------------------------------------
+
+    async def _remember(self, message: discord.Message, reply: discord.Message | None) -> None:
+        """Keep which reply answers ``message`` (a Redis key with a TTL), so it can follow the message out."""
+        if reply is not None:
+            await self.s.redis.set(self.s.keys.reply_of(message.id), f"{reply.channel.id}:{reply.id}",
+                                   ex=REPLY_MAP_TTL_S)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A described message was deleted: delete the bot's description of it too."""
+        found = await self.s.redis.getdel(self.s.keys.reply_of(payload.message_id))
+        if not found:
+            return
+        channel_id, _, reply_id = (found.decode() if isinstance(found, bytes) else found).partition(":")
+        try:
+            await self.bot.http.delete_message(int(channel_id), int(reply_id),
+                                               reason="the described message was deleted")
+            log.info("message %s deleted: its description %s deleted too", payload.message_id, reply_id)
+        except discord.NotFound:
+            pass  # already gone
+        except discord.HTTPException as exc:
+            log.warning("could not delete description %s of deleted message %s: %s", reply_id,
+                        payload.message_id, exc)
 
     @staticmethod
     async def _referenced(message: discord.Message) -> discord.Message | None:

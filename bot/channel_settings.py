@@ -79,6 +79,14 @@ class SettingsStore:
     async def set_channel(self, guild_id: int, channel_id: int, **fields: bool) -> None:
         await self.redis.hset(self.keys.guild_settings(guild_id), mapping=_flags(fields, f"{channel_id}:"))
 
+    async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        """A member's choice that automatic alt text leave their images alone in this guild (or not)."""
+        key = self.keys.opted_out(guild_id)
+        await (self.redis.sadd(key, str(user_id)) if opted_out else self.redis.srem(key, str(user_id)))
+
+    async def opted_out(self, guild_id: int, user_id: int) -> bool:
+        return bool(await self.redis.sismember(self.keys.opted_out(guild_id), str(user_id)))
+
     async def migrate_legacy(self) -> int:
         """Move settings kept under the old per-guild and per-channel keys into the guild hashes; returns how many
         old keys were moved. Run once at start-up (it SCANs for them); a value already in a guild hash wins."""

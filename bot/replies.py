@@ -88,18 +88,17 @@ def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:
 
 
 async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None, *,
-                   retry: Retry = DEFAULT_RETRY) -> bool:
-    """Reply to ``message`` without mentioning anyone, retrying transient failures (``retry``). Returns whether a
-    reply went out; False after a refusal or after giving up (both logged)."""
+                   retry: Retry = DEFAULT_RETRY) -> discord.Message | None:
+    """Reply to ``message`` without mentioning anyone, retrying transient failures (``retry``). Returns the reply;
+    None after a refusal or after giving up (both logged)."""
 
-    async def send() -> None:
+    async def send() -> discord.Message:
         for f in files or []:
             f.reset()  # a retried upload starts from the file's beginning again
-        await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
+        return await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
 
     try:
-        await with_retries(send, f"reply to message {message.id}", retry)
-        return True
+        return await with_retries(send, f"reply to message {message.id}", retry)
     except GaveUp:
         pass
     except discord.Forbidden as exc:
@@ -109,7 +108,7 @@ async def reply_to(message: discord.Message, content: str, files: list[discord.F
         log.warning("cannot reply in channel %s: %s", message.channel.id, exc)
     except discord.HTTPException as exc:
         log.error("reply to message %s failed: %s", message.id, exc)
-    return False
+    return None
 
 
 async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) -> bool:

@@ -60,6 +60,13 @@ class Session:
     conn: Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    async def dispatch_delete(self, message: Message) -> None:
+        """MESSAGE_DELETE to every session that sees guild messages."""
+        data = {"id": message.id, "channel_id": message.channel_id, "guild_id": message.guild_id}
+        for session in list(self.sessions.values()):
+            if not message.guild_id or session.intents & INTENT_GUILD_MESSAGES:
+                await session.dispatch("MESSAGE_DELETE", data)
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Number the event, keep it for replay, and send it if connected (a failed send waits for RESUME)."""
         async with self.lock:
@@ -173,6 +180,13 @@ class Gateway:
                 or message.author.id == bot_id or f"<@{bot_id}>" in message.content
             )
             await session.dispatch("MESSAGE_CREATE", message.payload(with_content=sees_content))
+
+    async def dispatch_delete(self, message: Message) -> None:
+        """MESSAGE_DELETE to every session that sees guild messages."""
+        data = {"id": message.id, "channel_id": message.channel_id, "guild_id": message.guild_id}
+        for session in list(self.sessions.values()):
+            if not message.guild_id or session.intents & INTENT_GUILD_MESSAGES:
+                await session.dispatch("MESSAGE_DELETE", data)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         for session in list(self.sessions.values()):

@@ -165,6 +165,11 @@ class StandIn:
         await self.gateway.dispatch_message(message)
         return message
 
+    async def delete_message(self, message: Message) -> None:
+        """A user deletes their message; the bot gets MESSAGE_DELETE."""
+        self.world.messages.pop(message.id, None)
+        await self.gateway.dispatch_delete(message)
+
     async def slash(self, channel: str | Channel, user: str | User, command: str, /,
                     **options: Any) -> InteractionState:
         """A user runs a slash command, e.g. ``slash("general", "mod", "alttext on", channel=ch)``.
