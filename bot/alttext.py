@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import discord
 from captionbot.bot import services as services_mod
-from captionbot.bot.channel_settings import AltTextSettings
+from captionbot.bot.channel_settings import DEFAULT_LENGTH, AltTextSettings
 from captionbot.bot.replies import NO_MENTIONS, answer_privately, defer
 from captionbot.bot.services import Services
 from discord import app_commands
@@ -22,6 +22,8 @@ from discord.ext import commands
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+LENGTH_NAMES = {"short": "short (a few words)", "model": "as the model writes them",
+                "text": "with any text read in the image"}
 OPTED_OUT = ("Done. Automatic alt text will leave the images you post in this server alone. You can still ask "
              "for a description yourself (`/caption`, **Apps → Describe image**), and `/alttext optin` undoes this.")
 NO_CONTENT_INTENT = (
@@ -60,8 +62,8 @@ def describe(settings: AltTextSettings, where: str) -> str:
     heatmap = "with" if settings.heatmap else "without"
     uncertain = ("descriptions the model is unsure of are not posted" if settings.skip_uncertain
                  else "descriptions the model is unsure of are posted, marked \"Possibly\"")
-    return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps; "
-            f"{uncertain}.")
+    return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps, "
+            f"descriptions {LENGTH_NAMES.get(settings.length, settings.length)}; {uncertain}.")
 
 
 @app_commands.guild_only()
@@ -76,12 +78,15 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
                            all_images="Describe every image, even those that have alt text",
                            heatmap="Attach the attention heatmap to each reply",
                            skip_uncertain="Post nothing when the model is unsure (default: post it, marked "
-                                          "\"Possibly\")")
+                                          "\"Possibly\")",
+                           length="How much a description says (default: with text read in the image)")
+    @app_commands.choices(length=[app_commands.Choice(name=name, value=value) for value, name in LENGTH_NAMES.items()])
     @can_change_alttext()
     async def turn_on(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
-                      all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False) -> None:
+                      all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False,
+                      length: app_commands.Choice[str] | None = None) -> None:
         await self._set(interaction, channel, enabled=True, all_images=all_images, heatmap=heatmap,
-                        skip_uncertain=skip_uncertain)
+                        skip_uncertain=skip_uncertain, length=length.value if length else DEFAULT_LENGTH)
 
     @app_commands.command(name="off", description="Stop describing posted images")
     @app_commands.describe(channel="Only this channel (default: the whole server)")
@@ -123,7 +128,7 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     async def _set(self, interaction: discord.Interaction, channel: discord.TextChannel | None,
-                   **fields: bool) -> None:
+                   **fields: bool | str) -> None:
         if not await defer(interaction, ephemeral=True):
             return
         assert interaction.guild_id is not None  # guild_only

@@ -196,7 +196,7 @@ class Captions(commands.Cog):
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:
-                await self._remember(message, await reply_to(message, caption_text(outcomes),
+                await self._remember(message, await reply_to(message, caption_text(outcomes, wanted.length),
                                                              heatmap_files(outcomes), retry=self.s.config.reply_retry))
         await self._done(message.id)
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 DISCORD_MESSAGE_LIMIT = 2000
 DEFAULT_RETRY = Retry()
+SHORT_WORDS = 8  # a "short" description says at most this many words
 
 
 @dataclass
@@ -58,16 +59,32 @@ def sentence(caption: str) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
-def caption_text(outcomes: Sequence[Outcome]) -> str:
-    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. Text read
-    in an image follows its description ("Text in image: …", verbatim, Discord formatting escaped)."""
+def caption_text(outcomes: Sequence[Outcome], length: str = "text") -> str:
+    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. With
+    ``length`` "text", text read in an image follows its description ("Text in image: …", verbatim, Discord
+    formatting escaped); "model" leaves it out; "short" also cuts the description to a few words."""
+
+    def said(o: Outcome, before: str) -> str:
+        if length == "short":
+            return short(o.text)
+        return o.text + (image_text(o, before) if length == "text" else "")
+
     if len(outcomes) == 1:
         o = outcomes[0]
-        return (f"Image description: {o.text}{image_text(o)}" if o.ok else o.text)[:DISCORD_MESSAGE_LIMIT]
+        return (f"Image description: {said(o, chr(10))}" if o.ok else o.text)[:DISCORD_MESSAGE_LIMIT]
     lines = ["Image descriptions:"]
     for i, o in enumerate(outcomes, 1):
-        lines.append(f"{i}. {o.text}{image_text(o, ' ')}" if o.ok else f"{i}. (not captioned) {o.text}")
+        lines.append(f"{i}. {said(o, ' ')}" if o.ok else f"{i}. (not captioned) {o.text}")
     return "\n".join(lines)[:DISCORD_MESSAGE_LIMIT]
+
+
+def short(text: str, words: int = SHORT_WORDS) -> str:
+    """At most ``words`` words of ``text``, ending in '…' when cut: 'A girl in a pink shirt is sitting on a
+    bench.' -> 'A girl in a pink shirt is sitting…'."""
+    parts = text.split()
+    if len(parts) <= words:
+        return text
+    return " ".join(parts[:words]).rstrip(",;:") + "…"
 
 
 def image_text(o: Outcome, before: str = "\n") -> str:

@@ -46,3 +46,22 @@ async def test_the_description_goes_when_the_described_message_is_deleted(
     assert [(s.status, s.payload["id"]) for s in deleted if s.kind == "delete_message"] == [(204, reply.message.id)]
     assert reply.message.id not in standin.world.messages
     assert other.message.id in standin.world.messages, "other descriptions stay"
+
+
+async def test_each_channel_chooses_how_long_its_descriptions_are(standin: StandIn, bot: BotUnderTest,
+                                                                 photos: list[FileToPost]) -> None:
+    from captionbot.bot.replies import short
+
+    await turn_on(standin, "gallery", length="model")
+    confirmation = await turn_on(standin, "alt-text", length="short")
+    assert "descriptions short (a few words)" in confirmation.content
+
+    full = await standin.post_message("gallery", "alice", files=[photos[6]])
+    brief = await standin.post_message("alt-text", "alice", files=[photos[6]])
+    [as_written] = await replies(standin, full)
+    [cut] = await replies(standin, brief)
+    written = as_written.content.removeprefix("Image description: ")
+    assert cut.content == f"Image description: {short(written)}"
+    assert len(cut.content.split()) <= 2 + 8
+    status = await answered(standin, await standin.slash("gallery", "bob", "alttext status"))
+    assert "descriptions as the model writes them" in status.content
