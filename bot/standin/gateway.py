@@ -60,13 +60,6 @@ class Session:
     conn: Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def dispatch_delete(self, message: Message) -> None:
-        """MESSAGE_DELETE to every session that sees guild messages."""
-        data = {"id": message.id, "channel_id": message.channel_id, "guild_id": message.guild_id}
-        for session in list(self.sessions.values()):
-            if not message.guild_id or session.intents & INTENT_GUILD_MESSAGES:
-                await session.dispatch("MESSAGE_DELETE", data)
-
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Number the event, keep it for replay, and send it if connected (a failed send waits for RESUME)."""
         async with self.lock:
