@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from captionbot.bot.channel_settings import SettingsStore  # noqa: E402
-from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig  # noqa: E402
+from captionbot.bot.config import BotConfig  # noqa: E402
 from captionbot.bot.runner import CaptionBot  # noqa: E402
 from captionbot.bot.standin import StandIn, point_discord_at  # noqa: E402
 from captionbot.bot.standin.server import FileToPost  # noqa: E402
@@ -50,14 +50,16 @@ def photos(n: int) -> list[FileToPost]:
 async def measure(n: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         redis_proc, url = start_redis(Path(tmp))
-        settings = load_settings(redis_url=url, discord_token=None, batch_wait_ms=0)
+        big = 10**6
+        settings = load_settings(redis_url=url, discord_token=None, batch_wait_ms=0, user_limit=big, channel_limit=big,
+                                 guild_limit=big, alt_text_user_limit=big, alt_text_channel_limit=big,
+                                 alt_text_guild_limit=big)
         stop = asyncio.Event()
         worker = asyncio.create_task(Worker(settings, NullCaptioner(), name="bench").serve(stop))
         standin = StandIn()
         await standin.start()
         point_discord_at(standin.base_url)
-        config = BotConfig(settings=settings, cdn_origins=(*DISCORD_CDN_ORIGINS, standin.base_url),
-                           user_limit=10**6, guild_limit=10**6)
+        config = BotConfig(settings=settings, extra_cdn_origins=(standin.base_url,))
         bot = CaptionBot(config, guild_ready_timeout=0.05)
         bot_task = asyncio.create_task(bot.start(standin.token))
         await asyncio.wait_for(bot.wait_until_ready(), 30)

@@ -1,4 +1,5 @@
-"""``/alttext on|off|status [channel]``: who may switch automatic alt text, and where.
+"""``/alttext on|off|status [channel]``: who may switch automatic alt text, and where; ``/alttext optout|optin``:
+anyone, for the images they post themselves.
 
 Changing it for the whole server needs Manage Server; for one channel, Manage Channels in that channel (Manage
 Server also does). Anyone may ask for the status. Others get a polite, private refusal.
@@ -12,7 +13,7 @@ from typing import TypeVar
 
 import discord
 from captionbot.bot import services as services_mod
-from captionbot.bot.channel_settings import AltTextSettings
+from captionbot.bot.channel_settings import DEFAULT_LENGTH, AltTextSettings
 from captionbot.bot.replies import NO_MENTIONS, answer_privately, defer
 from captionbot.bot.services import Services
 from discord import app_commands
@@ -20,6 +21,15 @@ from discord.ext import commands
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+LENGTH_NAMES = {"short": "short (a few words)", "model": "as the model writes them",
+                "text": "with any text read in the image"}
+OPTED_OUT = ("Done. Automatic alt text will leave the images you post in this server alone. You can still ask "
+             "for a description yourself (`/caption`, **Apps → Describe image**), and `/alttext optin` undoes this.")
+NO_CONTENT_INTENT = (
+    "Automatic alt text can't work here: this bot runs without the **Message Content** intent, so Discord hides "
+    "the images people post from it. Nothing changed. Whoever runs the bot can turn that intent on (and start it "
+    "without `--no-alt-text`); meanwhile anyone can use `/caption` or **Apps → Describe image**.")
 
 
 class MissingSettingsPermission(app_commands.CheckFailure):
@@ -52,8 +62,8 @@ def describe(settings: AltTextSettings, where: str) -> str:
     heatmap = "with" if settings.heatmap else "without"
     uncertain = ("descriptions the model is unsure of are not posted" if settings.skip_uncertain
                  else "descriptions the model is unsure of are posted, marked \"Possibly\"")
-    return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps; "
-            f"{uncertain}.")
+    return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps, "
+            f"descriptions {LENGTH_NAMES.get(settings.length, settings.length)}; {uncertain}.")
 
 
 @app_commands.guild_only()
@@ -68,12 +78,15 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
                            all_images="Describe every image, even those that have alt text",
                            heatmap="Attach the attention heatmap to each reply",
                            skip_uncertain="Post nothing when the model is unsure (default: post it, marked "
-                                          "\"Possibly\")")
+                                          "\"Possibly\")",
+                           length="How much a description says (default: with text read in the image)")
+    @app_commands.choices(length=[app_commands.Choice(name=name, value=value) for value, name in LENGTH_NAMES.items()])
     @can_change_alttext()
     async def turn_on(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
-                      all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False) -> None:
+                      all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False,
+                      length: app_commands.Choice[str] | None = None) -> None:
         await self._set(interaction, channel, enabled=True, all_images=all_images, heatmap=heatmap,
-                        skip_uncertain=skip_uncertain)
+                        skip_uncertain=skip_uncertain, length=length.value if length else DEFAULT_LENGTH)
 
     @app_commands.command(name="off", description="Stop describing posted images")
     @app_commands.describe(channel="Only this channel (default: the whole server)")
@@ -89,14 +102,40 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
         assert interaction.guild_id is not None  # guild_only
         channel_id = channel.id if channel else interaction.channel_id or 0
         settings = await self.s.store.effective(interaction.guild_id, channel_id)
-        await interaction.followup.send(describe(settings, f"<#{channel_id}>"), ephemeral=True,
+        text = describe(settings, f"<#{channel_id}>")
+        if not self.bot.intents.message_content:
+            text += " This bot runs without the **Message Content** intent, so it cannot see posted images."
+        await interaction.followup.send(text, ephemeral=True,
                                         allowed_mentions=NO_MENTIONS)
 
-    async def _set(self, interaction: discord.Interaction, channel: discord.TextChannel | None,
-                   **fields: bool) -> None:
+    @app_commands.command(name="optout", description="Do not describe the images I post (this server)")
+    async def opt_out(self, interaction: discord.Interaction) -> None:
+        await self._opt(interaction, opted_out=True)
+
+    @app_commands.command(name="optin", description="Describe the images I post again (this server)")
+    async def opt_in(self, interaction: discord.Interaction) -> None:
+        await self._opt(interaction, opted_out=False)
+
+    async def _opt(self, interaction: discord.Interaction, *, opted_out: bool) -> None:
         if not await defer(interaction, ephemeral=True):
             return
         assert interaction.guild_id is not None  # guild_only
+        await self.s.store.set_opted_out(interaction.guild_id, interaction.user.id, opted_out)
+        log.info("user %s opted %s of automatic alt text in guild %s", interaction.user.id,
+                 "out" if opted_out else "in", interaction.guild_id)
+        text = (OPTED_OUT if opted_out else
+                "Done. Automatic alt text will describe the images you post here again, where it is on.")
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    async def _set(self, interaction: discord.Interaction, channel: discord.TextChannel | None,
+                   **fields: bool | str) -> None:
+        if not await defer(interaction, ephemeral=True):
+            return
+        assert interaction.guild_id is not None  # guild_only
+        if fields["enabled"] and not self.bot.intents.message_content:
+            log.info("alt text on refused in guild %s: no message-content intent", interaction.guild_id)
+            await interaction.followup.send(NO_CONTENT_INTENT, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            return
         if channel is None:
             await self.s.store.set_server(interaction.guild_id, **fields)
             where = "this server"

@@ -38,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
 async def run(settings: Settings, stop: asyncio.Event, standin_url: str | None, *, alt_text: bool,
               sync: bool) -> int:
     """Connect the bot (to Discord, or to a stand-in at ``standin_url``) and run it until ``stop``."""
-    from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
+    from captionbot.bot.config import BotConfig
     from captionbot.bot.runner import CaptionBot
     from captionbot.bot.standin import point_discord_at
     from captionbot.bot.standin.server import DEFAULT_TOKEN
@@ -54,7 +54,7 @@ async def run(settings: Settings, stop: asyncio.Event, standin_url: str | None, 
     config = BotConfig(settings=settings, sync_commands=sync)
     if standin_url:
         point_discord_at(standin_url)
-        config.cdn_origins = (*DISCORD_CDN_ORIGINS, standin_url.rstrip("/"))
+        config.extra_cdn_origins = (standin_url.rstrip("/"),)
         token = DEFAULT_TOKEN
     else:
         assert settings.discord_token is not None

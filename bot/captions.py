@@ -3,8 +3,9 @@
 Every path runs the same steps per image (``docs/contracts.md``, a job's life): metadata check, download from the CDN
 (capped, timed), header and integrity check, then the queue. Interactions are deferred before any of the slow
 steps (Discord allows 3 s for the first response); refusals found before that go straight to the asker,
-privately. Automatic alt text answers each message once (a Redis mark per message id), never answers bots or
-webhooks, and stays quiet when rate-limited rather than adding noise to the channel.
+privately. Automatic alt text answers each message once (a Redis claim per message id, made a 24 h mark once the
+reply is out), never answers bots or webhooks, and stays quiet when rate-limited rather than adding noise to the
+channel.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from captionbot.formats import (
 
 log = logging.getLogger(__name__)
 HANDLED_TTL_S = 24 * 3600
+REPLY_MAP_TTL_S = 7 * 24 * 3600  # a description is deleted with its message for a week after it was posted
+CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + download + reply retries) by this much
+MENTION_HELP = ("I describe images in words, as alt text. Reply to a message with images and mention me, use "
+                "`/caption`, or pick **Apps → Describe image** on a message. `/help` lists everything.")
 
 
 def looks_like_image(att: discord.Attachment) -> bool:
@@ -85,11 +90,23 @@ class Captions(commands.Cog):
             self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)})
             for a in atts)))
 
-    def _allowed(self, user_id: int, guild_id: int | None, n: int) -> bool:
-        ok = self.s.limits.try_take(user_id, guild_id, n)
-        if not ok:
-            log.info("rate limit: user %s in guild %s asked for %d image(s)", user_id, guild_id, n)
-        return ok
+    def _command_refusal(self, user_id: int, channel_id: int | None, guild_id: int | None, n: int) -> str | None:
+        """Take ``n`` images from the commands budget; None when allowed, else what to tell the person asking."""
+        hit = self.s.limits.commands.try_take(user_id, channel_id, guild_id, n)
+        if hit is None:
+            return None
+        log.info("rate limit (%s): user %s in channel %s, guild %s asked for %d image(s)", hit.scope, user_id,
+                 channel_id, guild_id, n)
+        return hit.message()
+
+    def _automation_allowed(self, message: discord.Message, n: int) -> bool:
+        """Take ``n`` images from automatic alt text's own budget; over it, the message is skipped (a log line)."""
+        assert message.guild is not None
+        hit = self.s.limits.automation.try_take(message.author.id, message.channel.id, message.guild.id, n)
+        if hit is not None:
+            log.info("alt text for message %s skipped: the %s budget for automatic alt text (%d images per %g s) "
+                     "is used up", message.id, hit.scope, hit.limit, hit.window_s)
+        return hit is None
 
     @staticmethod
     def _context(interaction: discord.Interaction, kind: str) -> dict[str, Any]:
@@ -110,8 +127,8 @@ class Captions(commands.Cog):
         except ImageRejected as exc:
             log.info("/caption refused %s: %s", image.filename, exc)
             return await answer_privately(interaction, exc.user_message)
-        if not self._allowed(interaction.user.id, interaction.guild_id, 1):
-            return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
+        if refusal := self._command_refusal(interaction.user.id, interaction.channel_id, interaction.guild_id, 1):
+            return await answer_privately(interaction, refusal)
         if not await defer(interaction):
             return
         if heatmap is None:
@@ -134,8 +151,9 @@ class Captions(commands.Cog):
         images = [a for a in message.attachments if looks_like_image(a)][: self.s.config.images_per_message]
         if not images:
             return await answer_privately(interaction, "That message has no images I can describe.")
-        if not self._allowed(interaction.user.id, interaction.guild_id, len(images)):
-            return await answer_privately(interaction, USER_MESSAGES[ErrorCode.RATE_LIMITED])
+        if refusal := self._command_refusal(interaction.user.id, interaction.channel_id, interaction.guild_id,
+                                            len(images)):
+            return await answer_privately(interaction, refusal)
         if not await defer(interaction):
             return
         outcomes = await self.caption_all(images, heatmap=False, beam=None,
@@ -154,29 +172,95 @@ class Captions(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.webhook_id or message.guild is None or not message.attachments:
+        if message.author.bot or message.webhook_id or message.guild is None:
+            return
+        if self.bot.user is not None and self.bot.user.id in message.raw_mentions:
+            return await self.on_mention(message)
+        if not message.attachments:
             return
         images = [a for a in message.attachments if looks_like_image(a)]
         if not images:
             return
         wanted = await self.s.store.effective(message.guild.id, message.channel.id)
-        if not wanted.enabled:
+        if not wanted.enabled or await self.s.store.opted_out(message.guild.id, message.author.id):
             return
         if not wanted.all_images:
             images = [a for a in images if not a.description]
         images = images[: self.s.config.images_per_message]
-        if not images or not await self._first_time(message.id):
+        if not images or not await self._claim(message.id):
             return
-        if not self._allowed(message.author.id, message.guild.id, len(images)):
+        if self._automation_allowed(message, len(images)):
+            context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
+                       "message_id": str(message.id)}
+            outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
+            if wanted.skip_uncertain:
+                outcomes = self._without_uncertain(outcomes, message)
+            if outcomes:
+                await self._remember(message, await reply_to(message, caption_text(outcomes, wanted.length),
+                                                             heatmap_files(outcomes), retry=self.s.config.reply_retry))
+        await self._done(message.id)
+
+    # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
+
+    async def on_mention(self, message: discord.Message) -> None:
+        """Someone mentioned the bot: describe the images in that message, or in the message it replies to;
+        with no images in either, answer with a short help. Each mention is answered once."""
+        images = [a for a in message.attachments if looks_like_image(a)]
+        if not images and message.reference is not None and message.reference.message_id is not None:
+            target = await self._referenced(message)
+            images = [a for a in target.attachments if looks_like_image(a)] if target else []
+        if not await self._claim(message.id):
             return
-        context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
-                   "message_id": str(message.id)}
-        outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
-        if wanted.skip_uncertain:
-            outcomes = self._without_uncertain(outcomes, message)
-            if not outcomes:
-                return
-        await reply_to(message, caption_text(outcomes), heatmap_files(outcomes))
+        retry = self.s.config.reply_retry
+        images = images[: self.s.config.images_per_message]
+        assert message.guild is not None  # on_message answers guild messages only
+        if not images:
+            await reply_to(message, MENTION_HELP, retry=retry)
+        elif refusal := self._command_refusal(message.author.id, message.channel.id, message.guild.id, len(images)):
+            await reply_to(message, refusal, retry=retry)
+        else:
+            context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
+                       "message_id": str(message.id), "user_id": str(message.author.id)}
+            outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
+            await self._remember(message, await reply_to(message, caption_text(outcomes), retry=retry))
+        await self._done(message.id)
+
+    # -- a reply goes when its message goes --------------------------------------------------------------------
+
+    async def _remember(self, message: discord.Message, reply: discord.Message | None) -> None:
+        """Keep which reply answers ``message`` (a Redis key with a TTL), so it can follow the message out."""
+        if reply is not None:
+            await self.s.redis.set(self.s.keys.reply_of(message.id), f"{reply.channel.id}:{reply.id}",
+                                   ex=REPLY_MAP_TTL_S)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A described message was deleted: delete the bot's description of it too."""
+        found = await self.s.redis.getdel(self.s.keys.reply_of(payload.message_id))
+        if not found:
+            return
+        channel_id, _, reply_id = (found.decode() if isinstance(found, bytes) else found).partition(":")
+        try:
+            await self.bot.http.delete_message(int(channel_id), int(reply_id),
+                                               reason="the described message was deleted")
+            log.info("message %s deleted: its description %s deleted too", payload.message_id, reply_id)
+        except discord.NotFound:
+            pass  # already gone
+        except discord.HTTPException as exc:
+            log.warning("could not delete description %s of deleted message %s: %s", reply_id,
+                        payload.message_id, exc)
+
+    @staticmethod
+    async def _referenced(message: discord.Message) -> discord.Message | None:
+        """The message ``message`` replies to (as Discord sent it along, else fetched), or None if it is gone."""
+        assert message.reference is not None and message.reference.message_id is not None
+        if isinstance(message.reference.resolved, discord.Message):
+            return message.reference.resolved
+        try:
+            return await message.channel.fetch_message(message.reference.message_id)
+        except discord.HTTPException as exc:
+            log.info("mention in message %s replies to a message I cannot read: %s", message.id, exc)
+            return None
 
     @staticmethod
     def _without_uncertain(outcomes: list[Outcome], message: discord.Message) -> list[Outcome]:
@@ -190,9 +274,21 @@ class Captions(commands.Cog):
                 kept.append(o)
         return kept
 
-    async def _first_time(self, message_id: int) -> bool:
-        """True once per message id across reconnects, restarts and bot processes (a Redis mark with a TTL)."""
-        return bool(await self.s.redis.set(self.s.keys.handled(message_id), b"1", nx=True, ex=HANDLED_TTL_S))
+    # -- answering each message once, across redeliveries, restarts and bot processes -------------------------
+
+    async def _claim(self, message_id: int) -> bool:
+        """Take a message to answer: True for one bot process only. The claim is a Redis mark that expires after
+        the longest a reply can take, so a message claimed by a process that died is answered after a
+        redelivery; :meth:`_done` makes it a 24 h mark once the reply is out (or given up on)."""
+        return bool(await self.s.redis.set(self.s.keys.handled(message_id), b"claimed", nx=True,
+                                           ex=self._claim_ttl_s()))
+
+    async def _done(self, message_id: int) -> None:
+        await self.s.redis.set(self.s.keys.handled(message_id), b"done", ex=HANDLED_TTL_S)
+
+    def _claim_ttl_s(self) -> int:
+        c = self.s.config
+        return int(c.settings.result_timeout_s + c.download_timeout_s + c.reply_retry.total_wait_s) + CLAIM_SLACK_S
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -20,7 +20,9 @@ from redis.typing import EncodableT
 from captionbot.formats import RedisKeys
 
 log = logging.getLogger(__name__)
-FIELDS = ("enabled", "all_images", "heatmap", "skip_uncertain")
+FIELDS = ("enabled", "all_images", "heatmap", "skip_uncertain")  # flags, stored as "1" / "0"
+LENGTHS = ("short", "model", "text")  # how much a description says (AltTextSettings.length)
+DEFAULT_LENGTH = "text"
 # Before the per-guild hash, each guild and each channel had a hash of its own under this fixed prefix.
 LEGACY_PREFIX = "captionbot:settings:guild:"
 
@@ -45,11 +47,19 @@ class AltTextSettings:
     all_images: bool = False  # False: only images without alt text
     heatmap: bool = False
     skip_uncertain: bool = False  # True: descriptions the model is unsure of are not posted (formats.UNCERTAIN_BELOW)
+    # short: the description cut to a few words; model: as the model wrote it; text: and any text read in the image
+    length: str = DEFAULT_LENGTH
     source: str = "default"  # default | server | channel: where ``enabled`` comes from
 
 
-def _flags(fields: dict[str, bool], prefix: str = "") -> dict[EncodableT, EncodableT]:
-    return {f"{prefix}{k}": "1" if v else "0" for k, v in fields.items()}
+def _flags(fields: dict[str, bool | str], prefix: str = "") -> dict[EncodableT, EncodableT]:
+    """Flags as "1" / "0", the length as its name."""
+    return {f"{prefix}{k}": v if isinstance(v, str) else "1" if v else "0" for k, v in fields.items()}
+
+
+def _length(value: bytes | str | None) -> str | None:
+    text = value.decode() if isinstance(value, bytes) else value
+    return text if text in LENGTHS else None
 
 
 def _read(values: Sequence[bytes | str | None]) -> dict[str, bool]:
@@ -65,19 +75,29 @@ class SettingsStore:
     async def effective(self, guild_id: int, channel_id: int) -> AltTextSettings:
         """What applies in this channel now."""
         values = await self.redis.hmget(self.keys.guild_settings(guild_id),
-                                        [*FIELDS, *(f"{channel_id}:{k}" for k in FIELDS)])
-        guild, channel = _read(values[:len(FIELDS)]), _read(values[len(FIELDS):])
+                                        [*FIELDS, "length", *(f"{channel_id}:{k}" for k in (*FIELDS, "length"))])
+        n = len(FIELDS) + 1
+        guild, channel = _read(values[:len(FIELDS)]), _read(values[n:n + len(FIELDS)])
         merged = {**guild, **channel}
         source = "channel" if "enabled" in channel else "server" if "enabled" in guild else "default"
-        return AltTextSettings(**{k: merged.get(k, False) for k in FIELDS}, source=source)
+        length = _length(values[-1]) or _length(values[len(FIELDS)]) or DEFAULT_LENGTH
+        return AltTextSettings(**{k: merged.get(k, False) for k in FIELDS}, length=length, source=source)
 
-    async def set_server(self, guild_id: int, **fields: bool) -> None:
+    async def set_server(self, guild_id: int, **fields: bool | str) -> None:
         """Set for the whole server and drop every channel override of the fields set."""
         args = [x for kv in _flags(fields).items() for x in kv]
         await self._set_server(keys=[self.keys.guild_settings(guild_id)], args=args)
 
-    async def set_channel(self, guild_id: int, channel_id: int, **fields: bool) -> None:
+    async def set_channel(self, guild_id: int, channel_id: int, **fields: bool | str) -> None:
         await self.redis.hset(self.keys.guild_settings(guild_id), mapping=_flags(fields, f"{channel_id}:"))
+
+    async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        """A member's choice that automatic alt text leave their images alone in this guild (or not)."""
+        key = self.keys.opted_out(guild_id)
+        await (self.redis.sadd(key, str(user_id)) if opted_out else self.redis.srem(key, str(user_id)))
+
+    async def opted_out(self, guild_id: int, user_id: int) -> bool:
+        return bool(await self.redis.sismember(self.keys.opted_out(guild_id), str(user_id)))
 
     async def migrate_legacy(self) -> int:
         """Move settings kept under the old per-guild and per-channel keys into the guild hashes; returns how many

@@ -1,9 +1,17 @@
-"""Per-user and per-guild rate limits: a sliding window of timestamps per key, in memory (one bot process)."""
+"""Rate budgets: sliding windows per user, per channel and per server, in memory (one bot process).
+
+Commands (a person waiting on ``/caption``, Describe image, a mention) and automatic alt text spend separate
+budgets, so automation never uses up what a person asking needs. A refused request learns which limit it hit.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+from captionbot.settings import Settings
 
 
 class SlidingWindowLimiter:
@@ -29,17 +37,59 @@ class SlidingWindowLimiter:
         self._trim(key, now).extend([now] * n)
 
 
+class Scope(StrEnum):
+    USER = "user"
+    CHANNEL = "channel"
+    SERVER = "server"
+
+
+@dataclass(frozen=True)
+class Limited:
+    """The limit a request hit: which scope, and how many images per how many seconds it allows."""
+
+    scope: Scope
+    limit: int
+    window_s: float
+
+    def message(self) -> str:
+        """What the person asking is told."""
+        per = "a minute" if self.window_s == 60 else f"every {self.window_s:g} s"
+        who = {Scope.USER: ("You're asking", "per person"), Scope.CHANNEL: ("This channel is asking", "here"),
+               Scope.SERVER: ("This server is asking", "across the server")}[self.scope]
+        images = "image" if self.limit == 1 else "images"
+        return f"{who[0]} a bit too fast: at most {self.limit} {images} {per} {who[1]}. Please wait a moment."
+
+
+class Budget:
+    """Per-user, per-channel and per-server windows; a request for ``n`` images passes only if all three can."""
+
+    def __init__(self, user: int, channel: int, server: int, window_s: float) -> None:
+        self.windows = {Scope.USER: SlidingWindowLimiter(user, window_s),
+                        Scope.CHANNEL: SlidingWindowLimiter(channel, window_s),
+                        Scope.SERVER: SlidingWindowLimiter(server, window_s)}
+
+    def try_take(self, user_id: int, channel_id: int | None, guild_id: int | None, n: int = 1) -> Limited | None:
+        """Take ``n`` from each window and return None, or take nothing and return the (first) limit hit."""
+        keys = {Scope.USER: str(user_id), Scope.CHANNEL: str(channel_id or f"dm:{user_id}"),
+                Scope.SERVER: str(guild_id or f"dm:{user_id}")}
+        for scope, window in self.windows.items():
+            if window.room(keys[scope]) < n:
+                return Limited(scope, window.limit, window.window_s)
+        for scope, window in self.windows.items():
+            window.take(keys[scope], n)
+        return None
+
+
+@dataclass
 class CaptionRateLimits:
-    """The bot's two limits together: a request for ``n`` images passes only if both the user and the guild can."""
+    """The two budgets: ``commands`` (someone is waiting) and ``automation`` (automatic alt text)."""
 
-    def __init__(self, user_limit: int, guild_limit: int, window_s: float) -> None:
-        self.users = SlidingWindowLimiter(user_limit, window_s)
-        self.guilds = SlidingWindowLimiter(guild_limit, window_s)
+    commands: Budget
+    automation: Budget
 
-    def try_take(self, user_id: int, guild_id: int | None, n: int = 1) -> bool:
-        ukey, gkey = str(user_id), str(guild_id or f"dm:{user_id}")
-        if self.users.room(ukey) < n or self.guilds.room(gkey) < n:
-            return False
-        self.users.take(ukey, n)
-        self.guilds.take(gkey, n)
-        return True
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CaptionRateLimits:
+        window = settings.rate_window_s
+        return cls(Budget(settings.user_limit, settings.channel_limit, settings.guild_limit, window),
+                   Budget(settings.alt_text_user_limit, settings.alt_text_channel_limit, settings.alt_text_guild_limit,
+                          window))

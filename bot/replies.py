@@ -1,7 +1,8 @@
 """How answers look and how they are sent: alt-text-style captions, heatmaps as PNGs, never a mention.
 
 Sending handles what Discord may refuse: without permission to attach files the reply goes out as text only;
-without permission to send at all the failure is logged and the bot carries on.
+without permission to send at all the failure is logged and the bot carries on. Transient failures (a 503, a
+dropped connection) are retried with bounded backoff (``retry.py``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import discord
+from captionbot.bot.retry import GaveUp, Retry, with_retries
 
 from captionbot.formats import USER_MESSAGES, CaptionResult, ErrorCode
 
 log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 DISCORD_MESSAGE_LIMIT = 2000
+DEFAULT_RETRY = Retry()
+SHORT_WORDS = 8  # a "short" description says at most this many words
 
 
 @dataclass
@@ -55,16 +59,32 @@ def sentence(caption: str) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
-def caption_text(outcomes: Sequence[Outcome]) -> str:
-    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. Text read
-    in an image follows its description ("Text in image: …", verbatim, Discord formatting escaped)."""
+def caption_text(outcomes: Sequence[Outcome], length: str = "text") -> str:
+    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. With
+    ``length`` "text", text read in an image follows its description ("Text in image: …", verbatim, Discord
+    formatting escaped); "model" leaves it out; "short" also cuts the description to a few words."""
+
+    def said(o: Outcome, before: str) -> str:
+        if length == "short":
+            return short(o.text)
+        return o.text + (image_text(o, before) if length == "text" else "")
+
     if len(outcomes) == 1:
         o = outcomes[0]
-        return (f"Image description: {o.text}{image_text(o)}" if o.ok else o.text)[:DISCORD_MESSAGE_LIMIT]
+        return (f"Image description: {said(o, chr(10))}" if o.ok else o.text)[:DISCORD_MESSAGE_LIMIT]
     lines = ["Image descriptions:"]
     for i, o in enumerate(outcomes, 1):
-        lines.append(f"{i}. {o.text}{image_text(o, ' ')}" if o.ok else f"{i}. (not captioned) {o.text}")
+        lines.append(f"{i}. {said(o, ' ')}" if o.ok else f"{i}. (not captioned) {o.text}")
     return "\n".join(lines)[:DISCORD_MESSAGE_LIMIT]
+
+
+def short(text: str, words: int = SHORT_WORDS) -> str:
+    """At most ``words`` words of ``text``, ending in '…' when cut: 'A girl in a pink shirt is sitting on a
+    bench.' -> 'A girl in a pink shirt is sitting…'."""
+    parts = text.split()
+    if len(parts) <= words:
+        return text
+    return " ".join(parts[:words]).rstrip(",;:") + "…"
 
 
 def image_text(o: Outcome, before: str = "\n") -> str:
@@ -84,19 +104,28 @@ def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:
     return files
 
 
-async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None) -> bool:
-    """Reply to ``message`` without mentioning anyone. Returns whether a reply went out."""
+async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None, *,
+                   retry: Retry = DEFAULT_RETRY) -> discord.Message | None:
+    """Reply to ``message`` without mentioning anyone, retrying transient failures (``retry``). Returns the reply;
+    None after a refusal or after giving up (both logged)."""
+
+    async def send() -> discord.Message:
+        for f in files or []:
+            f.reset()  # a retried upload starts from the file's beginning again
+        return await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
+
     try:
-        await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
-        return True
+        return await with_retries(send, f"reply to message {message.id}", retry)
+    except GaveUp:
+        pass
     except discord.Forbidden as exc:
         if files:
             log.warning("cannot attach files in channel %s (%s); replying with text only", message.channel.id, exc)
-            return await reply_to(message, content)
+            return await reply_to(message, content, retry=retry)
         log.warning("cannot reply in channel %s: %s", message.channel.id, exc)
     except discord.HTTPException as exc:
         log.error("reply to message %s failed: %s", message.id, exc)
-    return False
+    return None
 
 
 async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) -> bool:
@@ -110,7 +139,8 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
 
 
 async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None) -> None:
-    """Complete a deferred interaction with a public answer."""
+    """Complete a deferred interaction with a public answer. (discord.py's webhook client, which sends
+    follow-ups, retries every 5xx itself, unlike its channel-message client.)"""
     try:
         await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as exc:

@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
 
 async def run(settings: Settings, stop: asyncio.Event, test_model: str | None = None) -> int:
     """Load the model, start the stand-in (without a token), a worker and the bot; stop them all on ``stop``."""
-    from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
+    from captionbot.bot.config import BotConfig
     from captionbot.bot.runner import CaptionBot
     from captionbot.inference.worker_cli import load_captioner
 
@@ -53,7 +53,7 @@ async def run(settings: Settings, stop: asyncio.Event, test_model: str | None = 
     config = BotConfig(settings=settings)
     if settings.discord_token is None:
         standin = await _start_standin(settings)
-        config.cdn_origins = (*DISCORD_CDN_ORIGINS, standin.base_url)
+        config.extra_cdn_origins = (standin.base_url,)
         token = standin.token
     else:
         token = settings.discord_token.get_secret_value()

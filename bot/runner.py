@@ -41,5 +41,9 @@ class CaptionBot(commands.Bot):
             synced = await self.tree.sync()
             log.info("synced %d application command(s)", len(synced))
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands here: a mention is answered by the captions Cog's listener, never parsed as a
+        command (which would log ``CommandNotFound`` with a traceback)."""
+
     async def on_ready(self) -> None:
         log.info("logged in as %s (id %s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))

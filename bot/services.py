@@ -53,7 +53,7 @@ class Services:
             log.warning("could not look for settings in the old key layout (%s)", type(exc).__name__)
         log.info("captionbot services ready (queue: %s)", describe(config.settings))
         return cls(config=config, redis=redis, keys=keys, client=client, store=store,
-                   limits=CaptionRateLimits(config.user_limit, config.guild_limit, config.rate_window_s),
+                   limits=CaptionRateLimits.from_settings(config.settings),
                    http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.download_timeout_s)))
 
     async def close(self) -> None:

@@ -49,10 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 2
-    from captionbot.process import setup_logging
-    from captionbot.settings import load_settings
+    from pydantic import ValidationError
 
-    setup_logging(args.log_level or load_settings().log_level)
+    from captionbot.process import EXIT_CANNOT_START, setup_logging
+    from captionbot.settings import explain, load_settings
+
+    try:  # every setting is checked before any command starts: a bad one is one line and exit code 2
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"captionbot {args.command} cannot start: {explain(exc)}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    setup_logging(args.log_level or settings.log_level)
     return int(args._main(args) or 0)
 
 

@@ -262,6 +262,14 @@ class RedisKeys:
         """Mark set when the bot takes a message for automatic alt text (each message answered once)."""
         return f"{self.jobs}:handled:{message_id}"
 
+    def opted_out(self, guild_id: int) -> str:
+        """Set of the user ids in one guild who asked that automatic alt text leave their images alone."""
+        return f"{self.jobs}:optout:{guild_id}"
+
+    def reply_of(self, message_id: int) -> str:
+        """The bot's reply to a message (``<channel id>:<reply id>``, with a TTL): deleted when the message is."""
+        return f"{self.jobs}:reply:{message_id}"
+
     def guild_settings(self, guild_id: int) -> str:
         """Hash of one guild's alt-text settings: ``field`` for the server, ``<channel id>:field`` per channel."""
         return f"{self.jobs}:settings:{guild_id}"

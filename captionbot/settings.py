@@ -7,15 +7,27 @@ password inside the Redis URL) are ``SecretStr``: they never print in a log or a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_IMAGE_BYTES, MAX_PIXELS, RedisKeys
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO_ROOT / "models" / "default"
+DISCORD_CDN_ORIGINS = ("https://cdn.discordapp.com", "https://media.discordapp.net")
+
+
+def origin(text: str) -> str:
+    """``scheme://host[:port]`` from an origin or a bare host (https); ValueError for anything with a path."""
+    text = text.strip().rstrip("/")
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ValueError(f"{text!r} is not an origin like https://cdn.discordapp.com")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 class Settings(BaseSettings):
@@ -28,6 +40,18 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "CAPTIONBOT_DISCORD_TOKEN")
     )
     standin_port: int = 8765  # local Discord stand-in (used when no token is given)
+
+    # Bot: where attachments may be downloaded from, for how long, and how many images people and automation may
+    # ask for per ``rate_window_s``. Origins are ``https://host[:port]`` (a bare host means https), comma-separated.
+    cdn_origins: Annotated[tuple[str, ...], NoDecode] = DISCORD_CDN_ORIGINS
+    download_timeout_s: float = Field(default=15.0, gt=0)
+    rate_window_s: float = Field(default=60.0, gt=0)
+    user_limit: int = Field(default=10, ge=1)  # /caption, Describe image, mentions: images per person ...
+    channel_limit: int = Field(default=30, ge=1)  # ... per channel ...
+    guild_limit: int = Field(default=60, ge=1)  # ... per server
+    alt_text_user_limit: int = Field(default=20, ge=1)  # automatic alt text: images per poster ...
+    alt_text_channel_limit: int = Field(default=30, ge=1)  # ... per channel ...
+    alt_text_guild_limit: int = Field(default=60, ge=1)  # ... per server (a budget of its own: commands come first)
 
     # Queue
     redis_url: SecretStr | None = None  # e.g. rediss://:password@redis:6379/0 ; None -> embedded
@@ -48,8 +72,8 @@ class Settings(BaseSettings):
     provider: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0 = onnxruntime's default
     beam_size: int = DEFAULT_BEAM_SIZE
-    max_image_bytes: int = MAX_IMAGE_BYTES
-    max_pixels: int = MAX_PIXELS
+    max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, gt=0)
+    max_pixels: int = Field(default=MAX_PIXELS, gt=0)
     # Transcribe text in images (screenshots, memes, signs). Unset: where the object labels say text is likely (free
     # for photos); true: every image through the text detector's gate (finds more, but costs photos over 15 % of
     # throughput on 2 cores); false: never (docs/inference.md, "Text in images").
@@ -59,6 +83,15 @@ class Settings(BaseSettings):
     metrics_port: int = 0  # 0 = no metrics/health HTTP server
     log_level: str = "INFO"
 
+    @field_validator("cdn_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        origins = tuple(origin(str(item)) for item in items if str(item).strip())
+        if not origins:
+            raise ValueError("give at least one origin, e.g. https://cdn.discordapp.com")
+        return origins
+
     @property
     def redis_keys(self) -> RedisKeys:
         """The names of every key this deployment keeps in Redis."""
@@ -66,5 +99,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    """Read settings from the environment; keyword overrides win (used by tests and the CLI). Raises pydantic's
+    ``ValidationError`` for a bad value (:func:`explain` turns it into one line for people)."""
     return Settings(**overrides)  # pydantic validates each value
+
+
+def explain(error: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable, with the value (never a secret's) and why."""
+    secret = {name for name, f in Settings.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)}
+    parts = []
+    for e in error.errors():
+        name = str(e["loc"][0]) if e["loc"] else "?"
+        env = "DISCORD_TOKEN" if name == "discord_token" else f"CAPTIONBOT_{name.upper()}"
+        shown = "" if name in secret else f"={e.get('input')!r}"
+        parts.append(f"{env}{shown}: {e['msg']}")
+    return "invalid settings: " + "; ".join(parts)

@@ -174,6 +174,13 @@ class Gateway:
             )
             await session.dispatch("MESSAGE_CREATE", message.payload(with_content=sees_content))
 
+    async def dispatch_delete(self, message: Message) -> None:
+        """MESSAGE_DELETE to every session that sees guild messages."""
+        data = {"id": message.id, "channel_id": message.channel_id, "guild_id": message.guild_id}
+        for session in list(self.sessions.values()):
+            if not message.guild_id or session.intents & INTENT_GUILD_MESSAGES:
+                await session.dispatch("MESSAGE_DELETE", data)
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         for session in list(self.sessions.values()):
             await session.dispatch(event, data)

@@ -83,6 +83,7 @@ class Rest:
         r.add_get(API + "/applications/{app_id}/commands", self.get_commands)
         r.add_post(API + "/channels/{channel_id}/messages", self.create_message)
         r.add_get(API + "/channels/{channel_id}/messages/{message_id}", self.get_message)
+        r.add_delete(API + "/channels/{channel_id}/messages/{message_id}", self.delete_message)
         r.add_post(API + "/interactions/{interaction_id}/{token}/callback", self.interaction_callback)
         r.add_post(API + "/webhooks/{app_id}/{token}", self.followup)
         r.add_patch(API + "/webhooks/{app_id}/{token}/messages/{message_id}", self.edit_webhook_message)
@@ -202,6 +203,22 @@ class Rest:
         if message is None:
             return error(404, "Unknown Message", 10008)
         return json_response(message.payload())
+
+    async def delete_message(self, request: web.Request) -> web.Response:
+        """The bot deletes a message (its own needs no permission)."""
+        route = "DELETE /channels/{channel_id}/messages/{message_id}"
+        channel_id, message_id = request.match_info["channel_id"], request.match_info["message_id"]
+        message = self.world.messages.get(message_id)
+        if message is None or message.channel_id != channel_id:
+            await self.on_sent(Sent("delete_message", route, 404, {"id": message_id}, channel_id=channel_id))
+            return error(404, "Unknown Message", 10008)
+        if message.author.id != self.world.bot_user.id:
+            await self.on_sent(Sent("delete_message", route, 403, {"id": message_id}, channel_id=channel_id))
+            return error(403, "Missing Permissions", 50013)
+        del self.world.messages[message_id]
+        await self.on_sent(Sent("delete_message", route, 204, {"id": message_id}, channel_id=channel_id,
+                                message=message))
+        return web.Response(status=204)
 
     # -- interactions ----------------------------------------------------------------------------------------
 

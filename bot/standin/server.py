@@ -94,6 +94,11 @@ class StandIn:
             self._runner = None
 
     @property
+    def mention(self) -> str:
+        """How a user mentions the bot in a message's content."""
+        return f"<@{self.world.bot_user.id}>"
+
+    @property
     def base_url(self) -> str:
         return self._public_url or f"http://{self.host}:{self.port}"
 
@@ -149,14 +154,21 @@ class StandIn:
         return att
 
     async def post_message(self, channel: str | Channel, author: str | User, content: str = "",
-                           files: Sequence[FileToPost] = ()) -> Message:
-        """A user posts a message (with files) in a channel; the bot gets MESSAGE_CREATE as its intents allow."""
+                           files: Sequence[FileToPost] = (), reply_to: Message | None = None) -> Message:
+        """A user posts a message (with files, or as a reply to ``reply_to``) in a channel; the bot gets
+        MESSAGE_CREATE as its intents allow. ``self.mention`` in ``content`` mentions the bot."""
         ch, user = self._channel(channel), self._user(author)
         message = Message(snowflake(), ch.id, self.world.guild_id, user, content=content,
-                          attachments=[self._attach(ch, f) for f in files])
+                          attachments=[self._attach(ch, f) for f in files],
+                          reference_id=reply_to.id if reply_to else None)
         self.world.messages[message.id] = message
         await self.gateway.dispatch_message(message)
         return message
+
+    async def delete_message(self, message: Message) -> None:
+        """A user deletes their message; the bot gets MESSAGE_DELETE."""
+        self.world.messages.pop(message.id, None)
+        await self.gateway.dispatch_delete(message)
 
     async def slash(self, channel: str | Channel, user: str | User, command: str, /,
                     **options: Any) -> InteractionState:

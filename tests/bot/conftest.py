@@ -17,7 +17,7 @@ import discord.gateway
 import discord.http
 import pytest
 from bot_story import BotUnderTest
-from captionbot.bot.config import DISCORD_CDN_ORIGINS, BotConfig
+from captionbot.bot.config import BotConfig
 from captionbot.bot.standin import StandIn, point_discord_at
 from captionbot.bot.standin.server import FileToPost
 from PIL import Image
@@ -45,7 +45,9 @@ async def standin() -> AsyncIterator[StandIn]:
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return load_settings(redis_url=redis_url, discord_token=None, result_timeout_s=30, batch_wait_ms=5,
-                         claim_idle_ms=1500, max_image_bytes=TEST_MAX_IMAGE_BYTES, beam_size=2)
+                         claim_idle_ms=1500, max_image_bytes=TEST_MAX_IMAGE_BYTES, beam_size=2, download_timeout_s=3,
+                         user_limit=100, channel_limit=500, guild_limit=500, alt_text_user_limit=100,
+                         alt_text_channel_limit=500, alt_text_guild_limit=500)
 
 
 @pytest.fixture
@@ -76,8 +78,7 @@ async def worker(settings: Settings, captioner: CaptionModel) -> AsyncIterator[W
 
 @pytest.fixture
 def bot_config(standin: StandIn, settings: Settings) -> BotConfig:
-    return BotConfig(settings=settings, cdn_origins=(*DISCORD_CDN_ORIGINS, standin.base_url), download_timeout_s=3,
-                     user_limit=100, guild_limit=500)
+    return BotConfig(settings=settings, extra_cdn_origins=(standin.base_url,))
 
 
 @pytest.fixture
@@ -91,11 +92,14 @@ async def bot(standin: StandIn, bot_config: BotConfig, worker: Worker) -> AsyncI
 
 @pytest.fixture
 async def make_bot(standin: StandIn, bot_config: BotConfig) -> AsyncIterator[Callable[..., BotUnderTest]]:
-    """A bot with changed config, started by the test: ``await make_bot(user_limit=2).start()``."""
+    """A bot with changed config, started by the test: ``await make_bot(user_limit=2).start()``. Names of
+    :class:`Settings` fields change the settings, others the :class:`BotConfig`."""
     made: list[BotUnderTest] = []
 
     def factory(**changes: Any) -> BotUnderTest:
-        b = BotUnderTest(standin, replace(bot_config, **changes))
+        to_settings = {k: changes.pop(k) for k in list(changes) if k in Settings.model_fields}
+        settings = changes.pop("settings", bot_config.settings).model_copy(update=to_settings)
+        b = BotUnderTest(standin, replace(bot_config, settings=settings, **changes))
         made.append(b)
         return b
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
-from bot_story import BotUnderTest, quiet, replies, turn_on
+from bot_story import BotUnderTest, answered, quiet, replies, turn_on
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
 from PIL import Image
 
+if TYPE_CHECKING:
+    from captionbot.queue.worker import Worker
+
 
 async def test_a_member_cannot_switch_alt_text_on_and_nothing_changes(standin: StandIn, bot: BotUnderTest,
                                                                       photos: list[FileToPost]) -> None:
-    from bot_story import answered
-
     refusal = await answered(standin, await standin.slash("general", "alice", "alttext on"))
     assert refusal.ephemeral, "the refusal is shown only to the member who asked"
     assert "Manage Server" in refusal.content and refusal.content.startswith("Sorry")
@@ -50,8 +53,6 @@ async def test_the_setting_survives_a_bot_restart(standin: StandIn, bot: BotUnde
 
 
 async def test_a_channel_keeper_may_switch_one_channel_but_not_the_server(standin: StandIn, bot: BotUnderTest) -> None:
-    from bot_story import answered
-
     whole_server = await answered(standin, await standin.slash("general", "keeper", "alttext on"))
     assert whole_server.ephemeral and "Manage Server" in whole_server.content
     one_channel = await answered(standin, await standin.slash(
@@ -122,3 +123,14 @@ async def test_a_channel_that_skips_uncertain_descriptions_posts_only_those_the_
     sure = await standin.post_message("alt-text", "bob", files=[photos[0]])
     [reply] = await replies(standin, sure)
     assert reply.content.startswith("Image description: ") and "Possibly" not in reply.content
+
+
+async def test_without_the_message_content_intent_turning_it_on_says_why_it_cannot_work(
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], worker: Worker) -> None:
+    await make_bot().start(alt_text=False)  # `captionbot bot --no-alt-text`
+    answer = await turn_on(standin, "alt-text")
+    assert answer.ephemeral
+    assert "Message Content" in answer.content and "can't work" in answer.content
+    assert "**on**" not in answer.content, "it must not claim alt text is on when it cannot see images"
+    status = await answered(standin, await standin.slash("alt-text", "mod", "alttext status"))
+    assert "**off**" in status.content and "Message Content" in status.content

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
-from bot_story import replies, turn_on
+from bot_story import answered, replies, turn_on
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
 
@@ -39,8 +39,8 @@ async def test_the_bot_process_reports_ready_and_describes_photos(
         standin: StandIn, redis_url: str, worker: Worker, photos: list[FileToPost], tmp_path: Path) -> None:
     health_port = free_port()
     env = {k: v for k, v in os.environ.items() if "DISCORD_TOKEN" not in k}
-    env.update(CAPTIONBOT_REDIS_URL=redis_url,
-               CAPTIONBOT_METRICS_PORT=str(health_port))
+    env.update(CAPTIONBOT_REDIS_URL=redis_url, CAPTIONBOT_METRICS_PORT=str(health_port),
+               CAPTIONBOT_USER_LIMIT="1", CAPTIONBOT_CDN_ORIGINS="cdn.discordapp.com")
     log = tmp_path / "bot.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "captionbot.cli", "bot", "--standin", standin.base_url],
@@ -54,6 +54,11 @@ async def test_the_bot_process_reports_ready_and_describes_photos(
         posted = await standin.post_message("alt-text", "alice", files=[photos[0]])
         [reply] = await replies(standin, posted, timeout=30)
         assert reply.content.startswith("Image description: ")
+        # Limits come from the environment: one /caption per person per minute (automatic alt text has its own).
+        first = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[1]))
+        assert first.content.startswith("Image description: ")
+        second = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[2]))
+        assert "at most 1 image a minute per person" in second.content
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -70,3 +75,17 @@ def test_bot_command_without_a_token_exits_2_and_says_what_to_set() -> None:
                           timeout=60)
     assert proc.returncode == 2
     assert "no DISCORD_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_bad_setting_stops_the_bot_at_start_with_one_line_naming_it() -> None:
+    env = {k: v for k, v in os.environ.items() if "DISCORD_TOKEN" not in k and not k.startswith("CAPTIONBOT_")}
+    env.update(CAPTIONBOT_USER_LIMIT="0", CAPTIONBOT_CDN_ORIGINS="https://cdn.discordapp.com/attachments",
+               CAPTIONBOT_DOWNLOAD_TIMEOUT_S="soon", CAPTIONBOT_MAX_IMAGE_BYTES="-1")
+    proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "bot"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("captionbot bot cannot start: invalid settings: ")
+    for name in ("CAPTIONBOT_USER_LIMIT", "CAPTIONBOT_CDN_ORIGINS", "CAPTIONBOT_DOWNLOAD_TIMEOUT_S",
+                 "CAPTIONBOT_MAX_IMAGE_BYTES"):
+        assert name in line

@@ -99,7 +99,8 @@ async def test_someone_asking_too_fast_is_told_to_wait(
     answers = [await answered(standin, await standin.slash("general", "alice", "caption", image=p))
                for p in photos[:3]]
     assert [a.content.startswith("Image description: ") for a in answers] == [True, True, False]
-    assert answers[2].content == USER_MESSAGES[ErrorCode.RATE_LIMITED] and answers[2].ephemeral
+    assert answers[2].content == ("You're asking a bit too fast: at most 2 images a minute per person. "
+                                  "Please wait a moment.") and answers[2].ephemeral
     other = await answered(standin, await standin.slash("general", "bob", "caption", image=photos[3]))
     assert other.content.startswith("Image description: "), "the limit is per person"
 

@@ -62,3 +62,18 @@ async def test_settings_saved_under_the_old_key_layout_are_kept(redis_url: str) 
         assert await store.migrate_legacy() == 0
     finally:
         await redis.aclose()
+
+
+async def test_the_description_length_is_kept_per_channel_over_the_server(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    store = SettingsStore(redis, KEYS)
+    try:
+        assert (await store.effective(5, 50)).length == "text", "default: with any text read in the image"
+        await store.set_server(5, enabled=True, length="model")
+        await store.set_channel(5, 50, length="short")
+        assert (await store.effective(5, 50)).length == "short"
+        assert (await store.effective(5, 51)).length == "model"
+        await store.set_server(5, enabled=True, length="text")
+        assert (await store.effective(5, 50)).length == "text", "a server-wide change clears the channel's"
+    finally:
+        await redis.aclose()

@@ -49,3 +49,15 @@ def test_text_in_the_image_cannot_format_the_reply_or_overflow_it() -> None:
     text = caption_text([code])
     assert "Text in image: print(\\*\\*kwargs) \\_\\_init\\_\\_ \\`x\\`" in text
     assert len(text) <= 2000
+
+
+def test_a_channels_length_choice_shapes_the_description() -> None:
+    read = Outcome("a.jpg", CaptionResult(job_id="j", ok=True, text="OPEN 24 HOURS",
+                                          caption="a man in a red jacket is standing in front of a shop window"))
+    assert caption_text([read]) == ("Image description: A man in a red jacket is standing in front of a shop window."
+                                    "\nText in image: OPEN 24 HOURS")
+    assert caption_text([read], "model") == (
+        "Image description: A man in a red jacket is standing in front of a shop window.")
+    assert caption_text([read], "short") == "Image description: A man in a red jacket is standing…"
+    assert caption_text([read, ok("a dog")], "short").splitlines()[1:] == ["1. A man in a red jacket is standing…",
+                                                                           "2. A dog."]
