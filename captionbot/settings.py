@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
     claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed
     max_attempts: int = 3  # after K failed attempts a job is dead-lettered
+    retry_backoff_ms: int = 500  # a failed attempt runs again after this, doubling per attempt (<= claim_idle_ms)
     result_timeout_s: float = 60.0
     result_ttl_s: int = 600  # a bot instance's result stream, and each job's "answered" mark, live this long
     dead_letter_maxlen: int = 10_000  # the dead-letter stream keeps about this many failed jobs for inspection

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from captionbot.formats import CaptionJob, CaptionResult, ErrorCode
+from captionbot.formats import CaptionJob, CaptionResult, ErrorCode, JobInvalid
 from captionbot.queue import metrics
 from captionbot.queue.scripts import QueueScripts, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group, is_missing_group
@@ -25,30 +25,33 @@ from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+REPLY_NOT_A_STREAM = -1  # FINISH's answer when reply_to names a key that is not a stream
 RESULTS_MAXLEN = 10_000  # a result stream keeps about this many unread results
 MAX_BLOCK_MS = 1000  # longest blocking read, so a stop request is seen within a second
 
 
 @dataclass
 class Delivery:
-    """One stream entry handed to this worker. ``attempt`` counts from 1 (earlier failures plus deliveries)."""
+    """One stream entry handed to this worker. ``attempt`` counts from 1: the consumer group's delivery count of
+    the entry (Redis keeps it; nothing in the job's fields can change it)."""
 
     entry_id: str
     fields: Fields
-    job: CaptionJob | None  # None when the entry could not be read as a job
+    job: CaptionJob | None  # None when the entry is not a valid job
     attempt: int
     reclaimed: bool = False
-    unreadable: str = ""  # why ``job`` is None
+    invalid: JobInvalid | None = None  # why ``job`` is None
     received_at: float = field(default_factory=time.monotonic)
 
+    @property
+    def unreadable(self) -> str:
+        return self.invalid.reason if self.invalid else ""
 
-def _delivery(entry_id: bytes | str, fields: Fields, times_delivered: int, reclaimed: bool) -> Delivery:
-    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    try:
-        job = CaptionJob.from_fields(fields)
-    except (KeyError, ValueError, TypeError) as exc:  # a foreign or corrupt entry: never let it stall the queue
-        return Delivery(eid, fields, None, times_delivered, reclaimed, unreadable=f"{type(exc).__name__}: {exc}")
-    return Delivery(eid, fields, job, job.attempt + times_delivered, reclaimed)
+
+def retry_delay_ms(attempt: int, settings: Settings) -> int:
+    """How long a job whose ``attempt``-th run failed waits before it runs again (doubling, at most the reclaim
+    idle time)."""
+    return int(min(settings.claim_idle_ms, settings.retry_backoff_ms * 2 ** max(0, attempt - 1)))
 
 
 class Step(StrEnum):
@@ -79,6 +82,16 @@ class JobConsumer:
         self.keys = settings.redis_keys
         self.scripts = QueueScripts(redis)
         self._next_reclaim = 0.0
+        self._reply_prefix = self.keys.results("")
+
+    def _delivery(self, entry_id: bytes | str, fields: Fields, times_delivered: int, reclaimed: bool) -> Delivery:
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        try:
+            job = CaptionJob.from_fields(fields, reply_prefix=self._reply_prefix,
+                                         max_image_bytes=self.settings.max_image_bytes)
+        except JobInvalid as exc:  # a foreign, forged or corrupt entry: answered or set aside, never run
+            return Delivery(eid, fields, None, times_delivered, reclaimed, invalid=exc)
+        return Delivery(eid, fields, job, times_delivered, reclaimed)
 
     # ---------------------------------------------------------------------------------------------- reading
 
@@ -119,7 +132,7 @@ class JobConsumer:
             log.warning("consumer group %s vanished (Redis lost its data?): creating it again", self.keys.group)
             await ensure_group(self.redis, self.keys)
             return []
-        return [_delivery(eid, f, 1, False) for _, entries in resp or [] for eid, f in entries if f]
+        return [self._delivery(eid, f, 1, False) for _, entries in resp or [] for eid, f in entries if f]
 
     async def _reclaim_due(self, count: int) -> list[Delivery]:
         """Take over jobs idle for ``claim_idle_ms`` on any consumer (a dead worker's, or our own failed ones)."""
@@ -143,7 +156,7 @@ class JobConsumer:
                 continue
             info = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min=eid, max=eid, count=1)
             times = int(info[0]["times_delivered"]) if info else 1
-            d = _delivery(eid, fields, times, True)
+            d = self._delivery(eid, fields, times, True)
             log.warning("reclaimed job %s (attempt %d) after %d ms idle", _job_id(d), d.attempt,
                         self.settings.claim_idle_ms)
             metrics.RECLAIMS.inc()
@@ -163,13 +176,21 @@ class JobConsumer:
     # ------------------------------------------------------------------------------------ retry or dead letter
 
     async def admit(self, batch: list[Delivery]) -> tuple[list[Delivery], int]:
-        """The deliveries to run now, and how many others were answered here: an unreadable entry is set aside, and a
-        job whose earlier deliveries used up its attempts is dead-lettered (:func:`next_step`)."""
+        """The deliveries to run now, and how many others were answered here: an invalid job is dead-lettered (its
+        requester told when its job id and ``reply_to`` are valid), and a job whose earlier deliveries used up its
+        attempts is dead-lettered (:func:`next_step`)."""
         runnable: list[Delivery] = []
         answered = 0
         for d in batch:
-            if d.job is None:
-                await self.discard(d)
+            if d.invalid is not None:
+                inv = d.invalid
+                metrics.FAILURES.labels("unreadable").inc()
+                if inv.job_id and inv.reply_to:
+                    d.job = CaptionJob(image=b"", reply_to=inv.reply_to, job_id=inv.job_id, context=inv.context)
+                    await self.dead_letter(d, f"invalid job: {inv.reason}", attempts_made=0)
+                    answered += 1
+                else:
+                    await self.discard(d, f"invalid job: {inv.reason}")
             elif next_step(d.attempt, self.settings.max_attempts, failed=False) is Step.RUN:
                 runnable.append(d)
             else:
@@ -194,7 +215,8 @@ class JobConsumer:
     async def publish(self, answers: list[tuple[Delivery, CaptionResult]]) -> list[int]:
         """Answer jobs: publish each result to its requester, ack and delete the entry, atomically per job.
 
-        Returns one code per job (1 published, 0 or 2 already answered elsewhere: see ``scripts.FINISH``)."""
+        Returns one code per job (1 published, 0 or 2 already answered elsewhere, -1 ``reply_to`` is some other
+        type of key: then the job is dead-lettered unanswered; see ``scripts.FINISH``)."""
         if not answers:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -202,7 +224,9 @@ class JobConsumer:
                 await self._finish(d, result, None, pipe)  # queues the script on the pipeline
             codes = [int(c) for c in await pipe.execute()]
         for (d, _), code in zip(answers, codes, strict=True):
-            if code != 1:
+            if code == REPLY_NOT_A_STREAM:
+                await self.discard(d, f"reply_to {d.job.reply_to if d.job else ''} is not a stream")
+            elif code != 1:
                 metrics.DUPLICATES.inc()
                 log.info("job %s was already answered (code %d): not published again", _job_id(d), code)
         return codes
@@ -221,29 +245,31 @@ class JobConsumer:
         dead: dict[str, bytes | str] = {k.decode(): v for k, v in d.fields.items()}
         dead.update(reason=reason, attempts=str(attempts), worker=self.name, failed_at=repr(time.time()),
                     entry_id=d.entry_id)
-        await self._finish(d, result, dead, self.redis)
+        if await self._finish(d, result, dead, self.redis) == REPLY_NOT_A_STREAM:
+            await self.discard(d, f"{reason}; reply_to {d.job.reply_to} is not a stream")
         metrics.JOBS.labels("dead_letter").inc()
         log.error("job %s dead-lettered after %d attempts: %s", d.job.job_id, attempts, reason)
         return result
 
     async def retry(self, d: Delivery) -> None:
-        """Put a job whose attempt failed back on the stream now, carrying its attempt count."""
-        assert d.job is not None
-        d.job.attempt = d.attempt
-        await self.scripts.requeue(
-            keys=[self.keys.jobs], args=[self.keys.group, d.entry_id, *flatten(d.job.to_fields())]
+        """Leave a job whose attempt failed pending, due for a reclaim after :func:`retry_delay_ms`: its next run is
+        a new delivery, so Redis counts the attempt (``XCLAIM ... IDLE`` sets how long it has already waited)."""
+        delay_ms = retry_delay_ms(d.attempt, self.settings)
+        await self.redis.xclaim(
+            self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=[d.entry_id],
+            idle=max(0, self.settings.claim_idle_ms - delay_ms), justid=True,
         )
+        self._next_reclaim = min(self._next_reclaim, time.monotonic() + delay_ms / 1000)
 
-    async def discard(self, d: Delivery) -> None:
-        """Dead-letter an entry that is not a readable job (no requester can be told)."""
+    async def discard(self, d: Delivery, reason: str) -> None:
+        """Dead-letter an entry whose requester cannot be told (no valid job id or ``reply_to``)."""
         dead: dict[str, bytes | str] = {k.decode(errors="replace"): v for k, v in d.fields.items()}
-        dead.update(reason=f"unreadable job: {d.unreadable}", worker=self.name, entry_id=d.entry_id)
+        dead.update(reason=reason, worker=self.name, entry_id=d.entry_id, attempts=str(d.attempt))
         await self.scripts.discard(
             keys=[self.keys.jobs, self.keys.dead],
             args=[self.keys.group, d.entry_id, self.settings.dead_letter_maxlen, *flatten(dead)],
         )
-        metrics.FAILURES.labels("unreadable").inc()
-        log.error("unreadable entry %s dead-lettered: %s", d.entry_id, d.unreadable)
+        log.error("entry %s dead-lettered unanswered: %s", d.entry_id, reason)
 
     def _finish(
         self, d: Delivery, result: CaptionResult, dead: dict[str, bytes | str] | None, client: Redis

@@ -19,8 +19,11 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 # result to the requester's stream unless the job was already answered.
 # KEYS: jobs, reply_to, answered-mark, [dead]
 # ARGV: group, entry id, ttl_ms, results_maxlen, dead_maxlen, n, <n result args>, <dead-letter args>
-# Returns 1 published; 0 the entry was no longer pending (another worker answered it); 2 the job id was answered.
+# Returns 1 published; 0 the entry was no longer pending (another worker answered it); 2 the job id was answered;
+# -1 reply_to is a key of another type (nothing was changed: the caller dead-letters the job unanswered).
 FINISH = """
+local t = redis.call('TYPE', KEYS[2])['ok']
+if t ~= 'stream' and t ~= 'none' then return -1 end
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if acked == 0 then return 0 end
@@ -32,14 +35,6 @@ if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[3]) then return 2 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 7, 6 + n))
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
-"""
-
-# Put a failed job back at the end of the stream with its attempt count, in place of its current entry.
-# KEYS: jobs.  ARGV: group, entry id, field, value, ...   Returns the new id, or nil if it was no longer pending.
-REQUEUE = """
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
-redis.call('XDEL', KEYS[1], ARGV[2])
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 """
 
 # Drop an entry that cannot be answered (unreadable fields): record it in the dead-letter stream, ack, delete.
@@ -67,5 +62,4 @@ class QueueScripts:
     def __init__(self, redis: Redis) -> None:
         self.enqueue_if_room: AsyncScript = redis.register_script(ENQUEUE_IF_ROOM)
         self.finish: AsyncScript = redis.register_script(FINISH)
-        self.requeue: AsyncScript = redis.register_script(REQUEUE)
         self.discard: AsyncScript = redis.register_script(DISCARD)
