@@ -73,7 +73,8 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
 def load_captioner(settings: Settings, test_model: str | None = None, delay_s: float = 0.0) -> CaptionModel:
     """The real captioner from ``settings.bundle``, or a test stand-in when ``test_model`` is given.
 
-    Raises :class:`~captionbot.process.StartupError` when there is no bundle."""
+    Raises :class:`~captionbot.process.StartupError` when there is no bundle or it does not load (a hash that does
+    not match, a bad manifest, a graph onnxruntime cannot open)."""
     if test_model:
         from captionbot.inference.null_captioner import NullCaptioner, PoisonCaptioner
 
@@ -87,7 +88,14 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
         )
     from captionbot.inference.captioner import Captioner
 
-    captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
-                               threads=settings.threads)
+    from captionbot.process import StartupError
+
+    try:
+        captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
+                                   threads=settings.threads)
+    except Exception as exc:  # a tampered, truncated or foreign bundle: the worker cannot start (exit 2, one line)
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise StartupError(f"cannot load the model bundle at {settings.bundle}: {type(exc).__name__}: {first_line}")\
+            from None
     log.info("loaded model %s from %s", captioner.model_version, settings.bundle)
     return captioner
