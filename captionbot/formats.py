@@ -320,6 +320,11 @@ class RedisKeys:
         return f"{self.jobs}:dead"
 
     @property
+    def queued_bytes(self) -> str:
+        """Bytes of the jobs in the job stream (the byte budget's count, kept by the queue's scripts)."""
+        return f"{self.jobs}:bytes"
+
+    @property
     def workers(self) -> str:
         """Hash of live workers: name -> JSON heartbeat (model version, last seen)."""
         return f"{self.jobs}:workers"

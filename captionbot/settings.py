@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     stream: str = RedisKeys.jobs  # every Redis key starts with this name (see ``redis_keys``)
     group: str = RedisKeys.group
     queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy"
+    queue_max_bytes: int = 256 * 1024 * 1024  # ... or over this many bytes of jobs in the stream
     batch_size: int = 16  # up to N jobs per worker batch ...
     batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
     claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed

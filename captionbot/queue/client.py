@@ -21,10 +21,18 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, MIN_BEAM_SIZE, CaptionJob, CaptionResult, ErrorCode
+from captionbot.formats import (
+    DEFAULT_BEAM_SIZE,
+    MAX_BEAM_SIZE,
+    MAX_CONTEXT_BYTES,
+    MIN_BEAM_SIZE,
+    CaptionJob,
+    CaptionResult,
+    ErrorCode,
+)
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis
-from captionbot.queue.scripts import QueueScripts, flatten
+from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group
 from captionbot.settings import Settings
 
@@ -77,6 +85,9 @@ class CaptionClient:
             raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
                          context=dict(context or {}))
+        too_large = self._too_large(job)
+        if too_large:
+            return self._failure(job, ErrorCode.TOO_LARGE, too_large)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.result_timeout_s if timeout is None else timeout)
         future: asyncio.Future[CaptionResult] = loop.create_future()
@@ -103,16 +114,33 @@ class CaptionClient:
         finally:
             self._waiting.pop(job.job_id, None)
 
+    def _too_large(self, job: CaptionJob) -> str:
+        """Why a job may never be queued (its image over ``max_image_bytes``, or alone over the byte budget), or ""."""
+        if len(job.image) > self.settings.max_image_bytes:
+            return f"image of {len(job.image)} bytes is over {self.settings.max_image_bytes}"
+        if len(json.dumps(job.context)) > MAX_CONTEXT_BYTES:
+            return f"context is over {MAX_CONTEXT_BYTES} bytes"
+        if entry_bytes(job.to_fields()) > self.settings.queue_max_bytes:
+            return f"job is over the queue's byte budget of {self.settings.queue_max_bytes}"
+        return ""
+
     async def _enqueue(self, job: CaptionJob, deadline: float) -> bool | str:
         """True when queued; a reason string when the queue is full or stayed unreachable until the deadline."""
         loop = asyncio.get_running_loop()
         backoff = 0.05
+        fields = job.to_fields()
+        size = entry_bytes(fields)
         while True:
             try:
                 entry = await self.scripts.enqueue_if_room(
-                    keys=[self.keys.jobs], args=[self.settings.queue_maxlen, *flatten(job.to_fields())]
+                    keys=[self.keys.jobs, self.keys.queued_bytes],
+                    args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
                 )
-                return True if entry is not None else f"queue holds {self.settings.queue_maxlen} jobs"
+                if entry == 0:
+                    return f"queue holds {self.settings.queue_maxlen} jobs"
+                if entry == -1:
+                    return f"queue holds close to {self.settings.queue_max_bytes} bytes of jobs"
+                return True
             except REDIS_DOWN_ERRORS as exc:
                 if loop.time() + backoff >= deadline:
                     return f"queue unreachable: {type(exc).__name__}"

@@ -19,13 +19,14 @@ from redis.asyncio import Redis
 
 from captionbot.formats import CaptionJob, CaptionResult, ErrorCode, JobInvalid
 from captionbot.queue import metrics
-from captionbot.queue.scripts import QueueScripts, flatten
+from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group, is_missing_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 REPLY_NOT_A_STREAM = -1  # FINISH's answer when reply_to names a key that is not a stream
+DEAD_LETTER_IMAGE_BYTES = 1024 * 1024  # a dead letter keeps the image only up to this size
 RESULTS_MAXLEN = 10_000  # a result stream keeps about this many unread results
 MAX_BLOCK_MS = 1000  # longest blocking read, so a stop request is seen within a second
 
@@ -242,7 +243,7 @@ class JobConsumer:
             job_id=d.job.job_id, ok=False, error=ErrorCode.DEAD_LETTER, detail=reason, worker=self.name,
             latency_ms=(time.time() - d.job.created_at) * 1000, context=d.job.context,
         )
-        dead: dict[str, bytes | str] = {k.decode(): v for k, v in d.fields.items()}
+        dead = _dead_fields(d.fields)
         dead.update(reason=reason, attempts=str(attempts), worker=self.name, failed_at=repr(time.time()),
                     entry_id=d.entry_id)
         if await self._finish(d, result, dead, self.redis) == REPLY_NOT_A_STREAM:
@@ -263,11 +264,12 @@ class JobConsumer:
 
     async def discard(self, d: Delivery, reason: str) -> None:
         """Dead-letter an entry whose requester cannot be told (no valid job id or ``reply_to``)."""
-        dead: dict[str, bytes | str] = {k.decode(errors="replace"): v for k, v in d.fields.items()}
+        dead = _dead_fields(d.fields)
         dead.update(reason=reason, worker=self.name, entry_id=d.entry_id, attempts=str(d.attempt))
         await self.scripts.discard(
-            keys=[self.keys.jobs, self.keys.dead],
-            args=[self.keys.group, d.entry_id, self.settings.dead_letter_maxlen, *flatten(dead)],
+            keys=[self.keys.jobs, self.keys.dead, self.keys.queued_bytes],
+            args=[self.keys.group, d.entry_id, self.settings.dead_letter_maxlen, entry_bytes(d.fields),
+                  *flatten(dead)],
         )
         log.error("entry %s dead-lettered unanswered: %s", d.entry_id, reason)
 
@@ -277,10 +279,10 @@ class JobConsumer:
         """The FINISH script call for one job, on ``client`` (the connection, or a pipeline to batch them)."""
         assert d.job is not None
         ttl_ms = self.settings.result_ttl_s * 1000
-        keys = [self.keys.jobs, d.job.reply_to, self.keys.answered(d.job.job_id)]
+        keys = [self.keys.jobs, d.job.reply_to, self.keys.answered(d.job.job_id), self.keys.queued_bytes]
         result_args = flatten(result.to_fields())
         args = [self.keys.group, d.entry_id, ttl_ms, RESULTS_MAXLEN, self.settings.dead_letter_maxlen,
-                len(result_args), *result_args]
+                entry_bytes(d.fields), len(result_args), *result_args]
         if dead is not None:
             keys.append(self.keys.dead)
             args += flatten(dead)
@@ -301,6 +303,17 @@ class JobConsumer:
         metrics.QUEUE_DEPTH.set(waiting)
         metrics.QUEUE_PENDING.set(pending)
         return waiting, pending
+
+
+def _dead_fields(fields: Fields) -> dict[str, bytes | str]:
+    """A dead letter's copy of a job's fields: the image kept up to ``DEAD_LETTER_IMAGE_BYTES`` (its size always), so
+    the dead-letter stream is bounded by ``dead_letter_maxlen`` x that, not x the image cap."""
+    dead: dict[str, bytes | str] = {k.decode(errors="replace"): v for k, v in fields.items()}
+    image = dead.get("image", b"")
+    dead["image_size"] = str(len(image))
+    if len(image) > DEAD_LETTER_IMAGE_BYTES:
+        dead["image"] = b""
+    return dead
 
 
 def _job_id(d: Delivery) -> str:
