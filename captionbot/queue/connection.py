@@ -9,9 +9,12 @@ imported only then: a deployed bot or worker (with a Redis URL) never loads it, 
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote
 
 from redis.asyncio import Redis
@@ -25,6 +28,31 @@ from captionbot.settings import Settings
 
 if TYPE_CHECKING:
     import fakeredis
+
+T = TypeVar("T")
+
+
+class DeadlineExceeded(RedisTimeoutError):
+    """A Redis call did not answer before its caller's deadline (Redis frozen, or the network)."""
+
+
+async def within(deadline: float, call: Awaitable[T]) -> T:
+    """Await ``call`` until ``deadline`` (``time.monotonic()``), then raise :class:`DeadlineExceeded`.
+
+    The call runs as its own task and is never cancelled mid-command (redis-py may swallow that, see queue.md): past
+    the deadline it is left to finish or fail on its socket timeout, its outcome discarded."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+    if task in done:
+        return task.result()
+    task.add_done_callback(_discard_outcome)
+    raise DeadlineExceeded("no answer from Redis before the deadline")
+
+
+def _discard_outcome(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning
+
 
 # Connection errors a caller should ride out (log, back off, try again) rather than treat as a bug.
 REDIS_DOWN_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
