@@ -8,6 +8,7 @@ running a job, putting it back on the stream, and giving up on it. It knows noth
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 REPLY_NOT_A_STREAM = -1  # FINISH's answer when reply_to names a key that is not a stream
 DEAD_LETTER_IMAGE_BYTES = 1024 * 1024  # a dead letter keeps the image only up to this size
+HEARTBEAT_S = 1.0  # a worker writes its heartbeat this often
+DEAD_AFTER_S = 3.0  # a worker whose heartbeat is older than this is dead: its jobs are taken over at once
 RESULTS_MAXLEN = 10_000  # a result stream keeps about this many unread results
 MAX_BLOCK_MS = 1000  # longest blocking read, so a stop request is seen within a second
 
@@ -83,6 +86,8 @@ class JobConsumer:
         self.keys = settings.redis_keys
         self.scripts = QueueScripts(redis)
         self._next_reclaim = 0.0
+        self._next_dead_check = 0.0
+        self._orphaned: set[str] = {name}  # consumers whose pending jobs to take over now (ours: left by a restart)
         self._reply_prefix = self.keys.results("")
 
     def _delivery(self, entry_id: bytes | str, fields: Fields, times_delivered: int, reclaimed: bool) -> Delivery:
@@ -100,7 +105,9 @@ class JobConsumer:
         """Up to ``batch_size`` jobs: reclaimed ones first, then new ones; after the first job arrives, wait up to
         ``batch_wait_ms`` for more. Returns [] when nothing came within about a second."""
         size = self.settings.batch_size
-        batch = await self._reclaim_due(size)
+        batch = await self._take_over_orphans(size)
+        if len(batch) < size:
+            batch += await self._reclaim_due(size - len(batch))
         if len(batch) >= size:
             return batch
         block_ms = None if batch else self._first_block_ms()
@@ -134,6 +141,61 @@ class JobConsumer:
             await ensure_group(self.redis, self.keys)
             return []
         return [self._delivery(eid, f, 1, False) for _, entries in resp or [] for eid, f in entries if f]
+
+    def orphaned_by_us(self) -> None:
+        """Our own pending jobs were left in the air (Redis went away mid-batch): take them back on the next read,
+        rather than waiting ``claim_idle_ms`` for them."""
+        self._orphaned.add(self.name)
+
+    async def heartbeat(self, beat: dict[str, Any]) -> None:
+        """Announce this worker as alive, stamped with Redis's clock (so hosts' clocks never disagree about it)."""
+        seconds, micros = await self.redis.time()
+        await self.redis.hset(self.keys.workers, self.name, json.dumps({**beat, "seen": seconds + micros / 1e6}))
+
+    async def find_dead_workers(self, now: float) -> None:
+        """Mark workers whose heartbeat (Redis server time) is older than ``DEAD_AFTER_S`` for a take-over."""
+        for raw_name, raw in (await self.redis.hgetall(self.keys.workers)).items():
+            name = raw_name.decode()
+            try:
+                seen = float(json.loads(raw).get("seen", 0))
+            except (ValueError, AttributeError):
+                continue
+            if name != self.name and now - seen > DEAD_AFTER_S:
+                self._orphaned.add(name)
+
+    async def _take_over_orphans(self, count: int) -> list[Delivery]:
+        """Claim the pending jobs of dead workers (and our own, after an outage) at once, without the idle wait."""
+        if time.monotonic() >= self._next_dead_check:
+            self._next_dead_check = time.monotonic() + HEARTBEAT_S / 2
+            seconds, micros = await self.redis.time()
+            await self.find_dead_workers(seconds + micros / 1e6)
+        out: list[Delivery] = []
+        for name in sorted(self._orphaned):
+            wanted = count - len(out)
+            if wanted <= 0:
+                break
+            try:
+                pending = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min="-", max="+",
+                                                          count=wanted, consumername=name)
+            except Exception as exc:
+                if not is_missing_group(exc):
+                    raise
+                pending = []
+            times = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
+            # XCLAIM (without JUSTID) counts a delivery, as XAUTOCLAIM does: the take-over is a new attempt
+            claimed = await self.redis.xclaim(self.keys.jobs, self.keys.group, self.name, min_idle_time=0,
+                                              message_ids=list(times)) if times else []
+            out += [self._delivery(eid, f, times[_s(eid)] + 1, True) for eid, f in claimed if f]
+            if claimed:
+                log.warning("took over %d pending jobs of %s", len(claimed),
+                            "this worker (after an outage)" if name == self.name
+                            else f"dead worker {name} (no heartbeat for {DEAD_AFTER_S:.0f} s)")
+                metrics.RECLAIMS.inc(len(claimed))
+            if len(pending) < wanted:  # none left: done with it
+                self._orphaned.discard(name)
+                if name != self.name:
+                    await self.redis.hdel(self.keys.workers, name)
+        return out
 
     async def _reclaim_due(self, count: int) -> list[Delivery]:
         """Take over jobs idle for ``claim_idle_ms`` on any consumer (a dead worker's, or our own failed ones)."""
@@ -314,6 +376,10 @@ def _dead_fields(fields: Fields) -> dict[str, bytes | str]:
     if len(image) > DEAD_LETTER_IMAGE_BYTES:
         dead["image"] = b""
     return dead
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def _job_id(d: Delivery) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -29,13 +28,12 @@ from redis.asyncio import Redis
 from captionbot.formats import DEFAULT_BEAM_SIZE, CaptionResult, ImageRejected
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, describe
-from captionbot.queue.consumer import Delivery, JobConsumer, Step
+from captionbot.queue.consumer import HEARTBEAT_S, Delivery, JobConsumer, Step
 from captionbot.queue.streams import ensure_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 2.0
 DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
 
 
@@ -97,6 +95,7 @@ class Worker:
                                     describe(self.settings), type(exc).__name__)
                         last_down_log = time.monotonic()
                     self.ready = False
+                    consumer.orphaned_by_us()  # a batch in hand stays pending: take it back once Redis is here
                     await _wait(stop, backoff)
                     backoff = min(backoff * 2, 2.0)
                 except Exception:
@@ -196,8 +195,7 @@ class Worker:
         """Announce this worker (for ``stats``) and refresh the queue gauges every couple of seconds."""
         while True:
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
-                beat = {"model_version": self.captioner.model_version, "seen": time.time(), "jobs": self.jobs_answered}
-                await consumer.redis.hset(consumer.keys.workers, self.name, json.dumps(beat))
+                await consumer.heartbeat({"model_version": self.captioner.model_version, "jobs": self.jobs_answered})
                 await consumer.report_depth()
             if await _wait(done, HEARTBEAT_S):
                 return
