@@ -324,6 +324,14 @@ class RedisKeys:
         """Bytes of the jobs in the job stream (the byte budget's count, kept by the queue's scripts)."""
         return f"{self.jobs}:bytes"
 
+    def alone(self, entry_id: str) -> str:
+        """Mark set while a worker runs this job entry alone: if the worker dies then, the job is what killed it."""
+        return f"{self.jobs}:alone:{entry_id}"
+
+    def failures(self, entry_id: str) -> str:
+        """Failed attempts of a job entry: the model raised on it, or its worker died running it alone."""
+        return f"{self.jobs}:failures:{entry_id}"
+
     @property
     def workers(self) -> str:
         """Hash of live workers: name -> JSON heartbeat (model version, last seen)."""

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Stand-in models for tests and benchmarks only (hidden from --help): no model is loaded.
-TEST_MODELS = ("null", "poison")
+TEST_MODELS = ("null", "poison", "crash")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -76,10 +76,11 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
     Raises :class:`~captionbot.process.StartupError` when there is no bundle or it does not load (a hash that does
     not match, a bad manifest, a graph onnxruntime cannot open)."""
     if test_model:
-        from captionbot.inference.null_captioner import NullCaptioner, PoisonCaptioner
+        from captionbot.inference.null_captioner import CrashCaptioner, NullCaptioner, PoisonCaptioner
 
         log.warning("worker runs the %r TEST model: captions are not real", test_model)
-        return (PoisonCaptioner if test_model == "poison" else NullCaptioner)(delay_s=delay_s)
+        model = {"poison": PoisonCaptioner, "crash": CrashCaptioner}.get(test_model, NullCaptioner)
+        return model(delay_s=delay_s)
     if not (Path(settings.bundle) / MANIFEST_FILE).is_file():
         from captionbot.process import StartupError
 

@@ -30,26 +30,35 @@ REPLY_NOT_A_STREAM = -1  # FINISH's answer when reply_to names a key that is not
 DEAD_LETTER_IMAGE_BYTES = 1024 * 1024  # a dead letter keeps the image only up to this size
 HEARTBEAT_S = 1.0  # a worker writes its heartbeat this often
 DEAD_AFTER_S = 3.0  # a worker whose heartbeat is older than this is dead: its jobs are taken over at once
+FAILURES_TTL_S = 24 * 3600  # a job's failure count and "alone" mark expire after this
 RESULTS_MAXLEN = 10_000  # a result stream keeps about this many unread results
 MAX_BLOCK_MS = 1000  # longest blocking read, so a stop request is seen within a second
 
 
 @dataclass
 class Delivery:
-    """One stream entry handed to this worker. ``attempt`` counts from 1: the consumer group's delivery count of
-    the entry (Redis keeps it; nothing in the job's fields can change it)."""
+    """One stream entry handed to this worker. ``attempt`` counts from 1: the job's failed attempts so far (kept in
+    Redis by the workers, never a field a client writes), plus this one; set by :meth:`JobConsumer.admit`.
+    ``deliveries`` is the consumer group's delivery count of the entry."""
 
     entry_id: str
     fields: Fields
     job: CaptionJob | None  # None when the entry is not a valid job
-    attempt: int
+    deliveries: int
     reclaimed: bool = False
     invalid: JobInvalid | None = None  # why ``job`` is None
     received_at: float = field(default_factory=time.monotonic)
+    attempt: int = 1
 
     @property
     def unreadable(self) -> str:
         return self.invalid.reason if self.invalid else ""
+
+
+def max_deliveries(max_attempts: int) -> int:
+    """A safety net under the failure count: a job delivered this often without an answer is given up on (each
+    failed attempt may follow one uncounted delivery, cut off with its batch)."""
+    return 2 * max_attempts + 1
 
 
 def retry_delay_ms(attempt: int, settings: Settings) -> int:
@@ -244,6 +253,7 @@ class JobConsumer:
         attempts is dead-lettered (:func:`next_step`)."""
         runnable: list[Delivery] = []
         answered = 0
+        await self._count_failures(batch)
         for d in batch:
             if d.invalid is not None:
                 inv = d.invalid
@@ -254,17 +264,57 @@ class JobConsumer:
                     answered += 1
                 else:
                     await self.discard(d, f"invalid job: {inv.reason}")
+            elif d.deliveries > max_deliveries(self.settings.max_attempts):
+                reason = f"not answered in {d.deliveries - 1} deliveries (workers killed, hung or failing on it)"
+                await self.dead_letter(d, reason, attempts_made=d.attempt - 1)
+                answered += 1
             elif next_step(d.attempt, self.settings.max_attempts, failed=False) is Step.RUN:
                 runnable.append(d)
             else:
                 failures = d.attempt - 1
-                reason = f"not answered in {failures} deliveries (worker killed, hung or failing)"
+                reason = f"failed {failures} times (the model raised, or its worker died running it alone)"
                 await self.dead_letter(d, reason, attempts_made=failures)
                 answered += 1
         return runnable, answered
 
+    async def _count_failures(self, batch: list[Delivery]) -> None:
+        """Set each delivery's ``attempt`` from the failures Redis holds for it. A reclaimed job whose "alone" mark is
+        still set was being run alone when its worker died: that death counts against it (and only then: a batch
+        that died with several jobs in it counts against none of them; they are run alone next)."""
+        reclaimed = [d for d in batch if d.reclaimed and d.job is not None]
+        if reclaimed:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for d in reclaimed:
+                    pipe.getdel(self.keys.alone(d.entry_id))
+                marks = await pipe.execute()
+            for d, mark in zip(reclaimed, marks, strict=True):
+                if mark is not None:
+                    log.warning("job %s: its worker died running it alone: counted as a failed attempt", _job_id(d))
+                    await self._add_failure(d)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d in batch:
+                pipe.get(self.keys.failures(d.entry_id))
+            counts = await pipe.execute()
+        for d, count in zip(batch, counts, strict=True):
+            d.attempt = int(count or 0) + 1
+
+    async def _add_failure(self, d: Delivery) -> None:
+        key = self.keys.failures(d.entry_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, FAILURES_TTL_S)
+            await pipe.execute()
+
+    async def running_alone(self, d: Delivery) -> None:
+        """Mark that this job runs alone now (set before the model runs on it, cleared by :meth:`ran_alone`)."""
+        await self.redis.set(self.keys.alone(d.entry_id), self.name, ex=FAILURES_TTL_S)
+
+    async def ran_alone(self, d: Delivery) -> None:
+        await self.redis.delete(self.keys.alone(d.entry_id))
+
     async def failed(self, d: Delivery, reason: str) -> Step:
         """This delivery of a job failed: put the job back on the stream, or dead-letter it (:func:`next_step`)."""
+        await self._add_failure(d)
         step = next_step(d.attempt, self.settings.max_attempts, failed=True)
         if step is Step.DEAD_LETTER:
             await self.dead_letter(d, reason)

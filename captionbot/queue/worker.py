@@ -120,10 +120,12 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(batch))
         runnable, answered = await consumer.admit(batch)
         self.jobs_answered += answered
-        groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
+        # Jobs of one beam size and heatmap option run together; a reclaimed job runs alone (it may be the one that
+        # killed its last worker: alone, a crash is its own, and counts against it only).
+        groups: dict[tuple[int, bool, str], list[Delivery]] = defaultdict(list)
         for d in runnable:
             assert d.job is not None
-            groups[(d.job.beam_size, d.job.heatmap)].append(d)
+            groups[(d.job.beam_size, d.job.heatmap, d.entry_id if d.reclaimed else "")].append(d)
 
         answers: list[tuple[Delivery, CaptionResult]] = []
         failed: list[tuple[Delivery, BaseException]] = []
@@ -131,8 +133,8 @@ class Worker:
         keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable, inference_done))
         started = time.monotonic()
         try:
-            for (beam_size, heatmap), group in groups.items():
-                for d, out in zip(group, await self._caption(group, beam_size, heatmap), strict=True):
+            for (beam_size, heatmap, _), group in groups.items():
+                for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
                     if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
                         failed.append((d, out))
                     else:
@@ -153,25 +155,30 @@ class Worker:
             if await consumer.failed(d, f"model error: {type(exc).__name__}: {exc}") is Step.DEAD_LETTER:
                 self.jobs_answered += 1
 
-    async def _caption(self, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
+    async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
         """Model outputs in order; a job whose inference raised gets its exception in its place.
 
-        When the whole batch raises, each job is run alone, so one poison image fails only its own job."""
+        When the whole batch raises, each job is run alone, so one poison image fails only its own job. A job run
+        alone is marked so while it runs: should the process die then, the job is known to be what killed it."""
+        if len(group) == 1:
+            return [await self._caption_alone(consumer, group[0], beam_size, heatmap)]
         images = [d.job.image for d in group if d.job]
         try:
             return list(await asyncio.to_thread(self.captioner.caption_images, images, beam_size, heatmap))
         except Exception as exc:
-            if len(images) == 1:
-                log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
-                return [exc]
             log.warning("batch of %d failed (%s): captioning each image alone", len(images), type(exc).__name__)
-        outs: list[Any] = []
-        for image in images:
-            try:
-                outs += await asyncio.to_thread(self.captioner.caption_images, [image], beam_size, heatmap)
-            except Exception as exc:
-                outs.append(exc)
-        return outs
+        return [await self._caption_alone(consumer, d, beam_size, heatmap) for d in group]
+
+    async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool) -> Any:
+        assert d.job is not None
+        await consumer.running_alone(d)
+        try:
+            return (await asyncio.to_thread(self.captioner.caption_images, [d.job.image], beam_size, heatmap))[0]
+        except Exception as exc:
+            log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
+            return exc
+        finally:
+            await consumer.ran_alone(d)
 
     def _result(self, d: Delivery, out: Any) -> CaptionResult:
         job = d.job

@@ -130,7 +130,7 @@ class TimedPoison(PoisonCaptioner):
         return super().caption_images(images, beam_size, heatmap)
 
 
-async def test_attempts_are_the_groups_delivery_count_and_retries_back_off(redis_url: str) -> None:
+async def test_attempts_are_counted_in_redis_and_retries_back_off(redis_url: str) -> None:
     """A failing job runs max_attempts times, spaced by the doubling back-off, counted by Redis."""
     settings = queue_settings(redis_url, claim_idle_ms=2000, retry_backoff_ms=200, max_attempts=3)
     redis = Redis.from_url(redis_url)
