@@ -98,5 +98,32 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
         raise StartupError(f"cannot load the model bundle at {settings.bundle}: {type(exc).__name__}: {first_line}")\
             from None
-    log.info("loaded model %s from %s", captioner.model_version, settings.bundle)
+    self_test(captioner, settings)
+    log.info("loaded model %s from %s (self-test caption passed)", captioner.model_version, settings.bundle)
     return captioner
+
+
+def self_test(captioner: CaptionModel, settings: Settings) -> None:
+    """Caption a built-in test image, with a heatmap, before serving: a worker that cannot is never ready.
+
+    Raises :class:`~captionbot.process.StartupError` (exit 2) with what went wrong."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from captionbot.formats import ImageRejected
+    from captionbot.process import StartupError
+
+    image = Image.new("RGB", (320, 240), (90, 150, 220))  # sky over a green field, a red square
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 160, 320, 240), fill=(60, 160, 70))
+    draw.rectangle((130, 100, 190, 160), fill=(200, 40, 40))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    try:
+        out = captioner.caption_images([buf.getvalue()], beam_size=settings.beam_size, heatmap=True)[0]
+    except Exception as exc:
+        raise StartupError(f"the model at {settings.bundle} failed its self-test caption: "
+                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if isinstance(out, ImageRejected) or not getattr(out, "words", None) or not getattr(out, "heatmap_png", None):
+        raise StartupError(f"the model at {settings.bundle} failed its self-test caption: {out!r:.200}")
