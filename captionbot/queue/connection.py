@@ -49,7 +49,7 @@ async def within(deadline: float, call: Awaitable[T]) -> T:
     raise DeadlineExceeded("no answer from Redis before the deadline")
 
 
-def _discard_outcome(task: asyncio.Future[object]) -> None:
+def _discard_outcome(task: asyncio.Future[T]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: no "exception was never retrieved" warning
 

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from captionbot.formats import CaptionJob, CaptionResult, ErrorCode, JobInvalid
 from captionbot.queue import metrics
 from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
-from captionbot.queue.streams import Fields, StreamReply, ensure_group, is_missing_group
+from captionbot.queue.streams import Entries, Fields, StreamReply, ensure_group, is_missing_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ class JobConsumer:
 
     async def find_dead_workers(self, now: float) -> None:
         """Mark workers whose heartbeat (Redis server time) is older than ``DEAD_AFTER_S`` for a take-over."""
-        for raw_name, raw in (await self.redis.hgetall(self.keys.workers)).items():
+        beats = cast(dict[bytes, bytes], await self.redis.hgetall(self.keys.workers))
+        for raw_name, raw in beats.items():
             name = raw_name.decode()
             try:
                 seen = float(json.loads(raw).get("seen", 0))
@@ -190,10 +191,11 @@ class JobConsumer:
                 if not is_missing_group(exc):
                     raise
                 pending = []
-            times = {_s(p["message_id"]): int(p["times_delivered"]) for p in pending}
+            times = {_s(cast(bytes, p["message_id"])): int(p["times_delivered"]) for p in pending}
             # XCLAIM (without JUSTID) counts a delivery, as XAUTOCLAIM does: the take-over is a new attempt
-            claimed = await self.redis.xclaim(self.keys.jobs, self.keys.group, self.name, min_idle_time=0,
-                                              message_ids=list(times)) if times else []
+            claimed = cast(Entries, await self.redis.xclaim(
+                self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=list(times)
+            )) if times else []
             out += [self._delivery(eid, f, times[_s(eid)] + 1, True) for eid, f in claimed if f]
             if claimed:
                 log.warning("took over %d pending jobs of %s", len(claimed),
