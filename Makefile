@@ -27,18 +27,19 @@ run: $(VENV)/.stamp-run
 
 test: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	$(PY) -m pytest
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-# mypy (settings in pyproject.toml) on the parts that are typed clean so far; `make typecheck TYPED=captionbot`
-# checks everything. mypy cannot follow setup.py's package map (bot/ installs as captionbot.bot), so it reads the
-# code through a tree of links laid out as installed (build/typecheck/captionbot/bot -> bot/, ...).
-TYPED ?= captionbot.formats captionbot.settings captionbot.cli captionbot.process captionbot.queue captionbot.bot
+# mypy (settings in pyproject.toml) on the whole package; `make typecheck TYPED=captionbot.bot` checks one part.
+# mypy cannot follow setup.py's package map (bot/ installs as captionbot.bot), so it reads the code through a
+# tree of links laid out as installed (build/typecheck/captionbot/bot -> bot/, ...).
+TYPED ?= captionbot
 typecheck: $(VENV)/.stamp-test
 	rm -rf build/typecheck && mkdir -p build/typecheck/captionbot
-	for f in captionbot/*.py captionbot/queue bot inference export training; do \
+	for f in captionbot/*.py $$(dirname captionbot/*/__init__.py) bot inference export training; do \
 	  ln -s "$(CURDIR)/$$f" build/typecheck/captionbot/$$(basename $$f); done
 	cd build/typecheck && $(abspath $(PY)) -m mypy --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache $(addprefix -p ,$(TYPED))
 

@@ -50,7 +50,10 @@ def describe(settings: AltTextSettings, where: str) -> str:
     source = {"channel": "set for this channel", "server": "set for the server", "default": "the default"}
     images = "all images" if settings.all_images else "only images without alt text"
     heatmap = "with" if settings.heatmap else "without"
-    return f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps."
+    uncertain = ("descriptions the model is unsure of are not posted" if settings.skip_uncertain
+                 else "descriptions the model is unsure of are posted, marked \"Possibly\"")
+    return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps; "
+            f"{uncertain}.")
 
 
 @app_commands.guild_only()
@@ -63,11 +66,14 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
     @app_commands.command(name="on", description="Reply to images posted without alt text with a description")
     @app_commands.describe(channel="Only this channel (default: the whole server)",
                            all_images="Describe every image, even those that have alt text",
-                           heatmap="Attach the attention heatmap to each reply")
+                           heatmap="Attach the attention heatmap to each reply",
+                           skip_uncertain="Post nothing when the model is unsure (default: post it, marked "
+                                          "\"Possibly\")")
     @can_change_alttext()
     async def turn_on(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
-                      all_images: bool = False, heatmap: bool = False) -> None:
-        await self._set(interaction, channel, enabled=True, all_images=all_images, heatmap=heatmap)
+                      all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False) -> None:
+        await self._set(interaction, channel, enabled=True, all_images=all_images, heatmap=heatmap,
+                        skip_uncertain=skip_uncertain)
 
     @app_commands.command(name="off", description="Stop describing posted images")
     @app_commands.describe(channel="Only this channel (default: the whole server)")

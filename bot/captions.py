@@ -172,7 +172,23 @@ class Captions(commands.Cog):
         context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                    "message_id": str(message.id)}
         outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
+        if wanted.skip_uncertain:
+            outcomes = self._without_uncertain(outcomes, message)
+            if not outcomes:
+                return
         await reply_to(message, caption_text(outcomes), heatmap_files(outcomes))
+
+    @staticmethod
+    def _without_uncertain(outcomes: list[Outcome], message: discord.Message) -> list[Outcome]:
+        """The channel posts only descriptions the model is sure of: drop the others, with a log line each."""
+        kept = []
+        for o in outcomes:
+            if o.result is not None and o.result.uncertain:
+                log.info("alt text for message %s (%s) not posted: confidence %.2f is below the channel's bar",
+                         message.id, o.filename, o.result.confidence)
+            else:
+                kept.append(o)
+        return kept
 
     async def _first_time(self, message_id: int) -> bool:
         """True once per message id across reconnects, restarts and bot processes (a Redis mark with a TTL)."""

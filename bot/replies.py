@@ -41,8 +41,8 @@ class Outcome:
 
     @property
     def text(self) -> str:
-        if self.ok:
-            return sentence(self.result.caption)  # type: ignore[union-attr]
+        if self.result is not None and self.result.ok:
+            return sentence(self.result.caption)
         return USER_MESSAGES[self.error_code or ErrorCode.INTERNAL]
 
 
@@ -56,14 +56,21 @@ def sentence(caption: str) -> str:
 
 
 def caption_text(outcomes: Sequence[Outcome]) -> str:
-    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each."""
+    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. Text read
+    in an image follows its description ("Text in image: …", verbatim, Discord formatting escaped)."""
     if len(outcomes) == 1:
         o = outcomes[0]
-        return f"Image description: {o.text}" if o.ok else o.text
+        return (f"Image description: {o.text}{image_text(o)}" if o.ok else o.text)[:DISCORD_MESSAGE_LIMIT]
     lines = ["Image descriptions:"]
     for i, o in enumerate(outcomes, 1):
-        lines.append(f"{i}. {o.text}" if o.ok else f"{i}. (not captioned) {o.text}")
+        lines.append(f"{i}. {o.text}{image_text(o, ' ')}" if o.ok else f"{i}. (not captioned) {o.text}")
     return "\n".join(lines)[:DISCORD_MESSAGE_LIMIT]
+
+
+def image_text(o: Outcome, before: str = "\n") -> str:
+    """``before`` + 'Text in image: …' when the worker read text in the image, else ''."""
+    text = o.result.text if o.ok and o.result else ""
+    return f"{before}Text in image: {discord.utils.escape_markdown(text)}" if text else ""
 
 
 def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:

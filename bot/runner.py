@@ -7,6 +7,7 @@ text is wanted, because without it Discord delivers guild messages with empty at
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 from captionbot.bot.config import BotConfig
@@ -27,10 +28,10 @@ def minimal_intents(alt_text: bool = True) -> discord.Intents:
 class CaptionBot(commands.Bot):
     """captionbot as a bot of its own. Other bots can instead ``load_extension("captionbot.bot.captions")`` etc."""
 
-    def __init__(self, config: BotConfig, *, alt_text: bool = True, **kwargs: object) -> None:
-        kwargs.setdefault("intents", minimal_intents(alt_text))
+    def __init__(self, config: BotConfig, *, alt_text: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("intents", minimal_intents(alt_text))  # kwargs: discord.Client's own options
         super().__init__(command_prefix=commands.when_mentioned, help_command=None,
-                         allowed_mentions=discord.AllowedMentions.none(), **kwargs)  # type: ignore[arg-type]
+                         allowed_mentions=discord.AllowedMentions.none(), **kwargs)
         self.captionbot_config = config
 
     async def setup_hook(self) -> None:

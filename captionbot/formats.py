@@ -60,6 +60,10 @@ IMAGE_EXTENSIONS = tuple(e for f in IMAGE_FORMATS for e in f.extensions) + REFUS
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # default file size cap (``CAPTIONBOT_MAX_IMAGE_BYTES``)
 MAX_PIXELS = 40_000_000  # default decompression-bomb guard (``CAPTIONBOT_MAX_PIXELS``), checked from the header
 DEFAULT_BEAM_SIZE = 3
+# A caption whose confidence (0-1, the estimated chance it is right) is below this is hedged by the worker
+# ("Possibly a cat.") and counts as uncertain for channels that post only confident alt text. 3 % of Flickr8k dev
+# and 8 % of COCO dev captions fall below it (docs/model.md, "Knowing when not to guess").
+UNCERTAIN_BELOW = 0.1
 MIN_BEAM_SIZE, MAX_BEAM_SIZE = 1, 8  # the beam widths a job may ask for (``/caption beam:``, the queue client)
 
 
@@ -273,6 +277,16 @@ class CaptionResult:
     worker: str = ""
     latency_ms: float = 0.0
     context: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # text read in the image, verbatim and bounded; "" when none (or from a worker that predates it)
+    # 0-1, the estimated chance the caption is right (1.0 from workers before it existed); the caption itself is
+    # already hedged ("Possibly a cat.") below ``UNCERTAIN_BELOW``. Channels may choose not to post such alt text.
+    confidence: float = 1.0
+    labels: list[tuple[str, float]] = field(default_factory=list)  # top object words with their probabilities
+
+    @property
+    def uncertain(self) -> bool:
+        """The model is unsure of this caption (and the caption says so)."""
+        return self.ok and self.confidence < UNCERTAIN_BELOW
 
     @property
     def user_message(self) -> str:
@@ -294,6 +308,7 @@ class CaptionResult:
         d["error"] = ErrorCode(d["error"]) if d.get("error") else None
         png = f.get("heatmap_png")
         d["heatmap_png"] = png if png is None or isinstance(png, bytes) else png.encode("latin-1")
+        d["labels"] = [(str(w), float(p)) for w, p in d.get("labels", [])]
         return cls(**d)
 
 

@@ -7,6 +7,7 @@ password inside the Redis URL) are ``SecretStr``: they never print in a log or a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     beam_size: int = DEFAULT_BEAM_SIZE
     max_image_bytes: int = MAX_IMAGE_BYTES
     max_pixels: int = MAX_PIXELS
+    # Also transcribe text in images (memes, screenshots, signs) where a cheap gate finds some. Off by default: it
+    # costs photos without text more than 15 % of throughput on 2 cores (docs/inference.md, "Text in images").
+    read_text: bool = False
 
     # Observability
     metrics_port: int = 0  # 0 = no metrics/health HTTP server
@@ -62,6 +66,6 @@ class Settings(BaseSettings):
         return RedisKeys(jobs=self.stream, group=self.group)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment; keyword overrides win (used by tests and the CLI)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    return Settings(**overrides)  # pydantic validates each value

@@ -89,7 +89,7 @@ def build_manifest(model: Captioner, itos: list[str], options: ExportOptions, mo
     return Manifest(
         model_name=options.model_name,
         model_version=model_version,
-        encoder=EncoderSpec(enc.arch, (enc.input_size, enc.input_size), tuple(enc.mean), tuple(enc.std),
+        encoder=EncoderSpec(enc.arch, (enc.input_size, enc.input_size), enc.mean, enc.std,
                             (enc.grid, enc.grid), enc.channels),
         decoder=DecoderSpec(cfg.embed_dim, cfg.hidden_dim, cfg.attention_dim, len(itos), cfg.max_len),
         opset=OPSET,
@@ -231,4 +231,6 @@ def _metrics(hyps: list, itos: list[str], references: Sequence[list[str]] | None
     except MetricsUnavailable as exc:
         log.warning("no caption scores in the manifest: %s", exc)
         return {}
-    return {"BLEU-4": round(float(scores["Bleu_4"]), 5), "CIDEr": round(float(scores["CIDEr"]), 5)}
+    bleu4, cider = scores["Bleu_4"], scores["CIDEr"]  # None only for SPICE
+    assert bleu4 is not None and cider is not None
+    return {"BLEU-4": round(bleu4, 5), "CIDEr": round(cider, 5)}

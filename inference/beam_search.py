@@ -259,7 +259,10 @@ def beam_search(
         if not keep:
             break
         rows = _next_rows(rows, chosen, keep, alpha, h, c, features, att_proj)
-    return result  # type: ignore[return-value]  # every image gets its result by the last step
+    done = [hyp for hyp in result if hyp is not None]
+    if len(done) != B:  # every image gets its result by the last step
+        raise RuntimeError(f"beam search ended with {B - len(done)} of {B} images unanswered")
+    return done
 
 
 def greedy_search(

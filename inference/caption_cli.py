@@ -1,8 +1,11 @@
-"""``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--bundle DIR]``: caption image files.
+"""``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--text] [--bundle DIR]``: caption files.
 
-One line per image (``path: caption``), or one JSON object per image with ``--json``. A file that cannot be
-captioned (missing, not a regular file, over ``CAPTIONBOT_MAX_IMAGE_BYTES``, not an image) gets its reason on its
-own line (or ``"error"`` in JSON) while the others are captioned, and makes the exit status 1.
+One line per image (``path: caption``, then ``Text in image: …`` where text was read), or one JSON object per
+image with ``--json`` (``"text"``: the text read, "" if none or not asked for: ``--text`` or
+``CAPTIONBOT_READ_TEXT=1`` turns reading on).
+A file that cannot be captioned (missing, not a regular file, over ``CAPTIONBOT_MAX_IMAGE_BYTES``, not an image)
+gets its reason on its own line (or ``"error"`` in JSON) while the others are captioned, and makes the exit
+status 1.
 With several images, ``--heatmap OUT.png`` writes ``OUT-1.png``, ``OUT-2.png``, … in the order given.
 """
 
@@ -24,6 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=None, help="fp32, int8 or fp16 (default $CAPTIONBOT_VARIANT)")
     parser.add_argument("--provider", default=None, help="auto, cpu or cuda (default $CAPTIONBOT_PROVIDER)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0 = its default)")
+    parser.add_argument("--text", action=argparse.BooleanOptionalAction, default=None,
+                        help="also read text in images (default $CAPTIONBOT_READ_TEXT, off)")
 
 
 def heatmap_paths(out: Path, n: int) -> list[Path]:
@@ -43,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
             variant=args.variant or settings.variant,
             provider=args.provider or settings.provider,
             threads=settings.threads if args.threads is None else args.threads,
+            read_text=settings.read_text if args.text is None else args.text,
         )
     except (BundleError, FileNotFoundError) as exc:
         print(f"error: cannot load the model bundle: {exc}")
@@ -63,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
     failed = 0
     for i, path in enumerate(args.images):
         out = outputs.get(i)
+        record: dict[str, object]
         if out is None:
             failed += 1
             record = {"image": str(path), "error": "unreadable", "message": errors[i]}
@@ -73,8 +80,8 @@ def main(args: argparse.Namespace) -> int:
             line = f"{path}: {out.user_message}"
         else:
             record = {"image": str(path), "caption": out.caption, "words": out.words, "score": round(out.score, 4),
-                      "model_version": captioner.model_version}
-            line = f"{path}: {out.caption}"
+                      "model_version": captioner.model_version, "text": out.text}
+            line = f"{path}: {out.caption}" + (f"  Text in image: {out.text}" if out.text else "")
             if out.heatmap_png is not None:
                 png_paths[i].write_bytes(out.heatmap_png)
                 record["heatmap"] = str(png_paths[i])

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search
@@ -20,6 +21,9 @@ from captionbot.inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to
 from PIL import Image
 
 from captionbot.formats import ErrorCode, ImageRejected, SpecialIds
+
+if TYPE_CHECKING:
+    from captionbot.inference.text_reader import TextReader
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class CaptionOutput:
     score: float  # mean log-probability per token (<end> included): closer to 0 is more confident
     alphas: np.ndarray  # [T, P]: attention over the feature grid for each of the T words
     heatmap_png: bytes | None = None
+    text: str = ""  # text read in the image (TextReader), "" when none was found or reading is off
 
 
 def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
@@ -67,8 +72,10 @@ class Captioner:
     """A loaded bundle plus decoding options. Thread-compatible, not thread-safe: one caller at a time."""
 
     def __init__(self, bundle: Bundle, options: BeamOptions | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 decode_threads: int = 1):
+                 decode_threads: int = 1, text_reader: TextReader | None = None):
         self.bundle = bundle
+        self.text_reader = text_reader  # None: no text reading
+        self._text_pool: ThreadPoolExecutor | None = None
         self.options = options or served_options(bundle)
         self.max_pixels = max_pixels
         enc = bundle.manifest.encoder
@@ -78,16 +85,23 @@ class Captioner:
 
     @classmethod
     def load(
-        cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0
+        cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0,
+        read_text: bool = False,
     ) -> Captioner:
         """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``). Images are decoded
-        on as many threads as onnxruntime computes on (``threads``; 0: one per CPU)."""
+        on as many threads as onnxruntime computes on (``threads``; 0: one per CPU). ``read_text``: also read the
+        text in images where the text gate finds some (``captionbot.inference.text_reader``)."""
         if bundle_dir is None:
             from captionbot.settings import DEFAULT_BUNDLE
 
             bundle_dir = DEFAULT_BUNDLE
         bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads)
-        return cls(bundle, decode_threads=threads or os.cpu_count() or 1)
+        reader = None
+        if read_text:
+            from captionbot.inference.text_reader import TextReader
+
+            reader = TextReader()
+        return cls(bundle, decode_threads=threads or os.cpu_count() or 1, text_reader=reader)
 
     @property
     def model_version(self) -> str:
@@ -128,11 +142,24 @@ class Captioner:
             else:
                 decoded.append((i, *out))
         if decoded:
+            texts = [self._start_reading(images[i], img) for i, img, _ in decoded]
             batch = np.stack([arr for _, _, arr in decoded])
             options = replace(self.options, beam_size=beam_size or self.options.beam_size)
             hyps = caption_arrays(self.bundle, batch, options)
-            for (i, img, _), hyp in zip(decoded, hyps, strict=True):
+            for (i, img, _), hyp, text in zip(decoded, hyps, texts, strict=True):
                 words = [self.bundle.itos[t] for t in hyp.tokens]
                 png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
-                results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png)
-        return results  # type: ignore[return-value]  # every slot is filled above
+                results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png,
+                                           text.result() if text else "")
+        filled = [out for out in results if out is not None]
+        assert len(filled) == len(images), "every slot is filled above"
+        return filled
+
+    def _start_reading(self, data: bytes, img: Image.Image) -> Future[str] | None:
+        """Read the image's text on a thread of its own while the batch is captioned: the beam search leaves a
+        core mostly idle, so most of the text gate's cost hides there (``bench/text_reading.py``)."""
+        if self.text_reader is None:
+            return None
+        if self._text_pool is None:
+            self._text_pool = ThreadPoolExecutor(1, "text")
+        return self._text_pool.submit(self.text_reader.read_if_likely, data, img)

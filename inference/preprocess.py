@@ -109,6 +109,6 @@ def to_array(
 ) -> np.ndarray:
     """RGB image -> float32 [3, H, W], resized to ``size`` (H, W) (aspect not kept, as in training) and normalised."""
     resized = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    x = np.asarray(resized, dtype=np.float32) / 255.0  # [H, W, 3]
+    x: np.ndarray = np.asarray(resized, dtype=np.float32) / 255.0  # [H, W, 3]
     x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def generate_captions(
     decoder.eval()
     options = BeamOptions(beam_size=beam_size, max_len=decoder.cfg.max_len, block_repeated_word=no_repeat)
     out: dict[str, str] = {}
-    chunks = range(0, len(image_ids), batch_size)
+    chunks: Iterable[int] = range(0, len(image_ids), batch_size)
     if progress:
         from tqdm import tqdm
 

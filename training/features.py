@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from captionbot.inference.preprocess import decode_image, to_array
-from captionbot.training.model import Encoder
+from captionbot.training.model import Encoder, EncoderTrunk
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,13 @@ FEATURES_FILE = "features.f16.npy"
 INDEX_FILE = "index.json"
 
 
-def _load_pixels(path: Path, enc: Encoder, flip: bool) -> np.ndarray:
+def _load_pixels(path: Path, enc: Encoder | EncoderTrunk, flip: bool) -> np.ndarray:
     img = decode_image(path.read_bytes(), size=(enc.input_size, enc.input_size))
     x = to_array(img, (enc.input_size, enc.input_size), enc.mean, enc.std)
     return x[:, :, ::-1].copy() if flip else x
 
 
-def _batches(paths: list[Path], enc: Encoder, batch_size: int, flip: bool) -> Iterator[np.ndarray]:
+def _batches(paths: list[Path], enc: Encoder | EncoderTrunk, batch_size: int, flip: bool) -> Iterator[np.ndarray]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i in range(0, len(paths), batch_size):
             yield np.stack(list(pool.map(lambda p: _load_pixels(p, enc, flip), paths[i : i + batch_size])))
@@ -45,7 +45,7 @@ def _batches(paths: list[Path], enc: Encoder, batch_size: int, flip: bool) -> It
 class _OnnxEncoder:
     """The encoder exported to a temporary ONNX file and run on onnxruntime."""
 
-    def __init__(self, enc: Encoder, threads: int = 0) -> None:
+    def __init__(self, enc: Encoder | EncoderTrunk, threads: int = 0) -> None:
         import onnxruntime as ort
 
         self._tmp = tempfile.TemporaryDirectory()
@@ -81,7 +81,7 @@ class FeatureCache:
         batch_size: int = 32,
         engine: str = "onnx",
         flip: bool = False,
-        encoder: Encoder | None = None,
+        encoder: Encoder | EncoderTrunk | None = None,
     ) -> FeatureCache:
         """Encode ``images`` (deduplicated by name) into ``out_dir``; reuse a complete cache that is already there."""
         out_dir = Path(out_dir)

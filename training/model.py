@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,8 @@ from torch import nn
 # ---------------------------------------------------------------------------------------------------------
 
 # name -> (input size, normalisation mean, std, feature channels, grid)
-ENCODERS: dict[str, tuple[int, tuple[float, ...], tuple[float, ...], int, int]] = {
+RGB = tuple[float, float, float]
+ENCODERS: dict[str, tuple[int, RGB, RGB, int, int]] = {
     # EfficientNet-Lite was trained in TF on (x - 127) / 128; measured here, that input gives sharper
     # ImageNet predictions from these weights than the torchvision mean/std.
     "efficientnet_lite0": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 7),
@@ -83,11 +85,13 @@ class Encoder(nn.Module):
             raise ValueError(f"unknown encoder {arch!r}; choose from {sorted(ENCODERS)}")
         self.arch = arch
         self.input_size, self.mean, self.std, self.channels, self.grid = ENCODERS[arch]
+        self.net: Any  # an EfficientNet or a torchvision trunk: untyped libraries, attributes vary by arch
+        self._blocks: list[nn.Module]
         if arch.startswith("efficientnet_lite"):
             self.net = _efficientnet_lite(arch, pretrained)
             self._blocks = list(self.net._blocks)
         else:
-            tv = _torchvision(arch, pretrained)
+            tv: Any = _torchvision(arch, pretrained)
             # drop the classifier: keep the convolutional trunk (ResNet: up to layer4; VGG: features w/o last pool)
             trunk = nn.Sequential(*list(tv.children())[:-2]) if arch == "resnet101" else tv.features[:-1]
             self.net = trunk

@@ -468,7 +468,7 @@ def prepare_features(cfg: TrainConfig, images: list[CaptionedImage]) -> tuple[Fe
     wanted = [(cfg.cache_dir / name, False)]
     if cfg.flip_augment:
         wanted.append((cfg.cache_dir / f"{name}_flip", True))
-    caches: list[FeatureCache | None] = []
+    caches: list[FeatureCache] = []
     for out_dir, flip in wanted:
         if rank == 0:
             caches.append(FeatureCache.build(out_dir, paths, arch=arch, flip=flip, encoder=encoder))
@@ -478,7 +478,7 @@ def prepare_features(cfg: TrainConfig, images: list[CaptionedImage]) -> tuple[Fe
             dist.barrier()
             if rank != 0:
                 caches.append(FeatureCache.open(out_dir))
-    return caches[0], (caches[1] if len(caches) > 1 else None)  # type: ignore[return-value]
+    return caches[0], (caches[1] if len(caches) > 1 else None)
 
 
 def train(cfg: TrainConfig, sources: list[DataSource]) -> TrainResult:

@@ -84,7 +84,7 @@ class StandIn:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self._runner.addresses[0][1]  # the port the OS chose when asked for 0
         log.info("stand-in listening on %s", self.base_url)
 
     async def stop(self) -> None:

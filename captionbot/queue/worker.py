@@ -189,7 +189,7 @@ class Worker:
             log.info("job %s: image refused: %s", job.job_id, out)
             return CaptionResult(ok=False, error=out.code, detail=out.detail, **common)
         return CaptionResult(ok=True, caption=out.caption, words=list(out.words), score=float(out.score),
-                             heatmap_png=out.heatmap_png, **common)
+                             heatmap_png=out.heatmap_png, text=getattr(out, "text", ""), **common)
 
     async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery], done: asyncio.Event) -> None:
         """While the model runs, refresh the jobs' idle time so a live worker's jobs are not reclaimed."""

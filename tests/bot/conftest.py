@@ -11,6 +11,7 @@ import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import discord.gateway
 import discord.http
@@ -22,6 +23,9 @@ from captionbot.bot.standin.server import FileToPost
 from PIL import Image
 
 from captionbot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from captionbot.queue.worker import CaptionModel, Worker
 
 TEST_MAX_IMAGE_BYTES = 300_000
 
@@ -45,7 +49,7 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def captioner(request: pytest.FixtureRequest) -> object:
+def captioner(request: pytest.FixtureRequest) -> CaptionModel:
     """The real small bundle's captioner when the fixture exists, else the NullCaptioner."""
     try:
         bundle = request.getfixturevalue("caption_bundle")
@@ -59,11 +63,11 @@ def captioner(request: pytest.FixtureRequest) -> object:
 
 
 @pytest.fixture
-async def worker(settings: Settings, captioner: object) -> AsyncIterator[object]:
+async def worker(settings: Settings, captioner: CaptionModel) -> AsyncIterator[Worker]:
     from captionbot.queue.worker import Worker
 
     stop = asyncio.Event()
-    w = Worker(settings, captioner, name="test-worker")  # type: ignore[arg-type]
+    w = Worker(settings, captioner, name="test-worker")
     task = asyncio.create_task(w.serve(stop))
     yield w
     stop.set()
@@ -77,7 +81,7 @@ def bot_config(standin: StandIn, settings: Settings) -> BotConfig:
 
 
 @pytest.fixture
-async def bot(standin: StandIn, bot_config: BotConfig, worker: object) -> AsyncIterator[BotUnderTest]:
+async def bot(standin: StandIn, bot_config: BotConfig, worker: Worker) -> AsyncIterator[BotUnderTest]:
     """The captionbot, connected and ready, with a worker serving its queue."""
     b = BotUnderTest(standin, bot_config)
     await b.start()
@@ -90,7 +94,7 @@ async def make_bot(standin: StandIn, bot_config: BotConfig) -> AsyncIterator[Cal
     """A bot with changed config, started by the test: ``await make_bot(user_limit=2).start()``."""
     made: list[BotUnderTest] = []
 
-    def factory(**changes: object) -> BotUnderTest:
+    def factory(**changes: Any) -> BotUnderTest:
         b = BotUnderTest(standin, replace(bot_config, **changes))
         made.append(b)
         return b

@@ -10,13 +10,15 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 from bot_story import replies, turn_on
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
 
-from captionbot.settings import Settings
+if TYPE_CHECKING:
+    from captionbot.queue.worker import Worker
 
 
 def free_port() -> int:
@@ -34,10 +36,10 @@ async def readyz(port: int) -> int:
 
 
 async def test_the_bot_process_reports_ready_and_describes_photos(
-        standin: StandIn, settings: Settings, worker: object, photos: list[FileToPost], tmp_path: Path) -> None:
+        standin: StandIn, redis_url: str, worker: Worker, photos: list[FileToPost], tmp_path: Path) -> None:
     health_port = free_port()
     env = {k: v for k, v in os.environ.items() if "DISCORD_TOKEN" not in k}
-    env.update(CAPTIONBOT_REDIS_URL=settings.redis_url.get_secret_value(),  # type: ignore[union-attr]
+    env.update(CAPTIONBOT_REDIS_URL=redis_url,
                CAPTIONBOT_METRICS_PORT=str(health_port))
     log = tmp_path / "bot.log"
     with open(log, "w") as out:

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from bot_story import BotUnderTest, quiet, turn_on
@@ -17,6 +19,9 @@ from captionbot.bot.standin.world import Message
 from redis.asyncio import Redis
 
 from captionbot.settings import Settings
+
+if TYPE_CHECKING:
+    from captionbot.queue.worker import CaptionModel
 
 BURST = 20
 POSTERS = ("alice", "bob")
@@ -73,20 +78,21 @@ def worker_command(caption_bundle: Path | None) -> list[str]:
 
 
 async def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(
-        standin: StandIn, make_bot: BotUnderTest, settings: Settings, captioner: object, photos: list[FileToPost],
-        request: pytest.FixtureRequest) -> None:
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], settings: Settings, captioner: CaptionModel,
+        redis_url: str, photos: list[FileToPost], request: pytest.FixtureRequest) -> None:
     from captionbot.queue.worker import Worker
 
     try:
         bundle: Path | None = request.getfixturevalue("caption_bundle")
     except pytest.FixtureLookupError:
         bundle = None
-    env = {**os.environ, "CAPTIONBOT_REDIS_URL": settings.redis_url.get_secret_value(),  # type: ignore[union-attr]
+    env = {**os.environ, "CAPTIONBOT_REDIS_URL": redis_url,
            "CAPTIONBOT_CLAIM_IDLE_MS": str(settings.claim_idle_ms), "CAPTIONBOT_LOG_LEVEL": "WARNING"}
     doomed = subprocess.Popen(worker_command(bundle), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert doomed.stderr is not None
     stop = asyncio.Event()
     rescuer: asyncio.Task[None] | None = None
-    redis = Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    redis = Redis.from_url(redis_url)
     try:
         await make_bot().start()
         await turn_on(standin, "alt-text")
@@ -95,14 +101,14 @@ async def test_a_worker_killed_mid_burst_loses_nothing_and_repeats_nothing(
         # Kill the worker (SIGKILL: no goodbye) while it holds jobs it has not answered.
         async with asyncio.timeout(30):
             while not (await redis.xpending(settings.stream, settings.group))["pending"]:
-                assert doomed.poll() is None, doomed.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+                assert doomed.poll() is None, doomed.stderr.read().decode()[-2000:]
                 await asyncio.sleep(0.01)
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
         answered_before = sum(bool(standin.replies_to(m)) for m in posted)
         assert answered_before < BURST, "the worker died mid-burst"
 
-        rescuer = asyncio.create_task(Worker(settings, captioner, name="rescuer").serve(stop))  # type: ignore[arg-type]
+        rescuer = asyncio.create_task(Worker(settings, captioner, name="rescuer").serve(stop))
         await assert_each_answered_once(standin, posted, timeout=60)
     finally:
         stop.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 from bot_story import BotUnderTest, answered, quiet, replies, turn_on
@@ -15,6 +16,9 @@ from redis.asyncio import Redis
 
 from captionbot.formats import USER_MESSAGES, ErrorCode
 from captionbot.settings import Settings
+
+if TYPE_CHECKING:
+    from captionbot.queue.worker import CaptionModel, Worker
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -78,8 +82,8 @@ async def test_files_are_only_fetched_from_discords_cdn(standin: StandIn, bot: B
     assert answer.content == USER_MESSAGES[ErrorCode.DOWNLOAD_FAILED] and answer.ephemeral
 
 
-async def test_a_download_that_crawls_is_given_up_with_a_message(standin: StandIn, make_bot: BotUnderTest,
-                                                                   worker: object, photos: list[FileToPost]) -> None:
+async def test_a_download_that_crawls_is_given_up_with_a_message(
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], worker: Worker, photos: list[FileToPost]) -> None:
     await make_bot(download_timeout_s=0.5).start()
     standin.faults.slow_cdn(0.4)  # 16 KiB every 0.4 s
     answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
@@ -89,8 +93,8 @@ async def test_a_download_that_crawls_is_given_up_with_a_message(standin: StandI
     assert again.content.startswith("Image description: ")
 
 
-async def test_someone_asking_too_fast_is_told_to_wait(standin: StandIn, make_bot: BotUnderTest, worker: object,
-                                                       photos: list[FileToPost]) -> None:
+async def test_someone_asking_too_fast_is_told_to_wait(
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], worker: Worker, photos: list[FileToPost]) -> None:
     await make_bot(user_limit=2).start()
     answers = [await answered(standin, await standin.slash("general", "alice", "caption", image=p))
                for p in photos[:3]]
@@ -124,7 +128,7 @@ async def test_missing_permissions_are_logged_not_fatal(standin: StandIn, bot: B
 
 
 async def test_without_the_message_content_intent_posted_photos_are_invisible(
-        standin: StandIn, make_bot: BotUnderTest, worker: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], worker: Worker, photos: list[FileToPost]) -> None:
     """Why alt-text automation needs the privileged intent (docs/bot.md): Discord strips the attachments."""
     await make_bot().start(alt_text=False)
     await turn_on(standin, "alt-text")
@@ -137,13 +141,13 @@ async def test_without_the_message_content_intent_posted_photos_are_invisible(
 
 async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
         standin: StandIn, make_bot: Callable[..., BotUnderTest], bot_config: BotConfig, settings: Settings,
-        captioner: object, photos: list[FileToPost]) -> None:
+        captioner: CaptionModel, redis_url: str, photos: list[FileToPost]) -> None:
     from captionbot.queue.worker import Worker
 
     full_at_one = bot_config.settings.model_copy(update={"queue_maxlen": 1})
     await make_bot(settings=full_at_one).start()  # no worker yet: the first job waits in the queue
     waiting = await standin.slash("general", "alice", "caption", image=photos[0])
-    queue = Redis.from_url(settings.redis_url.get_secret_value())  # type: ignore[union-attr]
+    queue = Redis.from_url(redis_url)
     try:
         async with asyncio.timeout(10):
             while await queue.xlen(settings.stream) < 1:  # the first photo is in the queue
@@ -154,7 +158,7 @@ async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
     assert busy.content == USER_MESSAGES[ErrorCode.BUSY] and busy.ephemeral
 
     stop = asyncio.Event()
-    serving = asyncio.create_task(Worker(settings, captioner, name="late-worker").serve(stop))  # type: ignore[arg-type]
+    serving = asyncio.create_task(Worker(settings, captioner, name="late-worker").serve(stop))
     try:
         first = await answered(standin, waiting)
         assert first.content.startswith("Image description: "), "the queued job was kept and answered"

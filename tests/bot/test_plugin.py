@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import discord
 import pytest
@@ -14,6 +15,9 @@ from captionbot.bot.config import BotConfig
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
 from discord.ext import commands
+
+if TYPE_CHECKING:
+    from captionbot.queue.worker import Worker
 
 
 class SomeoneElsesBot(commands.Bot):
@@ -29,7 +33,7 @@ class SomeoneElsesBot(commands.Bot):
 
 
 async def test_a_host_bot_loads_only_captions_and_its_users_can_caption(
-        standin: StandIn, bot_config: BotConfig, worker: object, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot_config: BotConfig, worker: Worker, photos: list[FileToPost]) -> None:
     host = SomeoneElsesBot(bot_config, ("captionbot.bot.captions",))
     task = asyncio.create_task(host.start(standin.token))
     try:
@@ -48,7 +52,7 @@ async def test_a_host_bot_loads_only_captions_and_its_users_can_caption(
 
 
 async def test_all_three_extensions_share_one_set_of_services(standin: StandIn, bot_config: BotConfig,
-                                                              worker: object) -> None:
+                                                              worker: Worker) -> None:
     host = SomeoneElsesBot(bot_config, ("captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats"))
     task = asyncio.create_task(host.start(standin.token))
     try:
@@ -64,7 +68,7 @@ async def test_all_three_extensions_share_one_set_of_services(standin: StandIn, 
 
 
 async def test_a_host_bot_with_its_own_bot_package_loads_ours_without_a_clash(
-        standin: StandIn, bot_config: BotConfig, worker: object, photos: list[FileToPost],
+        standin: StandIn, bot_config: BotConfig, worker: Worker, photos: list[FileToPost],
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The most common discord.py layout has a top-level ``bot`` package; ours installs as ``captionbot.bot``."""
     host_pkg = tmp_path / "bot"

@@ -31,3 +31,21 @@ def test_heatmaps_become_named_pngs_with_their_own_alt_text() -> None:
     files = heatmap_files([ok("a cat", b"\x89PNG1"), ok("a dog"), ok("a bird", b"\x89PNG3")])
     assert [f.filename for f in files] == ["heatmap-1.png", "heatmap-3.png"]
     assert files[0].description == "Attention heatmap: A cat."
+
+
+def test_text_read_in_the_image_follows_the_description_verbatim() -> None:
+    meme = Outcome("m.jpg", CaptionResult(job_id="m", ok=True, caption="a dog on a beach",
+                                          text="WHEN THE CODE COMPILES ON THE FIRST TRY"))
+    assert caption_text([meme]) == ("Image description: A dog on a beach.\n"
+                                    "Text in image: WHEN THE CODE COMPILES ON THE FIRST TRY")
+    lines = caption_text([ok("two children play"), meme]).splitlines()
+    assert lines[1] == "1. Two children play."
+    assert lines[2] == "2. A dog on a beach. Text in image: WHEN THE CODE COMPILES ON THE FIRST TRY"
+
+
+def test_text_in_the_image_cannot_format_the_reply_or_overflow_it() -> None:
+    code = Outcome("c.png", CaptionResult(job_id="c", ok=True, caption="a screen",
+                                          text="print(**kwargs) __init__ `x` " + "word " * 600))
+    text = caption_text([code])
+    assert "Text in image: print(\\*\\*kwargs) \\_\\_init\\_\\_ \\`x\\`" in text
+    assert len(text) <= 2000

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from captionbot.inference.null_captioner import POISON_MARK, NullCaptioner, PoisonCaptioner, null_caption
+from captionbot.inference.null_captioner import POISON_MARK, NullCaptioner, NullOutput, PoisonCaptioner, null_caption
 from queue_harness import photo, queue_settings, running_worker, wait_for
 
-from captionbot.formats import ErrorCode
+from captionbot.formats import ErrorCode, ImageRejected
 from captionbot.queue.client import CaptionClient
 from captionbot.queue.consumer import Step, next_step
 from captionbot.queue.dead_letter import read_dead_letters
@@ -122,7 +123,9 @@ async def test_an_unreadable_entry_is_set_aside_and_the_worker_keeps_serving(set
 class _BrokenOnMark(NullCaptioner):
     """A model with a bug on marked images: it returns no output for them (the worker cannot answer them)."""
 
-    def caption_images(self, images, beam_size=3, heatmap=False):  # type: ignore[no-untyped-def]
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+    ) -> list[NullOutput | ImageRejected]:
         if any(b"<bug>" in img for img in images):
             return []
         return super().caption_images(images, beam_size, heatmap)
@@ -153,7 +156,9 @@ class _FailsFirstTime(NullCaptioner):
         super().__init__()
         self.seen: set[bytes] = set()
 
-    def caption_images(self, images, beam_size=3, heatmap=False):  # type: ignore[no-untyped-def]
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+    ) -> list[NullOutput | ImageRejected]:
         new = [img for img in images if img not in self.seen]
         self.seen.update(images)
         if new:
