@@ -58,7 +58,7 @@ class Delivery:
 def max_deliveries(max_attempts: int) -> int:
     """A safety net under the failure count: a job delivered this often without an answer is given up on (each
     failed attempt may follow one uncounted delivery, cut off with its batch)."""
-    return 2 * max_attempts + 1
+    return 3 * max_attempts + 2
 
 
 def retry_delay_ms(attempt: int, settings: Settings) -> int:
@@ -114,9 +114,11 @@ class JobConsumer:
         """Up to ``batch_size`` jobs: reclaimed ones first, then new ones; after the first job arrives, wait up to
         ``batch_wait_ms`` for more. Returns [] when nothing came within about a second."""
         size = self.settings.batch_size
-        batch = await self._take_over_orphans(size)
-        if len(batch) < size:
-            batch += await self._reclaim_due(size - len(batch))
+        # At most one job taken back per batch: it runs alone, so if it kills this worker too, no other job taken
+        # back is held (and cut off) with it.
+        batch = await self._take_over_orphans(1)
+        if not batch:
+            batch = await self._reclaim_due(1)
         if len(batch) >= size:
             return batch
         block_ms = None if batch else self._first_block_ms()

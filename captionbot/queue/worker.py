@@ -120,12 +120,20 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(batch))
         runnable, answered = await consumer.admit(batch)
         self.jobs_answered += answered
-        # Jobs of one beam size and heatmap option run together; a reclaimed job runs alone (it may be the one that
-        # killed its last worker: alone, a crash is its own, and counts against it only).
-        groups: dict[tuple[int, bool, str], list[Delivery]] = defaultdict(list)
+        # A reclaimed job (the consumer hands out one at a time) runs alone and is answered before the others run:
+        # it may be the one that killed its last worker; alone, a crash is its own, and counts against it only.
+        for d in [d for d in runnable if d.reclaimed]:
+            await self._run_and_answer(consumer, [d])
+        fresh = [d for d in runnable if not d.reclaimed]
+        if fresh:
+            await self._run_and_answer(consumer, fresh)
+
+    async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery]) -> None:
+        # Jobs of one beam size and heatmap option run together.
+        groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
         for d in runnable:
             assert d.job is not None
-            groups[(d.job.beam_size, d.job.heatmap, d.entry_id if d.reclaimed else "")].append(d)
+            groups[(d.job.beam_size, d.job.heatmap)].append(d)
 
         answers: list[tuple[Delivery, CaptionResult]] = []
         failed: list[tuple[Delivery, BaseException]] = []
@@ -133,7 +141,7 @@ class Worker:
         keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable, inference_done))
         started = time.monotonic()
         try:
-            for (beam_size, heatmap, _), group in groups.items():
+            for (beam_size, heatmap), group in groups.items():
                 for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
                     if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
                         failed.append((d, out))
