@@ -163,6 +163,6 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     providers = choose_providers(provider)
     opts = session_options(threads)
     sessions = [ort.InferenceSession(str(paths[name]), sess_options=opts, providers=providers) for name in GRAPH_FILES]
-    check_graph_shapes(manifest, *sessions, where=bundle_dir)
+    check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
     log.info("loaded bundle %s (%s, %s) on %s", bundle_dir, manifest.model_version, variant, providers[0])
     return Bundle(bundle_dir, manifest, itos, variant, providers, *sessions)
