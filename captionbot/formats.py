@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -123,15 +125,40 @@ class ImageRejected(ValueError):
 # --------------------------------------------------------------------------------------------------------------
 
 JOB_FORMAT_VERSION = 1
+MAX_CONTEXT_BYTES = 4096  # a job's ``context`` JSON (where the answer goes: ids, never content)
+JOB_ID_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}")
+INSTANCE_ID_PATTERN = re.compile(r"[0-9A-Za-z_.-]{1,128}")  # a bot instance's id: the end of its ``reply_to``
+JOB_OVERHEAD_BYTES = 8192  # a job's fields besides the image are bounded by this (job id, reply_to, context, ...)
 
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+class JobInvalid(ValueError):
+    """A stream entry that is not a valid caption job (unknown version, a field missing, out of bounds).
+
+    ``job_id`` and ``reply_to`` are set when they were valid, so the requester can still be told."""
+
+    def __init__(self, reason: str, job_id: str = "", reply_to: str = "", context: dict[str, Any] | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+        self.reply_to = reply_to
+        self.context = context or {}
+
+
+def max_job_bytes(max_image_bytes: int = MAX_IMAGE_BYTES) -> int:
+    """The most bytes one job may take in the stream: the image cap plus the bounded other fields."""
+    return max_image_bytes + JOB_OVERHEAD_BYTES
+
+
 @dataclass
 class CaptionJob:
-    """One image to caption. ``reply_to`` names the result stream of the bot instance that asked."""
+    """One image to caption. ``reply_to`` names the result stream of the bot instance that asked.
+
+    Attempts are not part of the job: the worker counts them from the consumer group's delivery count, where a
+    client cannot set them."""
 
     image: bytes
     reply_to: str
@@ -139,7 +166,6 @@ class CaptionJob:
     heatmap: bool = False
     job_id: str = field(default_factory=new_job_id)
     created_at: float = field(default_factory=time.time)
-    attempt: int = 0
     context: dict[str, Any] = field(default_factory=dict)  # opaque to the worker: where to deliver
 
     def to_fields(self) -> dict[str, bytes | str]:
@@ -152,24 +178,87 @@ class CaptionJob:
             "beam_size": str(self.beam_size),
             "heatmap": "1" if self.heatmap else "0",
             "created_at": repr(self.created_at),
-            "attempt": str(self.attempt),
             "context": json.dumps(self.context),
         }
 
     @classmethod
-    def from_fields(cls, fields: Mapping[Any, bytes | str]) -> CaptionJob:
-        f = {_s(k): v for k, v in fields.items()}
-        image = f["image"]
+    def from_fields(
+        cls, fields: Mapping[Any, bytes | str], *, reply_prefix: str = "", max_image_bytes: int = MAX_IMAGE_BYTES
+    ) -> CaptionJob:
+        """Read and validate a job: every field against the schema and its bounds. Raises :class:`JobInvalid`.
+
+        ``reply_prefix``: the result streams' common start (``RedisKeys.results("")``); ``reply_to`` must be it
+        followed by an instance id."""
+        try:
+            f = {_s(k): v for k, v in fields.items()}
+        except UnicodeDecodeError:
+            raise JobInvalid("field names are not text") from None
+        job_id = _text(f, "job_id")
+        job_id = job_id if job_id is not None and JOB_ID_PATTERN.fullmatch(job_id) else ""
+        reply_to = _text(f, "reply_to")
+        reply_ok = (reply_to is not None and reply_to.startswith(reply_prefix)
+                    and INSTANCE_ID_PATTERN.fullmatch(reply_to[len(reply_prefix):]) is not None)
+        context = _context(f)
+        known = {"job_id": job_id, "reply_to": reply_to if reply_ok and job_id else "",
+                 "context": context if isinstance(context, dict) else None}
+
+        def invalid(reason: str) -> JobInvalid:
+            return JobInvalid(reason, **known)  # type: ignore[arg-type]
+
+        version = _text(f, "v")
+        if version is None:
+            raise invalid("no job format version (field v)")
+        if version != str(JOB_FORMAT_VERSION):
+            raise invalid(f"job format version {version[:20]!r} is not {JOB_FORMAT_VERSION}")
+        if not job_id:
+            raise invalid("job_id missing or not 1-64 letters, digits, - or _")
+        if not reply_ok:
+            raise invalid(f"reply_to is not a result stream ({reply_prefix}<instance id>)")
+        if not isinstance(context, dict):
+            raise invalid(f"context is not a JSON object of at most {MAX_CONTEXT_BYTES} bytes")
+        image = f.get("image")
+        if not isinstance(image, bytes | str) or not image:
+            raise invalid("image missing")
+        if len(image) > max_image_bytes:
+            raise invalid(f"image of {len(image)} bytes is over {max_image_bytes}")
+        beam = _text(f, "beam_size")
+        if beam is None or not beam.isdigit() or not MIN_BEAM_SIZE <= int(beam) <= MAX_BEAM_SIZE:
+            raise invalid(f"beam_size {str(beam)[:20]!r} is not {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}")
+        heatmap = _text(f, "heatmap")
+        if heatmap not in ("0", "1"):
+            raise invalid(f"heatmap {str(heatmap)[:20]!r} is not 0 or 1")
+        created = _text(f, "created_at")
+        try:
+            created_at = float(created or "")
+        except ValueError:
+            raise invalid(f"created_at {str(created)[:30]!r} is not a time") from None
+        if not math.isfinite(created_at):
+            raise invalid("created_at is not a finite time")
         return cls(
-            image=image if isinstance(image, bytes) else image.encode("latin-1"),
-            reply_to=_s(f["reply_to"]),
-            beam_size=int(_s(f.get("beam_size", str(DEFAULT_BEAM_SIZE)))),
-            heatmap=_s(f.get("heatmap", "0")) == "1",
-            job_id=_s(f["job_id"]),
-            created_at=float(_s(f.get("created_at", "0"))),
-            attempt=int(_s(f.get("attempt", "0"))),
-            context=json.loads(_s(f.get("context", "{}"))),
+            image=image if isinstance(image, bytes) else image.encode("latin-1"), reply_to=str(reply_to),
+            beam_size=int(beam), heatmap=heatmap == "1", job_id=job_id, created_at=created_at, context=context,
         )
+
+
+def _text(f: Mapping[str, bytes | str], name: str, limit: int = 256) -> str | None:
+    """A short text field, or None when missing, too long or not UTF-8."""
+    v = f.get(name)
+    if v is None or len(v) > limit:
+        return None
+    try:
+        return _s(v)
+    except UnicodeDecodeError:
+        return None
+
+
+def _context(f: Mapping[str, bytes | str]) -> Any:
+    raw = f.get("context", b"{}")
+    if len(raw) > MAX_CONTEXT_BYTES:
+        return None
+    try:
+        return json.loads(_s(raw))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
 
 
 @dataclass
@@ -244,6 +333,19 @@ class RedisKeys:
     def dead(self) -> str:
         """Dead-letter stream: the jobs given up on, with the reason."""
         return f"{self.jobs}:dead"
+
+    @property
+    def queued_bytes(self) -> str:
+        """Bytes of the jobs in the job stream (the byte budget's count, kept by the queue's scripts)."""
+        return f"{self.jobs}:bytes"
+
+    def alone(self, entry_id: str) -> str:
+        """Mark set while a worker runs this job entry alone: if the worker dies then, the job is what killed it."""
+        return f"{self.jobs}:alone:{entry_id}"
+
+    def failures(self, entry_id: str) -> str:
+        """Failed attempts of a job entry: the model raised on it, or its worker died running it alone."""
+        return f"{self.jobs}:failures:{entry_id}"
 
     @property
     def workers(self) -> str:

@@ -58,10 +58,12 @@ class Settings(BaseSettings):
     stream: str = RedisKeys.jobs  # every Redis key starts with this name (see ``redis_keys``)
     group: str = RedisKeys.group
     queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy"
+    queue_max_bytes: int = 256 * 1024 * 1024  # ... or over this many bytes of jobs in the stream
     batch_size: int = 16  # up to N jobs per worker batch ...
     batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
     claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed
     max_attempts: int = 3  # after K failed attempts a job is dead-lettered
+    retry_backoff_ms: int = 500  # a failed attempt runs again after this, doubling per attempt (<= claim_idle_ms)
     result_timeout_s: float = 60.0
     result_ttl_s: int = 600  # a bot instance's result stream, and each job's "answered" mark, live this long
     dead_letter_maxlen: int = 10_000  # the dead-letter stream keeps about this many failed jobs for inspection

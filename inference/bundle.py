@@ -82,6 +82,38 @@ def variant_paths(bundle_dir: Path, manifest: Manifest, variant: str) -> dict[st
     return paths
 
 
+def check_graph_shapes(
+    manifest: Manifest, encoder: ort.InferenceSession, decoder_init: ort.InferenceSession,
+    decoder_step: ort.InferenceSession, where: Path | str = "",
+) -> None:
+    """Raise :class:`BundleError` where a manifest field disagrees with the graphs' own input/output shapes (input
+    size, grid, channels, hidden and attention sizes, vocabulary size). Dimensions a graph leaves open are skipped."""
+    enc, dec = manifest.encoder, manifest.decoder
+    cells = enc.grid[0] * enc.grid[1]
+    expected = {  # (graph, input or output, name) -> shape the manifest implies, None for the batch dimension
+        ("encoder", "input", "images"): (None, 3, *enc.input_size),
+        ("encoder", "output", "features"): (None, cells, enc.channels),
+        ("decoder_init", "input", "features"): (None, cells, enc.channels),
+        ("decoder_init", "output", "h"): (None, dec.hidden_dim),
+        ("decoder_init", "output", "att_proj"): (None, cells, dec.attention_dim),
+        ("decoder_step", "input", "h"): (None, dec.hidden_dim),
+        ("decoder_step", "output", "log_probs"): (None, dec.vocab_size),
+        ("decoder_step", "output", "alpha"): (None, cells),
+    }
+    graphs = {"encoder": encoder, "decoder_init": decoder_init, "decoder_step": decoder_step}
+    for (graph, kind, name), want in expected.items():
+        session = graphs[graph]
+        args = session.get_inputs() if kind == "input" else session.get_outputs()
+        shape = next((a.shape for a in args if a.name == name), None)
+        if shape is None:
+            raise BundleError(f"bundle {where}: {graph} has no {kind} {name!r}")
+        if len(shape) != len(want) or any(
+            isinstance(have, int) and w is not None and have != w for have, w in zip(shape, want, strict=False)
+        ):
+            raise BundleError(f"bundle {where}: manifest implies {graph} {kind} {name} of shape "
+                              f"{['N' if w is None else w for w in want]}, the graph has {shape}")
+
+
 @dataclass
 class Bundle:
     """The opened bundle: manifest, vocabulary and the three onnxruntime sessions."""
@@ -144,5 +176,6 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     providers = choose_providers(provider)
     opts = session_options(threads)
     sessions = [ort.InferenceSession(str(paths[name]), sess_options=opts, providers=providers) for name in GRAPH_FILES]
+    check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
     log.info("loaded bundle %s (%s, %s) on %s", bundle_dir, manifest.model_version, variant, providers[0])
     return Bundle(bundle_dir, manifest, itos, variant, providers, *sessions)

@@ -3,7 +3,8 @@
 One line per image (``path: caption``, then ``Text in image: …`` where text was read), or one JSON object per
 image with ``--json`` (``"text"``: the text read, "" if none: by default where the object labels say text is
 likely, with ``--text`` or ``CAPTIONBOT_READ_TEXT=1`` in every image the text gate passes, with ``--no-text`` never).
-A file that cannot be captioned gets its reason on the same line (or ``"error"`` in JSON) and makes the exit
+A file that cannot be captioned (missing, not a regular file, over ``CAPTIONBOT_MAX_IMAGE_BYTES``, not an image)
+gets its reason on its own line (or ``"error"`` in JSON) while the others are captioned, and makes the exit
 status 1.
 With several images, ``--heatmap OUT.png`` writes ``OUT-1.png``, ``OUT-2.png``, … in the order given.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 from pathlib import Path
 
 
@@ -52,20 +55,29 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot load the model bundle: {exc}")
         return 2
     captioner.max_pixels = settings.max_pixels
-    blobs: list[bytes] = []
-    for path in args.images:
+    blobs: dict[int, bytes] = {}
+    errors: dict[int, str] = {}
+    for i, path in enumerate(args.images):
         try:
-            blobs.append(path.read_bytes())
-        except OSError as exc:
-            print(f"error: {path}: {exc.strerror or exc}")
-            return 2
-    outputs = captioner.caption_images(blobs, beam_size=args.beam or settings.beam_size, heatmap=bool(args.heatmap))
-    png_paths = heatmap_paths(args.heatmap, len(blobs)) if args.heatmap else []
+            blobs[i] = read_image_file(path, settings.max_image_bytes)
+        except (OSError, ValueError) as exc:
+            errors[i] = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    order = sorted(blobs)
+    outputs = dict(zip(order, captioner.caption_images(
+        [blobs[i] for i in order], beam_size=args.beam or settings.beam_size, heatmap=bool(args.heatmap)
+    ), strict=True)) if order else {}
+    png_paths = heatmap_paths(args.heatmap, len(args.images)) if args.heatmap else []
     failed = 0
-    for i, (path, out) in enumerate(zip(args.images, outputs, strict=True)):
-        if isinstance(out, ImageRejected):
+    for i, path in enumerate(args.images):
+        out = outputs.get(i)
+        record: dict[str, object]
+        if out is None:
             failed += 1
-            record: dict[str, object] = {"image": str(path), "error": out.code.value, "message": out.user_message}
+            record = {"image": str(path), "error": "unreadable", "message": errors[i]}
+            line = f"{path}: error: {errors[i]}"
+        elif isinstance(out, ImageRejected):
+            failed += 1
+            record = {"image": str(path), "error": out.code.value, "message": out.user_message}
             line = f"{path}: {out.user_message}"
         else:
             record = {"image": str(path), "caption": out.caption, "words": out.words, "score": round(out.score, 4),
@@ -78,3 +90,19 @@ def main(args: argparse.Namespace) -> int:
                 line += f"  [heatmap: {png_paths[i]}]"
         print(json.dumps(record) if args.json else line)
     return 1 if failed else 0
+
+
+def read_image_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``. A named pipe, a device (``/dev/zero``), a directory or
+    a larger file raises ``ValueError`` at once, without blocking or reading past the bound."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"file of {info.st_size} bytes is over the {max_bytes}-byte limit")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"file is over the {max_bytes}-byte limit")
+    return data

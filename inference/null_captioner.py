@@ -4,12 +4,15 @@
 queue and worker can be tested and their overhead measured without the model's cost. It refuses bytes that do not
 start like an image format the bot accepts (``captionbot.formats.CHAT_FORMATS``), as the real model refuses
 non-images. ``PoisonCaptioner`` raises for any image that contains the marker ``POISON_MARK``, like a model that
-crashes on one input. Neither is ever a default.
+crashes on one input. ``CrashCaptioner`` kills its own process (SIGKILL) on an image with ``CRASH_MARK``, like a
+native library that segfaults on one input. None is ever a default.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from captionbot.formats import CHAT_FORMATS, ErrorCode, ImageRejected
 
 POISON_MARK = b"<poison>"
+CRASH_MARK = b"<crash>"
 IMAGE_MAGIC = tuple(magic for f in CHAT_FORMATS for magic in f.magic)
 # The smallest valid PNG (1x1 transparent): what the null model returns as a "heatmap".
 TINY_PNG = bytes.fromhex(
@@ -73,4 +77,17 @@ class PoisonCaptioner(NullCaptioner):
         if any(POISON_MARK in img for img in images):
             self.batches.append(len(images))
             raise RuntimeError("poison image: the model crashed on it")
+        return super().caption_images(images, beam_size, heatmap)
+
+
+class CrashCaptioner(NullCaptioner):
+    """The null model, except that a batch holding an image with ``CRASH_MARK`` kills the process at once."""
+
+    model_version = "crash-0"
+
+    def caption_images(
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+    ) -> list[NullOutput | ImageRejected]:
+        if any(CRASH_MARK in img for img in images):
+            os.kill(os.getpid(), signal.SIGKILL)
         return super().caption_images(images, beam_size, heatmap)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Stand-in models for tests and benchmarks only (hidden from --help): no model is loaded.
-TEST_MODELS = ("null", "poison")
+TEST_MODELS = ("null", "poison", "crash")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -73,12 +73,14 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
 def load_captioner(settings: Settings, test_model: str | None = None, delay_s: float = 0.0) -> CaptionModel:
     """The real captioner from ``settings.bundle``, or a test stand-in when ``test_model`` is given.
 
-    Raises :class:`~captionbot.process.StartupError` when there is no bundle."""
+    Raises :class:`~captionbot.process.StartupError` when there is no bundle or it does not load (a hash that does
+    not match, a bad manifest, a graph onnxruntime cannot open)."""
     if test_model:
-        from captionbot.inference.null_captioner import NullCaptioner, PoisonCaptioner
+        from captionbot.inference.null_captioner import CrashCaptioner, NullCaptioner, PoisonCaptioner
 
         log.warning("worker runs the %r TEST model: captions are not real", test_model)
-        return (PoisonCaptioner if test_model == "poison" else NullCaptioner)(delay_s=delay_s)
+        model = {"poison": PoisonCaptioner, "crash": CrashCaptioner}.get(test_model, NullCaptioner)
+        return model(delay_s=delay_s)
     if not (Path(settings.bundle) / MANIFEST_FILE).is_file():
         from captionbot.process import StartupError
 
@@ -87,7 +89,41 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
         )
     from captionbot.inference.captioner import Captioner
 
-    captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
-                               threads=settings.threads, read_text=settings.read_text)
-    log.info("loaded model %s from %s", captioner.model_version, settings.bundle)
+    from captionbot.process import StartupError
+
+    try:
+        captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
+                                   threads=settings.threads, read_text=settings.read_text)
+    except Exception as exc:  # a tampered, truncated or foreign bundle: the worker cannot start (exit 2, one line)
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise StartupError(f"cannot load the model bundle at {settings.bundle}: {type(exc).__name__}: {first_line}")\
+            from None
+    self_test(captioner, settings)
+    log.info("loaded model %s from %s (self-test caption passed)", captioner.model_version, settings.bundle)
     return captioner
+
+
+def self_test(captioner: CaptionModel, settings: Settings) -> None:
+    """Caption a built-in test image, with a heatmap, before serving: a worker that cannot is never ready.
+
+    Raises :class:`~captionbot.process.StartupError` (exit 2) with what went wrong."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from captionbot.formats import ImageRejected
+    from captionbot.process import StartupError
+
+    image = Image.new("RGB", (320, 240), (90, 150, 220))  # sky over a green field, a red square
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 160, 320, 240), fill=(60, 160, 70))
+    draw.rectangle((130, 100, 190, 160), fill=(200, 40, 40))
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    try:
+        out = captioner.caption_images([buf.getvalue()], beam_size=settings.beam_size, heatmap=True)[0]
+    except Exception as exc:
+        raise StartupError(f"the model at {settings.bundle} failed its self-test caption: "
+                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if isinstance(out, ImageRejected) or not getattr(out, "words", None) or not getattr(out, "heatmap_png", None):
+        raise StartupError(f"the model at {settings.bundle} failed its self-test caption: {out!r:.200}")

@@ -9,7 +9,7 @@ def test_job_round_trip_keeps_bytes_and_options() -> None:
     job = CaptionJob(image=bytes(range(256)), reply_to="results:bot-1", beam_size=5, heatmap=True,
                      context={"channel": 1, "message": 2})
     back = CaptionJob.from_fields({k.encode(): v if isinstance(v, bytes) else v.encode()
-                                   for k, v in job.to_fields().items()})
+                                   for k, v in job.to_fields().items()}, reply_prefix="results:")
     assert back == job
 
 

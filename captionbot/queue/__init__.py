@@ -21,12 +21,20 @@ taken over (``XAUTOCLAIM``) by any live worker and run again; that delivery coun
 refreshes its in-flight jobs every ``claim_idle_ms / 3`` while the model runs, so a slow batch is not stolen: only
 a worker that died (SIGKILL, OOM, power loss) or hung without its event loop loses its jobs.
 
-**Dead-lettered after.** Each delivery of a job is one attempt. When the model raises on a job, the job is put
-back on the stream at once with its attempt count (a batch that raises is first split so that one bad image
-cannot fail the others); a job that failed on its ``max_attempts``-th attempt, or whose worker died on it
+**Dead-lettered after.** A failed attempt counts against a job only when it is the job's own: the model raised on
+it alone, or its worker died while running it alone (jobs taken back from a dead worker are run alone, so a
+process-killing image is found without costing its batch-mates an attempt). Failures are counted in Redis by the
+workers, never in a field a client writes. When the model raises on a job, the job stays pending and is reclaimed
+after a doubling back-off (``retry_backoff_ms``; a batch that raises is first split so that one bad image cannot
+fail the others); a job that failed on its ``max_attempts``-th attempt, or whose worker died on it
 ``max_attempts`` times, is moved to the dead-letter stream ``<stream>:dead`` with the reason, and the requester
 gets ``CaptionResult(ok=False, error=DEAD_LETTER)``. An image the model refuses (``ImageRejected``) is not a
 failure: it is answered at once with its error code and never retried.
+
+**Checked.** Every job field is validated against the job schema and its bounds (``CaptionJob.from_fields``):
+an unknown or missing format version, a beam size out of range, a ``reply_to`` that is not a result stream, an
+image over ``max_image_bytes``, a context over 4 KiB: the job is dead-lettered with the reason, never run, and
+its requester is told when its job id and ``reply_to`` are valid.
 
 **Busy.** The job stream is bounded: when it holds ``queue_maxlen`` jobs (waiting or in progress) a new job is
 refused at once with ``BUSY`` and the stream does not grow. The check and the add are one atomic step.

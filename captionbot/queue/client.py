@@ -20,17 +20,27 @@ from collections import deque
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_BEAM_SIZE, MIN_BEAM_SIZE, CaptionJob, CaptionResult, ErrorCode
+from captionbot.formats import (
+    DEFAULT_BEAM_SIZE,
+    MAX_BEAM_SIZE,
+    MAX_CONTEXT_BYTES,
+    MIN_BEAM_SIZE,
+    CaptionJob,
+    CaptionResult,
+    ErrorCode,
+)
 from captionbot.queue import metrics
-from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis
-from captionbot.queue.scripts import QueueScripts, flatten
+from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, within
+from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WORKER_STALE_S = 15.0  # a worker whose heartbeat is older than this is not counted as live
+CALL_TIMEOUT_S = 5.0  # default deadline of connect() and stats()
 LISTEN_BLOCK_MS = 250  # the result listener's blocking read; also the longest wait in close()
 
 
@@ -54,13 +64,16 @@ class CaptionClient:
 
     @classmethod
     async def connect(
-        cls, settings: Settings, instance_id: str | None = None, redis: Redis | None = None
+        cls, settings: Settings, instance_id: str | None = None, redis: Redis | None = None,
+        timeout: float = CALL_TIMEOUT_S,
     ) -> CaptionClient:
-        """Connect (or use ``redis``) and start listening for results. Works while Redis is still down."""
+        """Connect (or use ``redis``) and start listening for results, within ``timeout`` seconds. Works while Redis
+        is still down (or frozen): the client then keeps trying on its own."""
+        deadline = time.monotonic() + timeout
         instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         client = cls(redis or await connect_redis(settings), settings, instance_id, owns_redis=redis is None)
-        try:
-            await ensure_group(client.redis, client.keys)  # so jobs added before any worker starts are kept
+        try:  # so jobs added before any worker starts are kept
+            await within(deadline, ensure_group(client.redis, client.keys))
         except REDIS_DOWN_ERRORS as exc:
             log.warning("queue not reachable yet (%s): will keep trying", type(exc).__name__)
         client._listener = asyncio.create_task(client._listen(), name=f"results:{instance_id}")
@@ -77,8 +90,11 @@ class CaptionClient:
             raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
                          context=dict(context or {}))
+        too_large = self._too_large(job)
+        if too_large:
+            return self._failure(job, ErrorCode.TOO_LARGE, too_large)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.settings.result_timeout_s if timeout is None else timeout)
+        deadline = time.monotonic() + (self.settings.result_timeout_s if timeout is None else timeout)
         future: asyncio.Future[CaptionResult] = loop.create_future()
         self._waiting[job.job_id] = (job, future)  # before enqueueing: a fast worker may answer at once
         try:
@@ -88,7 +104,7 @@ class CaptionClient:
                 return self._failure(job, ErrorCode.BUSY, accepted or "queue full")
             metrics.ENQUEUED.inc()
             try:
-                result = await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+                result = await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 log.warning("job %s: no result in time", job.job_id)
                 return self._failure(job, ErrorCode.TIMEOUT, "no result before the deadline")
@@ -103,18 +119,36 @@ class CaptionClient:
         finally:
             self._waiting.pop(job.job_id, None)
 
+    def _too_large(self, job: CaptionJob) -> str:
+        """Why a job may never be queued (its image over ``max_image_bytes``, or alone over the byte budget), or ""."""
+        if len(job.image) > self.settings.max_image_bytes:
+            return f"image of {len(job.image)} bytes is over {self.settings.max_image_bytes}"
+        if len(json.dumps(job.context)) > MAX_CONTEXT_BYTES:
+            return f"context is over {MAX_CONTEXT_BYTES} bytes"
+        if entry_bytes(job.to_fields()) > self.settings.queue_max_bytes:
+            return f"job is over the queue's byte budget of {self.settings.queue_max_bytes}"
+        return ""
+
     async def _enqueue(self, job: CaptionJob, deadline: float) -> bool | str:
-        """True when queued; a reason string when the queue is full or stayed unreachable until the deadline."""
-        loop = asyncio.get_running_loop()
+        """True when queued; a reason string when the queue is full or stayed unreachable until the deadline
+        (``time.monotonic()``). Each try, and the waits between, end by the deadline; a try still running then is
+        abandoned, not cancelled: if Redis wakes later it may still queue the job, whose result is then dropped."""
         backoff = 0.05
+        fields = job.to_fields()
+        size = entry_bytes(fields)
         while True:
             try:
-                entry = await self.scripts.enqueue_if_room(
-                    keys=[self.keys.jobs], args=[self.settings.queue_maxlen, *flatten(job.to_fields())]
-                )
-                return True if entry is not None else f"queue holds {self.settings.queue_maxlen} jobs"
+                entry = await within(deadline, self.scripts.enqueue_if_room(
+                    keys=[self.keys.jobs, self.keys.queued_bytes],
+                    args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
+                ))
+                if entry == 0:
+                    return f"queue holds {self.settings.queue_maxlen} jobs"
+                if entry == -1:
+                    return f"queue holds close to {self.settings.queue_max_bytes} bytes of jobs"
+                return True
             except REDIS_DOWN_ERRORS as exc:
-                if loop.time() + backoff >= deadline:
+                if time.monotonic() + backoff >= deadline:
                     return f"queue unreachable: {type(exc).__name__}"
                 log.warning("queue unreachable (%s): retrying job %s", type(exc).__name__, job.job_id)
                 await asyncio.sleep(backoff)
@@ -170,23 +204,26 @@ class CaptionClient:
 
     # -------------------------------------------------------------------------------------------------- stats
 
-    async def stats(self) -> dict[str, Any]:
-        """Queue depth, jobs in progress, median latency seen by this instance, model version, live workers."""
+    async def stats(self, timeout: float = CALL_TIMEOUT_S) -> dict[str, Any]:
+        """Queue depth, jobs in progress, median latency seen by this instance, model version, live workers.
+
+        Answers within ``timeout`` seconds; ``available`` is False when Redis did not answer by then."""
+        deadline = time.monotonic() + timeout
         out: dict[str, Any] = {
             "queue_depth": None, "pending": None, "dead_letters": None, "workers": 0,
             "median_latency_ms": round(statistics.median(self._latencies_ms), 1) if self._latencies_ms else None,
             "model_version": self._model_version, "instance_id": self.instance_id, "available": True,
         }
         try:
-            length = await self.redis.xlen(self.keys.jobs)
+            length = await within(deadline, self.redis.xlen(self.keys.jobs))
             pending = 0
-            with contextlib.suppress(Exception):  # no group yet
-                pending = (await self.redis.xpending(self.keys.jobs, self.keys.group))["pending"]
+            with contextlib.suppress(ResponseError):  # no group yet
+                pending = (await within(deadline, self.redis.xpending(self.keys.jobs, self.keys.group)))["pending"]
             out.update(queue_depth=max(0, length - pending), pending=pending,
-                       dead_letters=await self.redis.xlen(self.keys.dead))
+                       dead_letters=await within(deadline, self.redis.xlen(self.keys.dead)))
             now = time.time()
             live = []
-            for raw in (await self.redis.hgetall(self.keys.workers)).values():
+            for raw in (await within(deadline, self.redis.hgetall(self.keys.workers))).values():
                 beat = json.loads(raw)
                 if now - beat.get("seen", 0) < WORKER_STALE_S:
                     live.append(beat)

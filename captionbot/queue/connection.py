@@ -9,9 +9,13 @@ imported only then: a deployed bot or worker (with a Redis URL) never loads it, 
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import unquote
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -24,6 +28,31 @@ from captionbot.settings import Settings
 
 if TYPE_CHECKING:
     import fakeredis
+
+T = TypeVar("T")
+
+
+class DeadlineExceeded(RedisTimeoutError):
+    """A Redis call did not answer before its caller's deadline (Redis frozen, or the network)."""
+
+
+async def within(deadline: float, call: Awaitable[T]) -> T:
+    """Await ``call`` until ``deadline`` (``time.monotonic()``), then raise :class:`DeadlineExceeded`.
+
+    The call runs as its own task and is never cancelled mid-command (redis-py may swallow that, see queue.md): past
+    the deadline it is left to finish or fail on its socket timeout, its outcome discarded."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - time.monotonic()))
+    if task in done:
+        return task.result()
+    task.add_done_callback(_discard_outcome)
+    raise DeadlineExceeded("no answer from Redis before the deadline")
+
+
+def _discard_outcome(task: asyncio.Future[T]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning
+
 
 # Connection errors a caller should ride out (log, back off, try again) rather than treat as a bug.
 REDIS_DOWN_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -60,8 +89,42 @@ async def connect_redis(settings: Settings) -> Redis:
 
         return fake_aioredis.FakeRedis(server=server)
     assert settings.redis_url is not None
+    url = parse_redis_url(settings.redis_url.get_secret_value())
+    try:
+        return _connect(url)
+    except ValueError as exc:  # the message can only hold the URL without its credentials
+        raise StartupError(f"CAPTIONBOT_REDIS_URL is not a valid Redis URL ({url.public}): {exc}") from None
+
+
+@dataclass(frozen=True)
+class RedisUrl:
+    """A Redis URL split so that its credentials never travel with the rest (``public`` is safe to print)."""
+
+    public: str  # scheme://host:port/db?options, without user or password
+    username: str | None = field(repr=False)
+    password: str | None = field(repr=False)
+
+
+def parse_redis_url(url: str) -> RedisUrl:
+    """Split ``redis[s]://[user][:password]@host:port/db`` at the *last* ``@``, so a password may hold ``/``, ``?``,
+    ``#`` or ``@`` as typed; percent-escapes in it (``%2F``) are decoded too, so an encoded password works as well
+    (write a literal ``%`` as ``%25``). Raises :class:`StartupError` without any part of the password."""
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("redis", "rediss", "unix"):
+        raise StartupError("CAPTIONBOT_REDIS_URL must start with redis://, rediss:// or unix:// (value hidden)")
+    userinfo, at, location = rest.rpartition("@")
+    if not at:
+        return RedisUrl(url, None, None)
+    user, _, password = userinfo.partition(":")  # redis://name@host: a user name only, as redis-py reads it
+    return RedisUrl(f"{scheme}://{location}", unquote(user) or None, unquote(password) or None)
+
+
+def _connect(url: RedisUrl) -> Redis:
     return Redis.from_url(
-        settings.redis_url.get_secret_value().strip(),  # password and TLS (rediss://) come in the URL
+        url.public,  # TLS (rediss://) and options come in the URL; the credentials beside it
+        username=url.username,
+        password=url.password,
         # Short blips are retried inside redis-py; longer outages by the callers' own loops (client, listener,
         # worker), which back off and keep going, so one command never stalls for long.
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=3),
@@ -82,5 +145,5 @@ def describe(settings: Settings) -> str:
     """Where the queue lives, for logs: host and port only, never the password."""
     if settings.redis_url is None or is_embedded(settings):
         return "embedded in-process queue"
-    parts = urlsplit(settings.redis_url.get_secret_value())
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
+    public = parse_redis_url(settings.redis_url.get_secret_value()).public
+    return public.partition("?")[0]

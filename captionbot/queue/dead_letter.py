@@ -18,7 +18,7 @@ class DeadLetter:
     reason: str
     attempts: int
     worker: str
-    image_bytes: int  # the image is kept in the entry; its size is shown here
+    image_bytes: int  # the image's size; the entry keeps the image itself when it is at most 1 MiB
 
 
 async def read_dead_letters(redis: Redis, settings: Settings, count: int = 100) -> list[DeadLetter]:
@@ -32,6 +32,7 @@ async def read_dead_letters(redis: Redis, settings: Settings, count: int = 100) 
 
         out.append(DeadLetter(
             entry_id=entry_id.decode(), job_id=s("job_id"), reason=s("reason"),
-            attempts=int(s("attempts") or 0), worker=s("worker"), image_bytes=len(f.get(b"image", b"")),
+            attempts=int(s("attempts") or 0), worker=s("worker"),
+            image_bytes=int(s("image_size") or len(f.get(b"image", b""))),
         ))
     return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -29,13 +28,12 @@ from redis.asyncio import Redis
 from captionbot.formats import DEFAULT_BEAM_SIZE, CaptionResult, ImageRejected
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, describe
-from captionbot.queue.consumer import Delivery, JobConsumer, Step
+from captionbot.queue.consumer import HEARTBEAT_S, Delivery, JobConsumer, Step
 from captionbot.queue.streams import ensure_group
 from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 2.0
 DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
 
 
@@ -97,6 +95,7 @@ class Worker:
                                     describe(self.settings), type(exc).__name__)
                         last_down_log = time.monotonic()
                     self.ready = False
+                    consumer.orphaned_by_us()  # a batch in hand stays pending: take it back once Redis is here
                     await _wait(stop, backoff)
                     backoff = min(backoff * 2, 2.0)
                 except Exception:
@@ -121,6 +120,16 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(batch))
         runnable, answered = await consumer.admit(batch)
         self.jobs_answered += answered
+        # A reclaimed job (the consumer hands out one at a time) runs alone and is answered before the others run:
+        # it may be the one that killed its last worker; alone, a crash is its own, and counts against it only.
+        for d in [d for d in runnable if d.reclaimed]:
+            await self._run_and_answer(consumer, [d])
+        fresh = [d for d in runnable if not d.reclaimed]
+        if fresh:
+            await self._run_and_answer(consumer, fresh)
+
+    async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery]) -> None:
+        # Jobs of one beam size and heatmap option run together.
         groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
         for d in runnable:
             assert d.job is not None
@@ -133,7 +142,7 @@ class Worker:
         started = time.monotonic()
         try:
             for (beam_size, heatmap), group in groups.items():
-                for d, out in zip(group, await self._caption(group, beam_size, heatmap), strict=True):
+                for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
                     if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
                         failed.append((d, out))
                     else:
@@ -154,25 +163,30 @@ class Worker:
             if await consumer.failed(d, f"model error: {type(exc).__name__}: {exc}") is Step.DEAD_LETTER:
                 self.jobs_answered += 1
 
-    async def _caption(self, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
+    async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
         """Model outputs in order; a job whose inference raised gets its exception in its place.
 
-        When the whole batch raises, each job is run alone, so one poison image fails only its own job."""
+        When the whole batch raises, each job is run alone, so one poison image fails only its own job. A job run
+        alone is marked so while it runs: should the process die then, the job is known to be what killed it."""
+        if len(group) == 1:
+            return [await self._caption_alone(consumer, group[0], beam_size, heatmap)]
         images = [d.job.image for d in group if d.job]
         try:
             return list(await asyncio.to_thread(self.captioner.caption_images, images, beam_size, heatmap))
         except Exception as exc:
-            if len(images) == 1:
-                log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
-                return [exc]
             log.warning("batch of %d failed (%s): captioning each image alone", len(images), type(exc).__name__)
-        outs: list[Any] = []
-        for image in images:
-            try:
-                outs += await asyncio.to_thread(self.captioner.caption_images, [image], beam_size, heatmap)
-            except Exception as exc:
-                outs.append(exc)
-        return outs
+        return [await self._caption_alone(consumer, d, beam_size, heatmap) for d in group]
+
+    async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool) -> Any:
+        assert d.job is not None
+        await consumer.running_alone(d)
+        try:
+            return (await asyncio.to_thread(self.captioner.caption_images, [d.job.image], beam_size, heatmap))[0]
+        except Exception as exc:
+            log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
+            return exc
+        finally:
+            await consumer.ran_alone(d)
 
     def _result(self, d: Delivery, out: Any) -> CaptionResult:
         job = d.job
@@ -198,8 +212,7 @@ class Worker:
         """Announce this worker (for ``stats``) and refresh the queue gauges every couple of seconds."""
         while True:
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
-                beat = {"model_version": self.captioner.model_version, "seen": time.time(), "jobs": self.jobs_answered}
-                await consumer.redis.hset(consumer.keys.workers, self.name, json.dumps(beat))
+                await consumer.heartbeat({"model_version": self.captioner.model_version, "jobs": self.jobs_answered})
                 await consumer.report_depth()
             if await _wait(done, HEARTBEAT_S):
                 return

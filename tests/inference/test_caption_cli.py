@@ -42,3 +42,29 @@ def test_a_missing_bundle_is_a_clear_error(tmp_path, capsys):
     photo.write_bytes(synthetic_images(1)[0])
     assert main(["caption", str(photo), "--bundle", str(tmp_path / "none")]) == 2
     assert "cannot load the model bundle" in capsys.readouterr().out
+
+
+def test_a_pipe_a_device_a_large_file_or_a_missing_path_fails_alone(caption_bundle, tmp_path):
+    """Each bad path gets its own error line at once; the images among them are still captioned; exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, data in zip(good, synthetic_images(2), strict=True):
+        path.write_bytes(data)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # nobody ever writes to it: reading it would hang
+    big = tmp_path / "big.png"
+    big.write_bytes(synthetic_images(1)[0] + b"\0" * 5000)
+    paths = [good[0], tmp_path / "missing.png", fifo, "/dev/zero", big, good[1]]
+    env = dict(os.environ, CAPTIONBOT_MAX_IMAGE_BYTES="4000", CAPTIONBOT_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "caption", *map(str, paths), "--json",
+                           "--bundle", str(caption_bundle)], env=env, capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert [rec["image"] for rec in lines] == list(map(str, paths))
+    assert lines[0]["caption"] and lines[5]["caption"]
+    assert "No such file" in lines[1]["message"]
+    assert lines[2]["message"] == lines[3]["message"] == "not a regular file"
+    assert "over the 4000-byte limit" in lines[4]["message"]

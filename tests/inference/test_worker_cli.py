@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,3 +61,43 @@ def test_worker_command_without_a_bundle_says_how_to_get_one(tmp_path: Path) -> 
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "no model bundle at" in proc.stderr and "make model" in proc.stderr
+
+
+def test_worker_command_with_a_bad_bundle_exits_2_in_one_line(tmp_path: Path, caption_bundle: Path) -> None:
+    """A tampered graph and a broken manifest: exit 2, one error line naming the bundle, no traceback."""
+    tampered, broken = tmp_path / "tampered", tmp_path / "broken"
+    shutil.copytree(caption_bundle, tampered)
+    shutil.copytree(caption_bundle, broken)
+    with open(tampered / "decoder_step.onnx", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    (broken / "manifest.json").write_text("{not json")
+    for bundle in (tampered, broken):
+        env = dict(os.environ, CAPTIONBOT_BUNDLE=str(bundle), CAPTIONBOT_REDIS_URL="redis://127.0.0.1:1/0")
+        proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "worker"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 2, out[-3000:]
+        assert "Traceback" not in out
+        errors = [line for line in out.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and f"cannot load the model bundle at {bundle}" in errors[0], out
+
+
+def test_worker_command_refuses_a_manifest_that_disagrees_with_its_graphs(tmp_path: Path, caption_bundle: Path) -> None:
+    """input_size, grid, hidden size or vocabulary size edited in manifest.json (which the file hashes do not
+    cover): the worker checks them against the graphs and exits 2 in one line, instead of serving failures."""
+    edits = {"input_size": ("encoder", "input_size", [64, 64]), "grid": ("encoder", "grid", [4, 4]),
+             "hidden": ("decoder", "hidden_dim", 64)}
+    for label, (part, field, value) in edits.items():
+        bundle = tmp_path / label
+        shutil.copytree(caption_bundle, bundle)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        manifest[part][field] = value
+        (bundle / "manifest.json").write_text(json.dumps(manifest))
+        env = dict(os.environ, CAPTIONBOT_BUNDLE=str(bundle), CAPTIONBOT_REDIS_URL="redis://127.0.0.1:1/0",
+                   CAPTIONBOT_THREADS="1")
+        proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "worker"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 2, (label, out[-3000:])
+        assert "Traceback" not in out and "manifest implies" in out, (label, out[-3000:])

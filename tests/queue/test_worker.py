@@ -115,7 +115,7 @@ async def test_an_unreadable_entry_is_set_aside_and_the_worker_keeps_serving(set
         result = await client.caption(photo(1))
     assert result.ok
     dead = await client.redis.xrange(f"{settings.stream}:dead")
-    assert len(dead) == 1 and dead[0][1][b"reason"].startswith(b"unreadable job")
+    assert len(dead) == 1 and dead[0][1][b"reason"].startswith(b"invalid job")
     assert await client.redis.xlen(settings.stream) == 0
     await client.close()
 
