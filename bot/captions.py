@@ -85,7 +85,13 @@ class Captions(commands.Cog):
         return Outcome(att.filename, result=result)
 
     async def caption_all(self, atts: list[discord.Attachment], *, heatmap: bool, beam: int | None,
-                          context: dict[str, Any]) -> list[Outcome]:
+                          context: dict[str, Any], person_waiting: bool = True) -> list[Outcome]:
+        """Each attachment's outcome. With a person waiting (a command, a mention), all of them ``NO_WORKER`` at
+        once when no caption worker is alive: refused rather than left to time out. Automatic alt text has nobody
+        waiting: its jobs are queued and answered when a worker comes (until their deadline)."""
+        if person_waiting and not await self.s.client.workers_alive():
+            log.warning("no caption worker is alive: %d image(s) refused (%s)", len(atts), context.get("kind"))
+            return [Outcome(a.filename, error=ErrorCode.NO_WORKER) for a in atts]
         return list(await asyncio.gather(*(
             self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)})
             for a in atts)))
@@ -192,7 +198,8 @@ class Captions(commands.Cog):
         if self._automation_allowed(message, len(images)):
             context = {"kind": "alttext", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                        "message_id": str(message.id)}
-            outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context)
+            outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context,
+                                              person_waiting=False)
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:

@@ -89,6 +89,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"  # the user or guild asked too often
     DEAD_LETTER = "dead_letter"  # failed K times on workers: given up
     TIMEOUT = "timeout"  # no result in time
+    NO_WORKER = "no_worker"  # no caption worker is alive (no heartbeat): nothing could answer
     INTERNAL = "internal"  # a bug: logged with details, user gets a generic message
 
 
@@ -103,6 +104,8 @@ USER_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.RATE_LIMITED: "You're asking a bit too fast, please wait a moment.",
     ErrorCode.DEAD_LETTER: "Sorry, I could not caption that image.",
     ErrorCode.TIMEOUT: "Sorry, captioning took too long. Please try again.",
+    ErrorCode.NO_WORKER: "Sorry, no captioning worker is running right now, so I can't describe images. "
+                         "Please try again later.",
     ErrorCode.INTERNAL: "Sorry, something went wrong on my side.",
 }
 
@@ -167,10 +170,17 @@ class CaptionJob:
     job_id: str = field(default_factory=new_job_id)
     created_at: float = field(default_factory=time.time)
     context: dict[str, Any] = field(default_factory=dict)  # opaque to the worker: where to deliver
+    # the asker's clock time after which it no longer waits for the answer (a worker then skips the job); None: never
+    expires_at: float | None = None
+
+    def expired(self, now: float, grace_s: float = 1.0) -> bool:
+        """Has the asker given up on this job (``grace_s`` allows for clocks a little apart)?"""
+        return self.expires_at is not None and now > self.expires_at + grace_s
 
     def to_fields(self) -> dict[str, bytes | str]:
         """Flat Redis stream fields (values are bytes/str)."""
-        return {
+        expires = {} if self.expires_at is None else {"expires_at": repr(self.expires_at)}
+        return {**expires,
             "v": str(JOB_FORMAT_VERSION),
             "job_id": self.job_id,
             "image": self.image,
@@ -234,9 +244,19 @@ class CaptionJob:
             raise invalid(f"created_at {str(created)[:30]!r} is not a time") from None
         if not math.isfinite(created_at):
             raise invalid("created_at is not a finite time")
+        expires_at = None
+        if "expires_at" in f:
+            expires = _text(f, "expires_at")
+            try:
+                expires_at = float(expires or "")
+            except ValueError:
+                raise invalid(f"expires_at {str(expires)[:30]!r} is not a time") from None
+            if not math.isfinite(expires_at):
+                raise invalid("expires_at is not a finite time")
         return cls(
             image=image if isinstance(image, bytes) else image.encode("latin-1"), reply_to=str(reply_to),
             beam_size=int(beam), heatmap=heatmap == "1", job_id=job_id, created_at=created_at, context=context,
+            expires_at=expires_at,
         )
 
 

@@ -40,6 +40,8 @@ from captionbot.settings import Settings
 log = logging.getLogger(__name__)
 
 WORKER_STALE_S = 15.0  # a worker whose heartbeat is older than this is not counted as live
+FIRST_BEAT_WAIT_S = 1.5  # how long workers_alive() waits for a heartbeat (workers beat each second)
+ALIVE_MEMORY_S = 5.0  # a "yes, a worker is alive" is trusted this long before Redis is asked again
 CALL_TIMEOUT_S = 5.0  # default deadline of connect() and stats()
 LISTEN_BLOCK_MS = 250  # the result listener's blocking read; also the longest wait in close()
 
@@ -58,6 +60,7 @@ class CaptionClient:
         self._owns_redis = owns_redis
         self._waiting: dict[str, tuple[CaptionJob, asyncio.Future[CaptionResult]]] = {}
         self._latencies_ms: deque[float] = deque(maxlen=500)
+        self._alive_until = 0.0  # monotonic time until which a worker is known to be alive
         self._model_version = ""
         self._listener: asyncio.Task[None] | None = None
         self._closing = False
@@ -88,13 +91,14 @@ class CaptionClient:
         """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'."""
         if not MIN_BEAM_SIZE <= beam_size <= MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
+        wait_s = self.settings.result_timeout_s if timeout is None else timeout
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
-                         context=dict(context or {}))
+                         context=dict(context or {}), expires_at=time.time() + wait_s)
         too_large = self._too_large(job)
         if too_large:
             return self._failure(job, ErrorCode.TOO_LARGE, too_large)
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + (self.settings.result_timeout_s if timeout is None else timeout)
+        deadline = time.monotonic() + wait_s
         future: asyncio.Future[CaptionResult] = loop.create_future()
         self._waiting[job.job_id] = (job, future)  # before enqueueing: a fast worker may answer at once
         try:
@@ -201,6 +205,27 @@ class CaptionClient:
             log.info("result for job %s arrived with nobody waiting (late or repeated): dropped", result.job_id)
             return
         future.set_result(result)
+
+    async def workers_alive(self, wait_s: float = FIRST_BEAT_WAIT_S) -> bool:
+        """Is a worker alive (a heartbeat in the last ``WORKER_STALE_S`` s, on Redis's clock)? Waits up to
+        ``wait_s`` for one (a worker that just started). A yes is remembered for ``ALIVE_MEMORY_S``; when Redis
+        does not answer, True: the caption call itself then reports the queue as unreachable."""
+        if time.monotonic() < self._alive_until:
+            return True
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                seconds, micros = await within(deadline + 1, self.redis.time())
+                now = seconds + micros / 1e6
+                beats = await within(deadline + 1, self.redis.hvals(self.keys.workers))
+            except REDIS_DOWN_ERRORS:
+                return True
+            if any(now - json.loads(raw).get("seen", 0) < WORKER_STALE_S for raw in beats):
+                self._alive_until = time.monotonic() + ALIVE_MEMORY_S
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.25)
 
     # -------------------------------------------------------------------------------------------------- stats
 

@@ -258,8 +258,16 @@ class JobConsumer:
         runnable: list[Delivery] = []
         answered = 0
         await self._count_failures(batch)
+        gave_up: list[tuple[Delivery, CaptionResult]] = []
+        now = time.time()
         for d in batch:
-            if d.invalid is not None:
+            if d.job is not None and d.job.expired(now):  # its asker no longer waits: answer it without the model
+                log.info("job %s: its asker gave up %.1f s ago; not captioned", d.job.job_id,
+                         now - (d.job.expires_at or now))
+                gave_up.append((d, CaptionResult(job_id=d.job.job_id, ok=False, error=ErrorCode.TIMEOUT,
+                                                 detail="the asker gave up before a worker took the job",
+                                                 worker=self.name, context=d.job.context)))
+            elif d.invalid is not None:
                 inv = d.invalid
                 metrics.FAILURES.labels("unreadable").inc()
                 if inv.job_id and inv.reply_to:
@@ -279,6 +287,9 @@ class JobConsumer:
                 reason = f"failed {failures} times (the model raised, or its worker died running it alone)"
                 await self.dead_letter(d, reason, attempts_made=failures)
                 answered += 1
+        if gave_up:
+            metrics.FAILURES.labels("expired").inc(len(gave_up))
+            answered += sum(code == 1 for code in await self.publish(gave_up))
         return runnable, answered
 
     async def _count_failures(self, batch: list[Delivery]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -146,9 +148,11 @@ async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
     from captionbot.queue.worker import Worker
 
     full_at_one = bot_config.settings.model_copy(update={"queue_maxlen": 1})
-    await make_bot(settings=full_at_one).start()  # no worker yet: the first job waits in the queue
-    waiting = await standin.slash("general", "alice", "caption", image=photos[0])
+    await make_bot(settings=full_at_one).start()  # no worker serving yet: the first job waits in the queue
     queue = Redis.from_url(redis_url)
+    seconds, micros = await queue.time()  # a worker that is alive but busy elsewhere (its heartbeat is fresh)
+    await queue.hset(settings.redis_keys.workers, "busy-worker", json.dumps({"seen": seconds + micros / 1e6}))
+    waiting = await standin.slash("general", "alice", "caption", image=photos[0])
     try:
         async with asyncio.timeout(10):
             while await queue.xlen(settings.stream) < 1:  # the first photo is in the queue
@@ -176,3 +180,28 @@ async def test_caption_follows_the_channels_heatmap_setting_unless_told(
                                                               heatmap=False))
     default_elsewhere = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
     assert [len(a.files) for a in (default_there, told_not_to, default_elsewhere)] == [1, 0, 0]
+
+
+async def test_with_no_worker_alive_a_caption_command_is_told_so_at_once_and_automation_waits_for_one(
+        standin: StandIn, make_bot: Callable[..., BotUnderTest], settings: Settings, captioner: CaptionModel,
+        photos: list[FileToPost]) -> None:
+    from captionbot.queue.worker import Worker
+
+    await make_bot().start()  # and no worker
+    asked = time.monotonic()
+    answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
+    assert "no captioning worker is running" in answer.content, answer.content
+    assert time.monotonic() - asked < settings.result_timeout_s / 3, "told at once, not after the result timeout"
+
+    await turn_on(standin, "alt-text")
+    posted = await standin.post_message("alt-text", "bob", files=[photos[1]])
+    await quiet(standin, 2)
+    assert standin.replies_to(posted) == [], "nobody is waiting: no apology under the photo"
+    stop = asyncio.Event()
+    serving = asyncio.create_task(Worker(settings, captioner, name="late-worker").serve(stop))
+    try:
+        [reply] = await replies(standin, posted)
+        assert reply.content.startswith("Image description: "), "the queued job is answered once a worker comes"
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)

@@ -186,3 +186,18 @@ async def test_with_one_attempt_allowed_a_failing_job_is_dead_lettered_without_a
     assert model.batches == [1]  # run once, never again
     assert [d.attempts for d in await read_dead_letters(client.redis, settings)] == [1]
     await client.close()
+
+
+async def test_a_job_whose_asker_gave_up_is_not_captioned(settings: Settings) -> None:
+    """Jobs carry the time their asker stops waiting: a worker that only gets to them later skips the model."""
+    client = await CaptionClient.connect(settings)
+    gave_up = await client.caption(photo(0), timeout=0.3)  # no worker yet: the asker gives up
+    assert gave_up.error is ErrorCode.TIMEOUT
+    await asyncio.sleep(1.2)  # past the job's expiry and the clocks' grace
+    model = NullCaptioner()
+    async with running_worker(settings, model):
+        fresh = await client.caption(photo(1))
+        await wait_for(lambda: _xlen_is(client, settings, 0), what="the expired job taken off the stream")
+    assert fresh.ok
+    assert model.batches == [1], "only the fresh job reached the model"
+    await client.close()
