@@ -125,9 +125,11 @@ class Captions(commands.Cog):
     @app_commands.describe(image="The image to describe",
                            heatmap="Also show where the model looked (default: this channel's setting)",
                            beam=f"Beam width: wider searches more captions ({MIN_BEAM_SIZE}-{MAX_BEAM_SIZE}, "
-                                f"default {DEFAULT_BEAM_SIZE})")
+                                f"default {DEFAULT_BEAM_SIZE})",
+                           voice="Also attach the description as speech (an audio file Discord plays)")
     async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool | None = None,
-                      beam: app_commands.Range[int, MIN_BEAM_SIZE, MAX_BEAM_SIZE] | None = None) -> None:
+                      beam: app_commands.Range[int, MIN_BEAM_SIZE, MAX_BEAM_SIZE] | None = None,
+                      voice: bool = False) -> None:
         try:
             check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes, image.filename)
         except ImageRejected as exc:
@@ -142,9 +144,27 @@ class Captions(commands.Cog):
         [outcome] = await self.caption_all([image], heatmap=heatmap, beam=beam,
                                            context=self._context(interaction, "slash"))
         if outcome.ok:
-            await answer(interaction, caption_text([outcome]), heatmap_files([outcome]))
+            content, files = caption_text([outcome]), heatmap_files([outcome])
+            if voice:
+                content, files = await self._with_speech(outcome, content, files)
+            await answer(interaction, content, files)
         else:
             await answer_privately(interaction, outcome.text)
+
+    @staticmethod
+    async def _with_speech(outcome: Outcome, content: str,
+                           files: list[discord.File]) -> tuple[str, list[discord.File]]:
+        """The answer with the description spoken (then the text in the image) as ``description.ogg``; where speech
+        cannot be made, the answer says so and a log line says why."""
+        from captionbot.bot.speech import SpeechFailed, SpeechUnavailable, speak_async
+
+        assert outcome.result is not None
+        try:
+            audio = await speak_async(outcome.result.caption, outcome.result.text)
+        except (SpeechUnavailable, SpeechFailed, ValueError) as exc:
+            log.warning("spoken description not made: %s", exc)
+            return f"{content}\n(A spoken description is not available here.)", files
+        return content, [*files, audio.discord_file(f"Spoken description: {outcome.result.caption}"[:1024])]
 
     async def _channel_wants_heatmap(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None or interaction.channel_id is None:

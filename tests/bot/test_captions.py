@@ -205,3 +205,15 @@ async def test_with_no_worker_alive_a_caption_command_is_told_so_at_once_and_aut
     finally:
         stop.set()
         await asyncio.wait_for(serving, 15)
+
+
+async def test_caption_with_voice_attaches_the_description_as_playable_speech(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed here (.ci/run installs it)")
+    answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0], voice=True))
+    assert answer.content.startswith("Image description: ")
+    [audio] = answer.files
+    assert audio.filename == "description.ogg" and audio.data.startswith(b"OggS") and b"OpusHead" in audio.data[:200]
