@@ -220,7 +220,7 @@ class CaptionClient:
                 beats = await within(deadline + 1, self.redis.hvals(self.keys.workers))
             except REDIS_DOWN_ERRORS:
                 return True
-            if any(now - json.loads(raw).get("seen", 0) < WORKER_STALE_S for raw in beats):
+            if any(now - _seen(raw) < WORKER_STALE_S for raw in beats):
                 self._alive_until = time.monotonic() + ALIVE_MEMORY_S
                 return True
             if time.monotonic() >= deadline:
@@ -272,3 +272,12 @@ class CaptionClient:
                 future.set_result(self._failure(job, ErrorCode.INTERNAL, "client closed"))
         if self._owns_redis:
             await self.redis.aclose()
+
+
+def _seen(raw: bytes | str) -> float:
+    """A heartbeat's time (Redis clock); 0 for one that does not parse (it then counts as long dead)."""
+    try:
+        seen = json.loads(raw).get("seen", 0)
+        return float(seen) if isinstance(seen, int | float) else 0.0
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return 0.0
