@@ -515,15 +515,21 @@ class Manifest:
     # {"file": "labels.json", "output": "label_probs", "classes": 1000, "source": "..."}: encoder.onnx has a second
     # output ``label_probs`` [B,1000] (ImageNet class probabilities) and ``file`` maps classes to caption words.
     labels: dict[str, Any] = field(default_factory=dict)
+    # sha256 of the manifest's own content (this field empty), written by to_json: an edit after export (the
+    # normalisation, max_len, the policy) is refused at load. "" in bundles written before it existed.
+    digest: str = ""
 
     def to_json(self) -> str:
         d = asdict(self)
         d["decoding"] = None if self.decoding is None else self.decoding.to_dict()
+        d["digest"] = manifest_digest(d)
         return json.dumps(d, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         d = json.loads(text)
+        if d.get("digest") and d["digest"] != manifest_digest(d):
+            raise ValueError("manifest.json was changed after export (its digest does not match its content)")
         d["encoder"] = EncoderSpec(
             **{**d["encoder"], **{k: tuple(d["encoder"][k]) for k in ("input_size", "mean", "std", "grid")}}
         )
@@ -533,6 +539,13 @@ class Manifest:
         if d.get("format_version", 0) != BUNDLE_FORMAT_VERSION:
             raise ValueError(f"bundle format {d.get('format_version')} is not {BUNDLE_FORMAT_VERSION}")
         return cls(**d)
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of a manifest's content as parsed JSON, its ``digest`` field left empty (key order and spacing
+    do not count)."""
+    canonical = json.dumps({**manifest, "digest": ""}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 class BundleError(RuntimeError):

@@ -52,9 +52,12 @@ def read_manifest(bundle_dir: Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a model bundle: no {formats.MANIFEST_FILE}")
     try:
-        return Manifest.from_json(path.read_text(encoding="utf-8"))
+        manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{path}: bad manifest ({exc})") from exc
+    if not manifest.digest:
+        log.warning("%s has no digest (a bundle from before digests): an edit to it would go unnoticed", path)
+    return manifest
 
 
 def read_vocab(bundle_dir: Path, manifest: Manifest) -> list[str]:

@@ -57,3 +57,22 @@ def test_provider_choice(caption_bundle, caplog):
     b = load_bundle(caption_bundle, provider="cpu", threads=1)
     assert b.encoder.get_providers() == ["CPUExecutionProvider"]
     assert b.encoder.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_manifest_edited_after_export_is_refused_and_an_old_one_without_a_digest_still_loads(bundle_copy, caplog):
+    """The file hashes do not cover manifest.json itself: its digest does. An edited normalisation would serve
+    wrong captions as successes, so it is refused; a bundle from before digests loads, with a warning."""
+    import json
+
+    path = bundle_copy / formats.MANIFEST_FILE
+    original = json.loads(path.read_text())
+    edited = json.loads(path.read_text())
+    edited["encoder"]["mean"] = [0.0, 0.0, 0.0]
+    path.write_text(json.dumps(edited))
+    with pytest.raises(BundleError, match="changed after export"):
+        load_bundle(bundle_copy)
+
+    path.write_text(json.dumps({**original, "digest": ""}))
+    with caplog.at_level(logging.WARNING):
+        load_bundle(bundle_copy, provider="cpu", threads=1)
+    assert "no digest" in caplog.text

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from queue_harness import REPO_ROOT, queue_settings, wait_for
 
+from captionbot import formats
 from captionbot.queue.client import CaptionClient
 
 
@@ -93,6 +94,7 @@ def test_worker_command_refuses_a_manifest_that_disagrees_with_its_graphs(tmp_pa
         shutil.copytree(caption_bundle, bundle)
         manifest = json.loads((bundle / "manifest.json").read_text())
         manifest[part][field] = value
+        manifest["digest"] = formats.manifest_digest(manifest)  # sealed, as a faulty exporter would write it
         (bundle / "manifest.json").write_text(json.dumps(manifest))
         env = dict(os.environ, CAPTIONBOT_BUNDLE=str(bundle), CAPTIONBOT_REDIS_URL="redis://127.0.0.1:1/0",
                    CAPTIONBOT_THREADS="1")
