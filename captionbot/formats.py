@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -197,7 +198,7 @@ class SpecialIds:
     unk: int
 
     @classmethod
-    def of(cls, itos: list[str] | tuple[str, ...]) -> SpecialIds:
+    def of(cls, itos: Sequence[str]) -> SpecialIds:
         index = {w: i for i, w in enumerate(itos[: len(SPECIAL_TOKENS)])}
         return cls(*(index[t] for t in SPECIAL_TOKENS))
 
