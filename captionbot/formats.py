@@ -15,7 +15,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -432,7 +432,7 @@ class SpecialIds:
     unk: int
 
     @classmethod
-    def of(cls, itos: list[str] | tuple[str, ...]) -> SpecialIds:
+    def of(cls, itos: Sequence[str]) -> SpecialIds:
         index = {w: i for i, w in enumerate(itos[: len(SPECIAL_TOKENS)])}
         return cls(*(index[t] for t in SPECIAL_TOKENS))
 
