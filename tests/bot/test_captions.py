@@ -14,6 +14,7 @@ from captionbot.bot.config import BotConfig
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
 from captionbot.bot.standin.world import ATTACH_FILES, SEND_MESSAGES
+from queue_harness import running_worker
 from redis.asyncio import Redis
 
 from captionbot.formats import USER_MESSAGES, ErrorCode
@@ -145,8 +146,6 @@ async def test_without_the_message_content_intent_posted_photos_are_invisible(
 async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
         standin: StandIn, make_bot: Callable[..., BotUnderTest], bot_config: BotConfig, settings: Settings,
         captioner: CaptionModel, redis_url: str, photos: list[FileToPost]) -> None:
-    from captionbot.queue.worker import Worker
-
     full_at_one = bot_config.settings.model_copy(update={"queue_maxlen": 1})
     await make_bot(settings=full_at_one).start()  # no worker serving yet: the first job waits in the queue
     queue = Redis.from_url(redis_url)
@@ -162,14 +161,9 @@ async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
     busy = await answered(standin, await standin.slash("general", "bob", "caption", image=photos[1]))
     assert busy.content == USER_MESSAGES[ErrorCode.BUSY] and busy.ephemeral
 
-    stop = asyncio.Event()
-    serving = asyncio.create_task(Worker(settings, captioner, name="late-worker").serve(stop))
-    try:
+    async with running_worker(settings, captioner, name="late-worker"):
         first = await answered(standin, waiting)
         assert first.content.startswith("Image description: "), "the queued job was kept and answered"
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, 15)
 
 
 async def test_caption_follows_the_channels_heatmap_setting_unless_told(
@@ -185,8 +179,6 @@ async def test_caption_follows_the_channels_heatmap_setting_unless_told(
 async def test_with_no_worker_alive_a_caption_command_is_told_so_at_once_and_automation_waits_for_one(
         standin: StandIn, make_bot: Callable[..., BotUnderTest], settings: Settings, captioner: CaptionModel,
         photos: list[FileToPost]) -> None:
-    from captionbot.queue.worker import Worker
-
     await make_bot().start()  # and no worker
     asked = time.monotonic()
     answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[0]))
@@ -197,14 +189,9 @@ async def test_with_no_worker_alive_a_caption_command_is_told_so_at_once_and_aut
     posted = await standin.post_message("alt-text", "bob", files=[photos[1]])
     await quiet(standin, 2)
     assert standin.replies_to(posted) == [], "nobody is waiting: no apology under the photo"
-    stop = asyncio.Event()
-    serving = asyncio.create_task(Worker(settings, captioner, name="late-worker").serve(stop))
-    try:
+    async with running_worker(settings, captioner, name="late-worker"):
         [reply] = await replies(standin, posted)
         assert reply.content.startswith("Image description: "), "the queued job is answered once a worker comes"
-    finally:
-        stop.set()
-        await asyncio.wait_for(serving, 15)
 
 
 async def test_caption_with_voice_attaches_the_description_as_playable_speech(
