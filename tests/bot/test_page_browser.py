@@ -23,12 +23,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from captionbot.bot.standin import StandIn
 
 if TYPE_CHECKING:
-    from captionbot.bot.standin import StandIn
+    from captionbot.bot.standin.world import Channel, Message, User
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
 
@@ -120,24 +122,32 @@ def photo(data_dir: Path) -> Path:
     return sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[0]
 
 
-def test_caption_with_heatmap_and_voice_from_the_page_shows_the_description_heatmap_and_player(
-        browser: WebDriver, page_url: str, data_dir: Path) -> None:
+def ask_caption(browser: WebDriver, url: str, image: Path, channel: str, *, heatmap: str = "",
+                voice: bool = False) -> WebElement:
+    """Choose ``image`` on the page, run /caption with those options in ``channel``; the answer's element once it
+    shows (the page is never reloaded after the click)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    open_channel(browser, page_url, "general")  # automatic alt text is off here: only the command answers
-    browser.find_element(By.ID, "file").send_keys(str(photo(data_dir)))
-    Select(browser.find_element(By.ID, "heatmap")).select_by_value("on")
-    voice = shutil.which("espeak-ng") is not None  # spoken descriptions need it (tests/bot/test_speech.py)
+    open_channel(browser, url, channel)
+    before = {m.get_attribute("id") for m in browser.find_elements(By.CSS_SELECTOR, ".msg")}
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    Select(browser.find_element(By.ID, "heatmap")).select_by_value(heatmap)
     if voice:
         browser.find_element(By.ID, "voice").click()
     browser.find_element(By.ID, "caption-button").click()
-    wait(browser, "'thinking' line", lambda d: d.find_element(By.ID, "pending").text or d.find_elements(
-        By.CSS_SELECTOR, ".msg[data-interaction]"), 10)
-
-    answer = wait(browser, "answer to /caption", lambda d: next(
+    return wait(browser, "answer to /caption", lambda d: next(
         (m for m in d.find_elements(By.CSS_SELECTOR, ".msg[data-interaction]")
-         if "Image description:" in m.text), None))
+         if m.get_attribute("id") not in before and "Image description:" in m.text), None))
+
+
+def test_caption_with_heatmap_and_voice_from_the_page_shows_the_description_heatmap_and_player(
+        browser: WebDriver, page_url: str, data_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    voice = shutil.which("espeak-ng") is not None  # spoken descriptions need it (tests/bot/test_speech.py)
+    # automatic alt text is off in #general: only the command answers
+    answer = ask_caption(browser, page_url, photo(data_dir), "general", heatmap="on", voice=voice)
     description = re.search(r"Image description: (.+)", answer.text)
     assert description and len(description.group(1).split()) >= 3, answer.text
     assert "APP" in answer.text and "captionbot" in answer.text
@@ -152,7 +162,7 @@ def test_caption_with_heatmap_and_voice_from_the_page_shows_the_description_heat
         [audio] = answer.find_elements(By.TAG_NAME, "audio")
         wait(browser, "playable spoken description", lambda d: loaded(d, audio), 10)
         assert audio.get_attribute("aria-label").startswith("Spoken description: ")
-    assert browser.find_element(By.ID, "pending").text == ""  # the "thinking" line went with the answer
+    wait(browser, "end of the 'thinking' line", lambda d: d.find_element(By.ID, "pending").text == "", 3)
 
 
 def test_a_photo_posted_into_alt_text_shows_inline_and_its_description_appears_under_it(
@@ -175,6 +185,28 @@ def test_a_photo_posted_into_alt_text_shows_inline_and_its_description_appears_u
     [heatmap] = reply.find_elements(By.CSS_SELECTOR, "figure img")
     wait(browser, "loaded heatmap image", lambda d: loaded(d, heatmap), 10)
     assert heatmap.get_attribute("alt").startswith("Attention heatmap: ")
+
+
+@pytest.mark.skipif(not all(hasattr(StandIn, m) for m in ("press_button", "submit_modal")),
+                    reason="StandIn.press_button / submit_modal come with the feedback buttons (branch feedback)")
+def test_edit_button_opens_a_modal_on_the_page_and_the_correction_replaces_the_description(
+        browser: WebDriver, page_url: str, data_dir: Path) -> None:
+    """Issue 15 items 7 and 10: the Edit button under a description opens its modal on the page; what the person
+    writes there becomes the description."""
+    from selenium.webdriver.common.by import By
+
+    answer = ask_caption(browser, page_url, photo(data_dir), "general", heatmap="off")
+    answer_id = answer.get_attribute("id")
+    [edit] = [b for b in answer.find_elements(By.CSS_SELECTOR, ".row button") if "Edit" in b.text]
+    edit.click()
+    dialog = wait(browser, "modal", lambda d: d.find_element(By.ID, "modal") if d.find_element(
+        By.ID, "modal").get_attribute("open") is not None else None, 10)
+    field = dialog.find_element(By.CSS_SELECTOR, "#modal-fields textarea, #modal-fields input")
+    field.clear()
+    field.send_keys("A brown dog runs on the grass.")
+    dialog.find_element(By.ID, "modal-submit").click()
+    wait(browser, "corrected description", lambda d: "A brown dog runs on the grass." in d.find_element(
+        By.ID, answer_id).text, 15)
 
 
 async def test_any_message_is_drawn_with_its_author_avatar_alt_text_embeds_and_buttons(
@@ -218,3 +250,67 @@ async def test_any_message_is_drawn_with_its_author_avatar_alt_text_embeds_and_b
         assert link.text == "Help" and link.get_attribute("href") == "https://example.invalid/help"
 
     await asyncio.to_thread(look)  # Selenium blocks; the stand-in answers the browser on this event loop
+
+
+class ModalBot(StandIn):
+    """A stand-in whose "bot" answers every button with a modal and keeps what is submitted: it stands for the
+    bot's side only, so that the page's buttons and modal form are tested before the feedback buttons exist."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pressed: list[tuple[str, str, str, str]] = []
+        self.submitted: list[tuple[str, str, str, dict[str, str]]] = []
+
+    async def press_button(self, channel: Channel, user: User, message: Message, custom_id: str) -> object:
+        from captionbot.bot.standin.record import Sent
+
+        self.pressed.append((channel.name, user.name, message.id, custom_id))
+        modal = {"custom_id": f"fix:{message.id}", "title": "Edit the description", "components": [
+            {"type": 1, "components": [{"type": 4, "custom_id": "text", "label": "Description", "style": 2,
+                                        "value": message.content, "max_length": 1024}]}]}
+        await self._record(Sent("interaction_other", "POST callback", 200, {"type": 9, "data": modal},
+                                channel_id=channel.id, interaction_id="1"))
+        return SimpleNamespace(id="1")
+
+    async def submit_modal(self, channel: Channel, user: User, custom_id: str, values: dict[str, str]) -> object:
+        self.submitted.append((channel.name, user.name, custom_id, values))
+        return SimpleNamespace(id="2")
+
+
+async def test_a_button_click_shows_the_modal_the_bot_answers_with_and_submits_what_the_person_wrote(
+        browser: WebDriver) -> None:
+    from captionbot.bot.standin.world import Message, snowflake
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    standin = ModalBot()
+    await standin.start()
+    world = standin.world
+    channel = world.channel("alt-text")
+    mid = snowflake()
+    world.messages[mid] = Message(mid, channel.id, world.guild_id, world.bot_user, content="A dog runs.",
+                                  components=[{"type": 1, "components": [
+                                      {"type": 2, "style": 2, "label": "Edit", "custom_id": f"edit:{mid}"}]}])
+
+    def use() -> None:
+        browser.get(standin.base_url + "/")
+        wait(browser, "Edit button", lambda d: d.find_elements(By.CSS_SELECTOR, f"#m-{mid} .row button"), 10)
+        Select(browser.find_element(By.ID, "user")).select_by_value("bob")
+        browser.find_element(By.CSS_SELECTOR, f"#m-{mid} .row button").click()
+        dialog = wait(browser, "open modal", lambda d: d.find_element(By.ID, "modal").get_attribute("open")
+                      is not None and d.find_element(By.ID, "modal"), 10)
+        assert dialog.find_element(By.ID, "modal-title").text == "Edit the description"
+        assert dialog.find_element(By.TAG_NAME, "label").text.lower() == "description"
+        field = dialog.find_element(By.CSS_SELECTOR, "textarea[name=text]")
+        assert field.get_attribute("value") == "A dog runs."
+        field.clear()
+        field.send_keys("A brown dog runs on the grass.")
+        dialog.find_element(By.ID, "modal-submit").click()
+        wait(browser, "closed modal", lambda d: d.find_element(By.ID, "modal").get_attribute("open") is None, 10)
+
+    try:
+        await asyncio.to_thread(use)
+    finally:
+        await standin.stop()
+    assert standin.pressed == [("alt-text", "bob", mid, f"edit:{mid}")]
+    assert standin.submitted == [("alt-text", "bob", f"fix:{mid}", {"text": "A brown dog runs on the grass."})]
