@@ -1,25 +1,33 @@
 """The local page (``/``): post an image into a channel, or ask ``/caption``, and watch the bot's replies.
 
 Also a small JSON API used by the page and by ``captionbot standin`` users: ``/_standin/state``,
-``/_standin/channels/{id}/messages`` (GET: the channel; POST: upload as a user), ``/_standin/faults`` and
-``/_standin/sent``.
+``/_standin/channels/{id}/messages`` (GET: the channel's messages as the page draws them; POST: upload as a
+user, or run ``/caption``), ``/_standin/faults`` and ``/_standin/sent``. Button clicks and modals:
+:mod:`captionbot.bot.standin.page_buttons`.
 """
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from captionbot.bot.standin.page_buttons import Buttons
 from captionbot.bot.standin.world import EPHEMERAL, Message
+
+from captionbot.formats import MAX_BEAM_SIZE, MIN_BEAM_SIZE
 
 if TYPE_CHECKING:
     from captionbot.bot.standin.server import StandIn
+
+log = logging.getLogger(__name__)
 
 
 class Page:
     def __init__(self, standin: StandIn) -> None:
         self.standin = standin
+        self.buttons = Buttons(standin)
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -29,6 +37,7 @@ class Page:
         r.add_post("/_standin/channels/{channel_id}/messages", self.upload)
         r.add_post("/_standin/faults", self.faults)
         r.add_get("/_standin/sent", self.sent)
+        self.buttons.add_routes(app)
 
     async def index(self, request: web.Request) -> web.Response:
         html = resources.files("captionbot.bot.standin").joinpath("page.html").read_text()
@@ -49,20 +58,37 @@ class Page:
         return web.json_response([_view(m) for m in msgs])
 
     async def upload(self, request: web.Request) -> web.Response:
-        """Form fields: user, content, file (one or more), mode = post | caption, heatmap = on."""
+        """Form fields: user, content, file (one or more), mode = post | caption; for ``/caption`` also
+        heatmap = on | off (absent or empty: the channel's setting), voice = on, beam = 1..8.
+
+        Answers ``{"message_id"}`` or ``{"interaction_id"}``, or a 400/404 ``{"error"}`` the page shows."""
         from captionbot.bot.standin.server import FileToPost
 
         form = await request.post()
-        cid = request.match_info["channel_id"]
-        user = str(form.get("user") or "alice")
+        try:
+            channel = self.standin.world.channel(request.match_info["channel_id"])
+        except KeyError:
+            return _refuse(404, "Unknown channel.")
+        user = self.standin.world.users.get(str(form.get("user") or "alice"))
+        if user is None or user.bot:
+            return _refuse(400, "Unknown member.")
         files = [FileToPost(v.filename, v.file.read(), v.content_type) for k, v in form.items()
                  if k == "file" and isinstance(v, web.FileField) and v.filename]
         if form.get("mode") == "caption":
             if not files:
-                return web.json_response({"error": "choose an image first"}, status=400)
-            state = await self.standin.slash(cid, user, "caption", image=files[0], heatmap=form.get("heatmap") == "on")
+                return _refuse(400, "Choose an image first.")
+            options: dict[str, Any] = {"image": files[0], "heatmap": _heatmap(form.get("heatmap")),
+                                       "voice": True if form.get("voice") == "on" else None}
+            beam = str(form.get("beam") or "").strip()
+            if beam:
+                if not beam.isdigit() or not MIN_BEAM_SIZE <= int(beam) <= MAX_BEAM_SIZE:
+                    return _refuse(400, f"beam must be a whole number from {MIN_BEAM_SIZE} to {MAX_BEAM_SIZE}.")
+                options["beam"] = int(beam)
+            state = await self.standin.slash(channel, user, "caption", **options)
             return web.json_response({"interaction_id": state.id})
-        message = await self.standin.post_message(cid, user, str(form.get("content") or ""), files)
+        if not files and not str(form.get("content") or "").strip():
+            return _refuse(400, "Write a message or choose an image first.")
+        message = await self.standin.post_message(channel, user, str(form.get("content") or ""), files)
         return web.json_response({"message_id": message.id})
 
     async def faults(self, request: web.Request) -> web.Response:
@@ -87,8 +113,20 @@ class Page:
                                   for s in self.standin.sent])
 
 
+def _heatmap(value: object) -> bool | None:
+    """The page's heatmap choice: on (or a ticked box), off, or the channel's setting (None: option left out)."""
+    return {"on": True, "true": True, "off": False, "false": False}.get(str(value or "").lower())
+
+
+def _refuse(status: int, message: str) -> web.Response:
+    log.info("local page: refused a post (%d): %s", status, message)
+    return web.json_response({"error": message}, status=status)
+
+
 def _view(m: Message) -> dict[str, Any]:
-    return {"id": m.id, "author": m.author.name, "bot": m.author.bot, "content": m.content,
-            "reply_to": m.reference_id, "ephemeral": bool(m.flags & EPHEMERAL), "interaction": m.interaction_id,
+    """A message as the page draws it, whoever sent it (members, the bot, webhook posts under a member's name)."""
+    return {"id": m.id, "author": m.author.name, "avatar": m.author.avatar_url, "bot": m.author.bot,
+            "content": m.content, "reply_to": m.reference_id, "ephemeral": bool(m.flags & EPHEMERAL),
+            "interaction": m.interaction_id, "embeds": m.embeds, "components": m.components,
             "attachments": [{"url": a.url, "filename": a.filename, "content_type": a.content_type,
                              "description": a.description} for a in m.attachments]}

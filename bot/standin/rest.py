@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import mimetypes
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -162,7 +163,11 @@ class Rest:
         return out
 
     def new_attachment(self, channel_id: str, filename: str, data: bytes, content_type: str | None) -> Attachment:
-        """Store a file on the CDN and return its attachment (URL on the stand-in's own CDN)."""
+        """Store a file on the CDN and return its attachment (URL on the stand-in's own CDN). Like Discord, the
+        attachment's content type comes from the file name when the upload gave none or a generic one (discord.py
+        uploads every file as ``application/octet-stream``)."""
+        if content_type in (None, "", "application/octet-stream"):
+            content_type = mimetypes.guess_type(filename)[0] or content_type
         aid = snowflake()
         att = Attachment(aid, filename, data, content_type,
                          url=f"{self.public_http()}/cdn/attachments/{channel_id}/{aid}/{filename}")
@@ -190,7 +195,8 @@ class Rest:
         message = Message(snowflake(), channel_id, self.world.guild_id, self.world.bot_user,
                           content=payload.get("content") or "", attachments=stored,
                           flags=int(payload.get("flags") or 0), reference_id=str(ref) if ref else None,
-                          allowed_mentions=payload.get("allowed_mentions"))
+                          allowed_mentions=payload.get("allowed_mentions"), embeds=payload.get("embeds") or [],
+                          components=payload.get("components") or [])
         self.world.messages[message.id] = message
         await self.on_sent(Sent("message", route, 200, payload, files, channel_id, message))
         echo = asyncio.get_running_loop().create_task(self.gateway.dispatch_message(message))  # after the response
@@ -260,7 +266,8 @@ class Rest:
         stored = self._store_files(state.channel_id, files, data)
         message = Message(message_id or snowflake(), state.channel_id, self.world.guild_id, self.world.bot_user,
                           content=data.get("content") or "", attachments=stored,
-                          flags=flags, interaction_id=state.id, allowed_mentions=data.get("allowed_mentions"))
+                          flags=flags, interaction_id=state.id, allowed_mentions=data.get("allowed_mentions"),
+                          embeds=data.get("embeds") or [], components=data.get("components") or [])
         self.world.messages[message.id] = message
         return message
 

@@ -62,6 +62,7 @@ class User:
     name: str
     bot: bool = False
     roles: list[str] = field(default_factory=list)  # role ids besides @everyone
+    avatar_url: str | None = None  # shown on the local page (e.g. a webhook post under a member's avatar)
 
     def payload(self) -> dict[str, Any]:
         return {"id": self.id, "username": self.name, "global_name": self.name, "discriminator": "0",
@@ -126,6 +127,8 @@ class Message:
     interaction_id: str | None = None  # the interaction this message answers
     allowed_mentions: dict[str, Any] | None = None
     timestamp: str = field(default_factory=now_iso)
+    embeds: list[dict[str, Any]] = field(default_factory=list)  # as the bot sent them
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows with buttons, as sent
 
     def payload(self, *, with_content: bool = True) -> dict[str, Any]:
         """Discord's message object. ``with_content=False`` blanks what the message-content intent guards."""
@@ -133,7 +136,8 @@ class Message:
             "id": self.id, "channel_id": self.channel_id, "author": self.author.payload(),
             "content": self.content if with_content else "",
             "attachments": [a.payload() for a in self.attachments] if with_content else [],
-            "embeds": [], "components": [], "mentions": [], "mention_roles": [], "mention_everyone": False,
+            "embeds": self.embeds if with_content else [], "components": self.components if with_content else [],
+            "mentions": [], "mention_roles": [], "mention_everyone": False,
             "pinned": False, "tts": False, "type": 19 if self.reference_id else 0, "flags": self.flags,
             "timestamp": self.timestamp, "edited_timestamp": None,
         }
