@@ -6,10 +6,14 @@ channel's webhook under the author's name, with the description as the photo's a
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from bot_story import BotUnderTest, answered, quiet, replies, turn_on
 from captionbot.bot.services import ATTR, Services
 from captionbot.bot.standin import StandIn
 from captionbot.bot.standin.server import FileToPost
+from captionbot.bot.standin.webhooks import SUPPRESS_NOTIFICATIONS
 from captionbot.bot.standin.world import MANAGE_MESSAGES, MANAGE_WEBHOOKS, Message
 
 REPOST_ROUTE = "POST /webhooks/{app_id}/{token}"
@@ -40,6 +44,7 @@ async def test_repost_mode_replaces_the_photo_by_the_authors_post_with_the_descr
     assert repost.avatar_url and repost.avatar_url.startswith("https://"), "and with the author's avatar"
     assert repost.content == "look at <@123> this", "the author's text is kept"
     assert repost.allowed_mentions == {"parse": []}, "nobody is pinged again"
+    assert repost.flags & SUPPRESS_NOTIFICATIONS, "and nobody is notified a second time"
     assert [a.data for a in repost.attachments] == [photos[0].data, photos[1].data], "every file, unchanged"
     alt, theirs = (a.description for a in repost.attachments)
     assert alt and len(alt) <= 1024 and not alt.startswith("Image description"), alt
@@ -72,7 +77,8 @@ async def test_without_the_permissions_the_moderator_is_told_and_replies_are_use
 
 
 async def test_permissions_taken_away_later_mean_replies_and_the_original_stays(
-        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="captionbot.bot.repost")
     await standin.set_bot_permissions("alt-text", allow=NEEDED)
     confirmation = await turn_on(standin, "alt-text", mode="repost")
     assert "posted on the image itself" in confirmation.content
@@ -81,7 +87,9 @@ async def test_permissions_taken_away_later_mean_replies_and_the_original_stays(
     original = await standin.post_message("alt-text", "alice", files=[photos[0]])
     [reply] = await replies(standin, original)
     assert reply.content.startswith("Image description: ")
-    assert original.id in standin.world.messages and standin.webhook_posts_in("alt-text") == []
+    assert original.id in standin.world.messages and sent_kinds(standin, "webhook_message") == []
+    assert any("I lack Manage Messages there; replying to message " + original.id in r.getMessage()
+               for r in caplog.records), "a log line says why"
 
 
 async def test_a_failed_webhook_post_leaves_the_original_in_place(
