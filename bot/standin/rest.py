@@ -148,7 +148,10 @@ class Rest:
         """JSON body, or multipart ``payload_json`` + ``files[n]`` as discord.py sends uploads."""
         if request.content_type == "multipart/form-data":
             form = await request.post()
-            payload = json.loads(str(form.get("payload_json") or "{}"))
+            raw = form.get("payload_json") or "{}"  # a part with a content type (as Discord allows) is a "file"
+            if isinstance(raw, web.FileField):
+                raw = raw.file.read()
+            payload = json.loads(raw.decode() if isinstance(raw, bytes | bytearray) else str(raw))
             files = []
             for name, value in form.items():
                 if name.startswith("files[") and isinstance(value, web.FileField):
