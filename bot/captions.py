@@ -37,7 +37,7 @@ from captionbot.formats import (
 log = logging.getLogger(__name__)
 HANDLED_TTL_S = 24 * 3600
 REPLY_MAP_TTL_S = 7 * 24 * 3600  # a description is deleted with its message for a week after it was posted
-CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + download + reply retries) by this much
+CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + downloads + sends) by this much
 MENTION_HELP = ("I describe images in words, as alt text. Reply to a message with images and mention me, use "
                 "`/caption`, or pick **Apps → Describe image** on a message. `/help` lists everything.")
 
@@ -326,7 +326,9 @@ class Captions(commands.Cog):
 
     def _claim_ttl_s(self) -> int:
         c = self.s.config
-        return int(c.settings.result_timeout_s + c.download_timeout_s + c.reply_retry.total_wait_s) + CLAIM_SLACK_S
+        # download + queue + (repost mode: download again, post, delete) + reply, each send with its retries
+        sends = 3 * c.reply_retry.total_wait_s
+        return int(c.settings.result_timeout_s + 2 * c.download_timeout_s + sends) + CLAIM_SLACK_S
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -21,6 +21,7 @@ channel; the attachments get new ids and URLs).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import io
 import logging
@@ -125,11 +126,13 @@ class Reposter:
 
     async def _files(self, attachments: Sequence[discord.Attachment], descriptions: Mapping[int, str | None],
                      limit: int) -> list[discord.File]:
-        """Every attachment downloaded again, as a file to upload with ``descriptions[i]`` (by position)."""
+        """Every attachment downloaded again (at once, each capped and timed), as a file to upload with
+        ``descriptions[i]`` (by position) or its own description."""
+        datas = await asyncio.gather(*(
+            download(self.http, att.url, allowed_origins=self.cdn_origins, max_bytes=limit,
+                     timeout_s=self.download_timeout_s) for att in attachments))
         files = []
-        for i, att in enumerate(attachments):
-            data = await download(self.http, att.url, allowed_origins=self.cdn_origins, max_bytes=limit,
-                                  timeout_s=self.download_timeout_s)
+        for i, (att, data) in enumerate(zip(attachments, datas, strict=True)):
             description = descriptions.get(i, att.description)
             files.append(discord.File(io.BytesIO(data), att.filename,
                                       description=description[:MAX_ALT_TEXT] if description else None))

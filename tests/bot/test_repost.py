@@ -57,7 +57,10 @@ async def test_repost_mode_replaces_the_photo_by_the_authors_post_with_the_descr
     await standin.gateway.dispatch_message(second)  # delivered again: not reposted twice
     await quiet(standin)
     assert len(standin.webhook_posts_in("alt-text")) == 2
-    assert sent_kinds(standin, "webhook_create") == [200], "one webhook, made once and reused"
+    await bot.restart()
+    await standin.post_message("alt-text", "alice", files=[photos[3]])
+    await reposts(standin, "alt-text", 3)
+    assert sent_kinds(standin, "webhook_create") == [200], "one webhook, made once and reused, after a restart too"
 
 
 async def test_without_the_permissions_the_moderator_is_told_and_replies_are_used(
