@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import discord
+from captionbot.bot import log_redact
 from captionbot.bot.image_fetch import download
 from captionbot.bot.replies import NO_MENTIONS, Outcome, short
 from captionbot.bot.retry import GaveUp, Retry, with_retries
@@ -99,6 +100,9 @@ class Reposter:
     download_timeout_s: float
     retry: Retry = field(default_factory=Retry)
     _hooks: dict[int, discord.Webhook] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        log_redact.install()  # a webhook's token lets anyone post as anyone: never in the log, even at DEBUG
 
     async def webhook_for(self, channel: discord.TextChannel, *, create: bool = True) -> discord.Webhook | None:
         """The bot's webhook in ``channel``: the one kept, else one it made earlier (found by listing the channel's

@@ -30,7 +30,8 @@ async def reposts(standin: StandIn, channel: str, n: int = 1) -> list[Message]:
 
 
 async def test_repost_mode_replaces_the_photo_by_the_authors_post_with_the_description_as_alt_text(
-        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="discord")
     await standin.set_bot_permissions("alt-text", allow=NEEDED)
     confirmation = await turn_on(standin, "alt-text", mode="repost")
     assert "posted on the image itself" in confirmation.content, confirmation.content
@@ -61,6 +62,8 @@ async def test_repost_mode_replaces_the_photo_by_the_authors_post_with_the_descr
     await standin.post_message("alt-text", "alice", files=[photos[3]])
     await reposts(standin, "alt-text", 3)
     assert sent_kinds(standin, "webhook_create") == [200], "one webhook, made once and reused, after a restart too"
+    [hook] = standin.rest.webhooks.hooks.values()
+    assert "/webhooks/" in caplog.text and hook.token not in caplog.text, "the webhook's token is never logged"
 
 
 async def test_without_the_permissions_the_moderator_is_told_and_replies_are_used(
