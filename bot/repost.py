@@ -85,6 +85,28 @@ def why_not_repostable(message: discord.Message, upload_limit: int) -> str | Non
     return None
 
 
+# Discord refuses a webhook username that contains "clyde" or "discord" or is "everyone" or "here" (400): such a
+# name is written with one Cyrillic look-alike letter instead (о U+043E, е U+0435), so the post still shows it.
+LOOKALIKES = (("discord", 4, "\u043e"), ("clyde", 4, "\u0435"), ("everyone", 0, "\u0435"), ("here", 1, "\u0435"))
+
+
+def webhook_username(name: str) -> str:
+    """``name`` as a webhook may post under it: 1-80 characters, the words Discord refuses spelt with a
+    look-alike letter (``"Discord Dan"`` -> ``"Discоrd Dan"``, Cyrillic о)."""
+    name = name.strip()[:80] or "Someone"
+    for word, at, letter in LOOKALIKES:
+        exact_only = word in ("everyone", "here")
+        lower = name.lower()
+        if exact_only and lower != word:
+            continue
+        start = lower.find(word)
+        while start >= 0:
+            same_case = letter.upper() if name[start + at].isupper() else letter
+            name = name[:start + at] + same_case + name[start + at + 1:]
+            start = name.lower().find(word)
+    return name
+
+
 def webhook_name(me: discord.ClientUser | discord.Member) -> str:
     """The name of the bot's webhook in each channel: the bot's own name, where Discord allows it."""
     name = me.name[:80]
@@ -179,7 +201,8 @@ class Reposter:
             assert hook is not None  # webhook_for(create=True) makes one or raises
             for f in files:
                 f.reset()
-            return await hook.send(content=message.content or discord.utils.MISSING, username=author.display_name,
+            return await hook.send(content=message.content or discord.utils.MISSING,
+                                   username=webhook_username(author.display_name),
                                    avatar_url=author.display_avatar.url, files=files, allowed_mentions=NO_MENTIONS,
                                    suppress_embeds=message.flags.suppress_embeds, silent=True, wait=True)
 

@@ -8,7 +8,8 @@ paths; :class:`~bot.standin.rest.Rest` owns those routes and hands a token that 
 
 Validation follows Discord's answers: no Manage Webhooks -> 403 (50013); an unknown webhook -> 404 (10015), a
 wrong token -> 401 (50027); an empty message -> 400 (50006); a name or username containing "clyde" or
-"discord", content over 2,000 characters or a description over 1,024 -> 400 (50035, Invalid Form Body).
+"discord" (or being "everyone" or "here"), content over 2,000 characters or a description over 1,024 -> 400
+(50035, Invalid Form Body).
 Every write is recorded: ``webhook_create``, ``webhook_message``, ``webhook_edit``, ``webhook_delete``.
 """
 
@@ -78,6 +79,8 @@ def bad_name(name: object) -> str | None:
         return f"Must be between 1 and {MAX_NAME} in length."
     if any(word in name.lower() for word in FORBIDDEN_IN_NAMES):
         return "Username cannot contain \"clyde\" or \"discord\"."
+    if name.lower() in ("everyone", "here"):
+        return "Username cannot be \"everyone\" or \"here\"."
     return None
 
 

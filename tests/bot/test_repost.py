@@ -150,3 +150,16 @@ async def test_a_reposted_images_alt_text_can_be_changed_later(
     assert [a.description for a in stored.attachments] == ["A brown dog runs through tall grass.", "Mine"]
     assert [a.data for a in stored.attachments] == [photos[0].data, photos[1].data]
     assert stored.content == "two" and stored.author.name == "alice"
+
+
+async def test_a_member_whose_name_discord_refuses_for_webhooks_is_still_reposted_under_it(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    await standin.set_bot_permissions("alt-text", allow=NEEDED)
+    await turn_on(standin, "alt-text", mode="repost")
+    standin.world.user("bob").name = "Discord Dan"  # Discord answers 400 to a webhook username with "discord"
+
+    original = await standin.post_message("alt-text", "bob", files=[photos[0]])
+    [repost] = await reposts(standin, "alt-text")
+    assert repost.author.name == "Disc\u043erd Dan", "the same name to the eye (a Cyrillic o)"
+    await standin.wait_for(lambda _: original.id not in standin.world.messages)
+    assert standin.replies_to(original) == []
