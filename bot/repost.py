@@ -190,6 +190,10 @@ class Reposter:
             log.warning("message %s not reposted: Discord refused the webhook post (%s); the original stays, "
                         "replying instead", message.id, exc)
             return Result.KEPT
+        except Exception:  # nothing was posted: the original is intact, and a reply still describes it
+            log.exception("message %s not reposted (unexpected error); the original stays, replying instead",
+                          message.id)
+            return Result.KEPT
         return await self._delete_original(message, posted)
 
     async def _post(self, channel: discord.TextChannel, message: discord.Message,
