@@ -122,6 +122,7 @@ class Reposter:
     download_timeout_s: float
     retry: Retry = field(default_factory=Retry)
     _hooks: dict[int, discord.Webhook] = field(default_factory=dict)
+    _finding: dict[int, asyncio.Lock] = field(default_factory=dict)  # one lookup per channel at a time
 
     def __post_init__(self) -> None:
         log_redact.install()  # a webhook's token lets anyone post as anyone: never in the log, even at DEBUG
@@ -129,6 +130,10 @@ class Reposter:
     async def webhook_for(self, channel: discord.TextChannel, *, create: bool = True) -> discord.Webhook | None:
         """The bot's webhook in ``channel``: the one kept, else one it made earlier (found by listing the channel's
         webhooks), else a new one (``create``). Needs Manage Webhooks; raises discord.HTTPException otherwise."""
+        async with self._finding.setdefault(channel.id, asyncio.Lock()):  # photos posted at once: one webhook
+            return await self._find_or_make(channel, create)
+
+    async def _find_or_make(self, channel: discord.TextChannel, create: bool) -> discord.Webhook | None:
         if (kept := self._hooks.get(channel.id)) is not None:
             return kept
         me = channel.guild.me

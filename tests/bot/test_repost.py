@@ -163,3 +163,17 @@ async def test_a_member_whose_name_discord_refuses_for_webhooks_is_still_reposte
     assert repost.author.name == "Disc\u043erd Dan", "the same name to the eye (a Cyrillic o)"
     await standin.wait_for(lambda _: original.id not in standin.world.messages)
     assert standin.replies_to(original) == []
+
+
+async def test_photos_posted_at_once_make_one_webhook(standin: StandIn, bot: BotUnderTest,
+                                                      photos: list[FileToPost]) -> None:
+    """(discord.py sends requests on one route one at a time to a server that sends no rate-limit headers, as the
+    stand-in does, so this cannot show the per-channel lock in ``Reposter.webhook_for`` at work; it shows the
+    outcome.)"""
+    await standin.set_bot_permissions("gallery", allow=NEEDED)
+    await turn_on(standin, "gallery", mode="repost")
+    for who, photo in zip(("alice", "bob", "alice"), photos[:3], strict=True):
+        await standin.post_message("gallery", who, files=[photo])
+    await reposts(standin, "gallery", 3)
+    assert sent_kinds(standin, "webhook_create") == [200]
+    assert len(standin.rest.webhooks.in_channel(standin.world.channel("gallery").id)) == 1
