@@ -13,8 +13,9 @@ from typing import TypeVar
 
 import discord
 from captionbot.bot import services as services_mod
-from captionbot.bot.channel_settings import DEFAULT_LENGTH, AltTextSettings
+from captionbot.bot.channel_settings import DEFAULT_LENGTH, DEFAULT_MODE, AltTextSettings
 from captionbot.bot.replies import NO_MENTIONS, answer_privately, defer
+from captionbot.bot.repost import missing_permissions
 from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
@@ -24,6 +25,10 @@ T = TypeVar("T")
 
 LENGTH_NAMES = {"short": "short (a few words)", "model": "as the model writes them",
                 "text": "with any text read in the image"}
+MODE_NAMES = {"reply": "as a reply under the image",
+              "repost": "on the image itself (reposted under the author's name, as its alt text)"}
+REPOST_PER_CHANNEL = (" Repost mode is chosen per channel (add the `channel` option), so descriptions here are "
+                      "posted as replies.")
 OPTED_OUT = ("Done. Automatic alt text will leave the images you post in this server alone. You can still ask "
              "for a description yourself (`/caption`, **Apps → Describe image**), and `/alttext optin` undoes this.")
 NO_CONTENT_INTENT = (
@@ -62,8 +67,23 @@ def describe(settings: AltTextSettings, where: str) -> str:
     heatmap = "with" if settings.heatmap else "without"
     uncertain = ("descriptions the model is unsure of are not posted" if settings.skip_uncertain
                  else "descriptions the model is unsure of are posted, marked \"Possibly\"")
+    mode = MODE_NAMES.get(settings.mode, settings.mode)
     return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps, "
-            f"descriptions {LENGTH_NAMES.get(settings.length, settings.length)}; {uncertain}.")
+            f"descriptions {LENGTH_NAMES.get(settings.length, settings.length)}, posted {mode}; {uncertain}.")
+
+
+def repost_refusal(interaction: discord.Interaction, channel_id: int) -> str | None:
+    """Why the bot cannot use repost mode in that channel (the permissions it lacks there), or None."""
+    guild = interaction.guild
+    target = guild.get_channel(channel_id) if guild else None
+    if guild is None or not isinstance(target, discord.TextChannel):
+        return f" I can't repost images in <#{channel_id}>, so descriptions there are posted as replies."
+    missing = missing_permissions(target, guild.me)
+    if not missing:
+        return None
+    need = " and ".join(f"**{m}**" for m in missing)
+    return (f" Repost mode needs {need} for me in <#{channel_id}>, which I don't have, so descriptions there are "
+            f"posted as replies. Give me {'them' if len(missing) > 1 else 'it'} and run this again.")
 
 
 @app_commands.guild_only()
@@ -79,14 +99,19 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
                            heatmap="Attach the attention heatmap to each reply",
                            skip_uncertain="Post nothing when the model is unsure (default: post it, marked "
                                           "\"Possibly\")",
-                           length="How much a description says (default: with text read in the image)")
-    @app_commands.choices(length=[app_commands.Choice(name=name, value=value) for value, name in LENGTH_NAMES.items()])
+                           length="How much a description says (default: with text read in the image)",
+                           mode="Reply under the image (default), or repost it with the description as its alt text "
+                                "(one channel; needs Manage Webhooks and Manage Messages)")
+    @app_commands.choices(length=[app_commands.Choice(name=name, value=value) for value, name in LENGTH_NAMES.items()],
+                          mode=[app_commands.Choice(name=name, value=name) for name in MODE_NAMES])
     @can_change_alttext()
     async def turn_on(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
                       all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False,
-                      length: app_commands.Choice[str] | None = None) -> None:
+                      length: app_commands.Choice[str] | None = None,
+                      mode: app_commands.Choice[str] | None = None) -> None:
         await self._set(interaction, channel, enabled=True, all_images=all_images, heatmap=heatmap,
-                        skip_uncertain=skip_uncertain, length=length.value if length else DEFAULT_LENGTH)
+                        skip_uncertain=skip_uncertain, length=length.value if length else DEFAULT_LENGTH,
+                        mode=mode.value if mode else DEFAULT_MODE)
 
     @app_commands.command(name="off", description="Stop describing posted images")
     @app_commands.describe(channel="Only this channel (default: the whole server)")
@@ -136,6 +161,13 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
             log.info("alt text on refused in guild %s: no message-content intent", interaction.guild_id)
             await interaction.followup.send(NO_CONTENT_INTENT, ephemeral=True, allowed_mentions=NO_MENTIONS)
             return
+        note = ""
+        if fields.get("mode") == "repost":  # needs one channel and the bot's permissions there; else reply mode
+            note = REPOST_PER_CHANNEL if channel is None else repost_refusal(interaction, channel.id) or ""
+            if note:
+                fields["mode"] = "reply"
+                log.info("repost mode refused in guild %s (channel %s): %s", interaction.guild_id,
+                         channel.id if channel else "-", note.strip())
         if channel is None:
             await self.s.store.set_server(interaction.guild_id, **fields)
             where = "this server"
@@ -146,7 +178,7 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
                  interaction.guild_id, interaction.user.id)
         settings = await self.s.store.effective(interaction.guild_id, channel.id if channel else
                                                 interaction.channel_id or 0)
-        await interaction.followup.send(f"Done. {describe(settings, where)}", ephemeral=True,
+        await interaction.followup.send(f"Done. {describe(settings, where)}{note}", ephemeral=True,
                                         allowed_mentions=NO_MENTIONS)
 
     async def cog_app_command_error(self, interaction: discord.Interaction,

@@ -19,6 +19,7 @@ from captionbot.bot import services as services_mod
 from captionbot.bot.image_check import check_metadata, probe_image
 from captionbot.bot.image_fetch import download
 from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
+from captionbot.bot.repost import Result, alt_texts
 from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
@@ -36,7 +37,7 @@ from captionbot.formats import (
 log = logging.getLogger(__name__)
 HANDLED_TTL_S = 24 * 3600
 REPLY_MAP_TTL_S = 7 * 24 * 3600  # a description is deleted with its message for a week after it was posted
-CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + download + reply retries) by this much
+CLAIM_SLACK_S = 30  # a claim outlives the longest answer (queue timeout + downloads + sends) by this much
 MENTION_HELP = ("I describe images in words, as alt text. Reply to a message with images and mention me, use "
                 "`/caption`, or pick **Apps → Describe image** on a message. `/help` lists everything.")
 
@@ -220,12 +221,22 @@ class Captions(commands.Cog):
                        "message_id": str(message.id)}
             outcomes = await self.caption_all(images, heatmap=wanted.heatmap, beam=None, context=context,
                                               person_waiting=False)
+            if wanted.mode == "repost" and await self._reposted(message, images, outcomes, wanted.length,
+                                                                wanted.skip_uncertain):
+                outcomes = []  # the images carry their descriptions now: no reply
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:
                 await self._remember(message, await reply_to(message, caption_text(outcomes, wanted.length),
                                                              heatmap_files(outcomes), retry=self.s.config.reply_retry))
         await self._done(message.id)
+
+    async def _reposted(self, message: discord.Message, images: list[discord.Attachment], outcomes: list[Outcome],
+                        length: str, skip_uncertain: bool) -> bool:
+        """Repost mode (bot/repost.py): True when the message needs no reply (reposted with its alt text, or
+        deleted meanwhile); False when the original stays and gets a reply as in reply mode."""
+        alt = alt_texts(images, outcomes, length, skip_uncertain)
+        return bool(alt) and await self.s.reposter.repost(message, alt) is not Result.KEPT
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
 
@@ -315,7 +326,9 @@ class Captions(commands.Cog):
 
     def _claim_ttl_s(self) -> int:
         c = self.s.config
-        return int(c.settings.result_timeout_s + c.download_timeout_s + c.reply_retry.total_wait_s) + CLAIM_SLACK_S
+        # download + queue + (repost mode: download again, post, delete) + reply, each send with its retries
+        sends = 3 * c.reply_retry.total_wait_s
+        return int(c.settings.result_timeout_s + 2 * c.download_timeout_s + sends) + CLAIM_SLACK_S
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 FIELDS = ("enabled", "all_images", "heatmap", "skip_uncertain")  # flags, stored as "1" / "0"
 LENGTHS = ("short", "model", "text")  # how much a description says (AltTextSettings.length)
 DEFAULT_LENGTH = "text"
+MODES = ("reply", "repost")  # how a description is posted (AltTextSettings.mode); repost: see bot/repost.py
+DEFAULT_MODE = "reply"
 # Before the per-guild hash, each guild and each channel had a hash of its own under this fixed prefix.
 LEGACY_PREFIX = "captionbot:settings:guild:"
 
@@ -49,6 +51,9 @@ class AltTextSettings:
     skip_uncertain: bool = False  # True: descriptions the model is unsure of are not posted (formats.UNCERTAIN_BELOW)
     # short: the description cut to a few words; model: as the model wrote it; text: and any text read in the image
     length: str = DEFAULT_LENGTH
+    # reply: a reply under the image; repost: the image posted again through a webhook with the description as
+    # its alt text, the original deleted (a channel setting only: it needs Manage Webhooks and Manage Messages)
+    mode: str = DEFAULT_MODE
     source: str = "default"  # default | server | channel: where ``enabled`` comes from
 
 
@@ -60,6 +65,11 @@ def _flags(fields: dict[str, bool | str], prefix: str = "") -> dict[EncodableT, 
 def _length(value: bytes | str | None) -> str | None:
     text = value.decode() if isinstance(value, bytes) else value
     return text if text in LENGTHS else None
+
+
+def _mode(value: bytes | str | None) -> str | None:
+    text = value.decode() if isinstance(value, bytes) else value
+    return text if text in MODES else None
 
 
 def _read(values: Sequence[bytes | str | None]) -> dict[str, bool]:
@@ -74,14 +84,16 @@ class SettingsStore:
 
     async def effective(self, guild_id: int, channel_id: int) -> AltTextSettings:
         """What applies in this channel now."""
+        names = (*FIELDS, "length", "mode")
         values = await self.redis.hmget(self.keys.guild_settings(guild_id),
-                                        [*FIELDS, "length", *(f"{channel_id}:{k}" for k in (*FIELDS, "length"))])
-        n = len(FIELDS) + 1
-        guild, channel = _read(values[:len(FIELDS)]), _read(values[n:n + len(FIELDS)])
+                                        [*names, *(f"{channel_id}:{k}" for k in names)])
+        n, f = len(names), len(FIELDS)
+        guild, channel = _read(values[:f]), _read(values[n:n + f])
         merged = {**guild, **channel}
         source = "channel" if "enabled" in channel else "server" if "enabled" in guild else "default"
-        length = _length(values[-1]) or _length(values[len(FIELDS)]) or DEFAULT_LENGTH
-        return AltTextSettings(**{k: merged.get(k, False) for k in FIELDS}, length=length, source=source)
+        length = _length(values[n + f]) or _length(values[f]) or DEFAULT_LENGTH
+        mode = _mode(values[n + f + 1]) or _mode(values[f + 1]) or DEFAULT_MODE
+        return AltTextSettings(**{k: merged.get(k, False) for k in FIELDS}, length=length, mode=mode, source=source)
 
     async def set_server(self, guild_id: int, **fields: bool | str) -> None:
         """Set for the whole server and drop every channel override of the fields set."""

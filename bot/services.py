@@ -15,6 +15,7 @@ import aiohttp
 from captionbot.bot.channel_settings import SettingsStore
 from captionbot.bot.config import BotConfig
 from captionbot.bot.rate_limit import CaptionRateLimits
+from captionbot.bot.repost import Reposter
 from discord.ext import commands
 from redis.asyncio import Redis
 
@@ -36,6 +37,7 @@ class Services:
     store: SettingsStore
     limits: CaptionRateLimits
     http: aiohttp.ClientSession
+    reposter: Reposter  # repost mode's webhooks (bot/repost.py)
     users: set[str] = field(default_factory=set)  # extensions using these services
 
     @classmethod
@@ -52,9 +54,10 @@ class Services:
         except REDIS_DOWN_ERRORS as exc:  # the bot starts while Redis is down; the old keys wait for the next start
             log.warning("could not look for settings in the old key layout (%s)", type(exc).__name__)
         log.info("captionbot services ready (queue: %s)", describe(config.settings))
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.download_timeout_s))
         return cls(config=config, redis=redis, keys=keys, client=client, store=store,
-                   limits=CaptionRateLimits.from_settings(config.settings),
-                   http=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.download_timeout_s)))
+                   limits=CaptionRateLimits.from_settings(config.settings), http=http,
+                   reposter=Reposter(http, config.cdn_origins, config.download_timeout_s, config.reply_retry))
 
     async def close(self) -> None:
         await self.client.close()

@@ -20,9 +20,11 @@ from aiohttp import web
 from captionbot.bot.standin.faults import Faults
 from captionbot.bot.standin.gateway import Gateway
 from captionbot.bot.standin.record import Sent, SentFile
+from captionbot.bot.standin.webhooks import ChannelWebhooks
 from captionbot.bot.standin.world import (
     ATTACH_FILES,
     EPHEMERAL,
+    MANAGE_MESSAGES,
     SEND_MESSAGES,
     Attachment,
     Message,
@@ -72,6 +74,7 @@ class Rest:
         self.attachments: dict[str, Attachment] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
         self._echoes: set[asyncio.Task[None]] = set()  # MESSAGE_CREATE for the bot's own messages, in flight
+        self.webhooks = ChannelWebhooks(self)  # channel webhooks (webhooks.py); shares /webhooks/{id}/{token}
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -89,6 +92,7 @@ class Rest:
         r.add_post(API + "/webhooks/{app_id}/{token}", self.followup)
         r.add_patch(API + "/webhooks/{app_id}/{token}/messages/{message_id}", self.edit_webhook_message)
         r.add_delete(API + "/webhooks/{app_id}/{token}/messages/{message_id}", self.delete_webhook_message)
+        self.webhooks.add_routes(app)
         r.add_get("/cdn/attachments/{channel_id}/{attachment_id}/{filename}", self.cdn)
 
     @web.middleware
@@ -145,7 +149,10 @@ class Rest:
         """JSON body, or multipart ``payload_json`` + ``files[n]`` as discord.py sends uploads."""
         if request.content_type == "multipart/form-data":
             form = await request.post()
-            payload = json.loads(str(form.get("payload_json") or "{}"))
+            raw = form.get("payload_json") or "{}"  # a part with a content type (as Discord allows) is a "file"
+            if isinstance(raw, web.FileField):
+                raw = raw.file.read()
+            payload = json.loads(raw.decode() if isinstance(raw, bytes | bytearray) else str(raw))
             files = []
             for name, value in form.items():
                 if name.startswith("files[") and isinstance(value, web.FileField):
@@ -211,19 +218,24 @@ class Rest:
         return json_response(message.payload())
 
     async def delete_message(self, request: web.Request) -> web.Response:
-        """The bot deletes a message (its own needs no permission)."""
+        """The bot deletes a message: its own needs no permission, anyone else's (a webhook's included) needs
+        Manage Messages in that channel. Discord then sends MESSAGE_DELETE."""
         route = "DELETE /channels/{channel_id}/messages/{message_id}"
         channel_id, message_id = request.match_info["channel_id"], request.match_info["message_id"]
         message = self.world.messages.get(message_id)
         if message is None or message.channel_id != channel_id:
             await self.on_sent(Sent("delete_message", route, 404, {"id": message_id}, channel_id=channel_id))
             return error(404, "Unknown Message", 10008)
-        if message.author.id != self.world.bot_user.id:
+        own = message.author.id == self.world.bot_user.id and not message.webhook_id
+        if not own and not self.world.bot_permissions_in(self.world.channel(channel_id)) & MANAGE_MESSAGES:
             await self.on_sent(Sent("delete_message", route, 403, {"id": message_id}, channel_id=channel_id))
             return error(403, "Missing Permissions", 50013)
         del self.world.messages[message_id]
         await self.on_sent(Sent("delete_message", route, 204, {"id": message_id}, channel_id=channel_id,
                                 message=message))
+        echo = asyncio.get_running_loop().create_task(self.gateway.dispatch_delete(message))  # after the response
+        self._echoes.add(echo)
+        echo.add_done_callback(self._echoes.discard)
         return web.Response(status=204)
 
     # -- interactions ----------------------------------------------------------------------------------------
@@ -274,8 +286,8 @@ class Rest:
     async def followup(self, request: web.Request) -> web.Response:
         state = self.interactions.get(request.match_info["token"])
         route = "POST /webhooks/{app_id}/{token}"
-        if state is None:
-            return error(404, "Unknown Webhook", 10015)
+        if state is None:  # not an interaction's token: a channel webhook's
+            return await self.webhooks.execute(request)
         data, files = await self._read_body(request)
         flags = int(data.get("flags") or 0)
         fills_original = state.deferred and not state.original_filled and not state.original_deleted
@@ -291,7 +303,7 @@ class Rest:
     async def edit_webhook_message(self, request: web.Request) -> web.Response:
         state = self.interactions.get(request.match_info["token"])
         if state is None:
-            return error(404, "Unknown Webhook", 10015)
+            return await self.webhooks.edit_message(request)
         data, files = await self._read_body(request)
         asked = request.match_info["message_id"]
         mid = state.original_id if asked == "@original" else asked
@@ -305,7 +317,7 @@ class Rest:
     async def delete_webhook_message(self, request: web.Request) -> web.Response:
         state = self.interactions.get(request.match_info["token"])
         if state is None:
-            return error(404, "Unknown Webhook", 10015)
+            return await self.webhooks.delete_message(request)
         mid = request.match_info["message_id"]
         if mid == "@original":
             state.original_deleted = True

@@ -165,6 +165,17 @@ class StandIn:
         await self.gateway.dispatch_message(message)
         return message
 
+    async def set_bot_permissions(self, channel: str | Channel, *, allow: int = 0, deny: int = 0) -> None:
+        """A moderator edits the bot's permission overwrite in a channel (e.g. grants Manage Webhooks and Manage
+        Messages for repost mode); the bot gets CHANNEL_UPDATE, as on Discord."""
+        ch = self._channel(channel)
+        ch.bot_allowed, ch.bot_denied = allow, deny
+        await self.gateway.dispatch("CHANNEL_UPDATE", ch.payload(self.world.bot_user.id))
+
+    def webhook_posts_in(self, channel: str) -> list[Message]:
+        """Messages posted through webhooks in a channel (repost mode's reposts), oldest first."""
+        return [m for m in self.messages_in(channel) if m.webhook_id]
+
     async def delete_message(self, message: Message) -> None:
         """A user deletes their message; the bot gets MESSAGE_DELETE."""
         self.world.messages.pop(message.id, None)

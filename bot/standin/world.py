@@ -16,9 +16,11 @@ MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
 EMBED_LINKS = 1 << 14
 ATTACH_FILES = 1 << 15
 READ_MESSAGE_HISTORY = 1 << 16
+MANAGE_WEBHOOKS = 1 << 29
 USE_APPLICATION_COMMANDS = 1 << 31
 EVERYONE_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY | (
     USE_APPLICATION_COMMANDS
@@ -104,11 +106,12 @@ class Channel:
     name: str
     guild_id: str
     bot_denied: int = 0  # permission bits denied to the bot here (fault: "can't send", "can't attach")
+    bot_allowed: int = 0  # permission bits granted to the bot here (e.g. Manage Webhooks for repost mode)
 
     def payload(self, bot_id: str) -> dict[str, Any]:
         overwrites = []
-        if self.bot_denied:
-            overwrites.append({"id": bot_id, "type": 1, "allow": "0", "deny": str(self.bot_denied)})
+        if self.bot_denied or self.bot_allowed:
+            overwrites.append({"id": bot_id, "type": 1, "allow": str(self.bot_allowed), "deny": str(self.bot_denied)})
         return {"id": self.id, "type": 0, "name": self.name, "guild_id": self.guild_id, "position": 0,
                 "permission_overwrites": overwrites, "nsfw": False, "parent_id": None, "topic": None,
                 "last_message_id": None, "rate_limit_per_user": 0}
@@ -129,6 +132,8 @@ class Message:
     timestamp: str = field(default_factory=now_iso)
     embeds: list[dict[str, Any]] = field(default_factory=list)  # as the bot sent them
     components: list[dict[str, Any]] = field(default_factory=list)  # action rows with buttons, as sent
+    webhook_id: str | None = None  # posted through a webhook: ``author`` is then the name it was posted under
+    avatar_url: str | None = None  # the avatar a webhook message was posted with (``avatar_url``), if any
 
     def payload(self, *, with_content: bool = True) -> dict[str, Any]:
         """Discord's message object. ``with_content=False`` blanks what the message-content intent guards."""
@@ -141,8 +146,12 @@ class Message:
             "pinned": False, "tts": False, "type": 19 if self.reference_id else 0, "flags": self.flags,
             "timestamp": self.timestamp, "edited_timestamp": None,
         }
+        if self.webhook_id:  # Discord: the webhook as author (discriminator 0000), no member object
+            d["webhook_id"] = self.webhook_id
+            d["author"] = {**self.author.payload(), "id": self.webhook_id, "discriminator": "0000", "bot": True}
         if self.guild_id:
             d["guild_id"] = self.guild_id
+        if self.guild_id and not self.webhook_id:
             d["member"] = {"roles": list(self.author.roles), "joined_at": now_iso(), "deaf": False, "mute": False}
         if self.reference_id:
             d["message_reference"] = {"type": 0, "message_id": self.reference_id, "channel_id": self.channel_id,
@@ -199,7 +208,7 @@ class World:
         return perms
 
     def bot_permissions_in(self, channel: Channel) -> int:
-        return self.permissions_of(self.bot_user) & ~channel.bot_denied
+        return (self.permissions_of(self.bot_user) & ~channel.bot_denied) | channel.bot_allowed
 
     def guild_payload(self) -> dict[str, Any]:
         """GUILD_CREATE's guild object."""

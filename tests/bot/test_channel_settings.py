@@ -77,3 +77,19 @@ async def test_the_description_length_is_kept_per_channel_over_the_server(redis_
         assert (await store.effective(5, 50)).length == "text", "a server-wide change clears the channel's"
     finally:
         await redis.aclose()
+
+
+async def test_repost_mode_is_a_channel_choice_and_an_unknown_mode_reads_as_reply(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    store = SettingsStore(redis, KEYS)
+    try:
+        await store.set_server(3, enabled=True, mode="reply")
+        await store.set_channel(3, 30, enabled=True, mode="repost")
+        assert (await store.effective(3, 30)).mode == "repost"
+        assert (await store.effective(3, 31)).mode == "reply", "other channels keep replying"
+        await redis.hset(KEYS.guild_settings(3), "31:mode", "shout")  # an old or hand-edited value
+        assert (await store.effective(3, 31)).mode == "reply"
+        await store.set_server(3, enabled=True, mode="reply")
+        assert (await store.effective(3, 30)).mode == "reply", "a server-wide change clears the channel's mode"
+    finally:
+        await redis.aclose()
