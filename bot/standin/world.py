@@ -14,6 +14,7 @@ from typing import Any
 # Permission bits (Discord's numbering).
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 EMBED_LINKS = 1 << 14
@@ -126,6 +127,8 @@ class Message:
     interaction_id: str | None = None  # the interaction this message answers
     allowed_mentions: dict[str, Any] | None = None
     timestamp: str = field(default_factory=now_iso)
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows of buttons (components.py checks)
+    edited_timestamp: str | None = None
 
     def payload(self, *, with_content: bool = True) -> dict[str, Any]:
         """Discord's message object. ``with_content=False`` blanks what the message-content intent guards."""
@@ -133,9 +136,9 @@ class Message:
             "id": self.id, "channel_id": self.channel_id, "author": self.author.payload(),
             "content": self.content if with_content else "",
             "attachments": [a.payload() for a in self.attachments] if with_content else [],
-            "embeds": [], "components": [], "mentions": [], "mention_roles": [], "mention_everyone": False,
+            "embeds": [], "components": self.components, "mentions": [], "mention_roles": [], "mention_everyone": False,
             "pinned": False, "tts": False, "type": 19 if self.reference_id else 0, "flags": self.flags,
-            "timestamp": self.timestamp, "edited_timestamp": None,
+            "timestamp": self.timestamp, "edited_timestamp": self.edited_timestamp,
         }
         if self.guild_id:
             d["guild_id"] = self.guild_id
@@ -162,7 +165,8 @@ class World:
     def default(cls) -> World:
         guild_id = snowflake()
         everyone = Role(guild_id, "@everyone", EVERYONE_PERMISSIONS)
-        moderator = Role(snowflake(), "Moderator", EVERYONE_PERMISSIONS | MANAGE_GUILD | MANAGE_CHANNELS, 2)
+        moderator = Role(snowflake(), "Moderator",
+                         EVERYONE_PERMISSIONS | MANAGE_GUILD | MANAGE_CHANNELS | MANAGE_MESSAGES, 2)
         channel_keeper = Role(snowflake(), "Channel keeper", EVERYONE_PERMISSIONS | MANAGE_CHANNELS, 1)
         app_id = snowflake()
         bot_user = User(app_id, "captionbot", bot=True)
