@@ -21,6 +21,7 @@ message and a log line.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import logging
 import re
@@ -47,6 +48,7 @@ MODAL_ID = re.compile(r"^captionbot:fb1:fix:([0-9]{1,20})$")
 INPUT_ID = re.compile(r"^image:([0-4])$")
 MAX_INPUTS = 5  # Discord's limit of text inputs in one modal
 KEPT_IMAGE_SIDE = 512  # a kept copy is a JPEG at most this many pixels on its longest side
+RECORD_WAIT_TRIES, RECORD_WAIT_S = 6, 0.25  # a press on a description posted a moment ago waits up to 1.5 s
 
 NOT_ALLOWED = ("Only the person who posted the image, or a moderator with **Manage Messages**, can edit this "
                "description. You can still say whether it is right with 👍 / 👎.")
@@ -157,6 +159,14 @@ class Feedback(commands.GroupCog, group_name="feedback", group_description="Corr
         person privately."""
         message = interaction.message
         desc = await self.store.description(str(message.id)) if message is not None else None
+        if desc is None and message is not None:
+            # The record is written just after the description is posted: a press within that moment waits for it.
+            for _ in range(RECORD_WAIT_TRIES):
+                if discord.utils.utcnow() - message.created_at > datetime.timedelta(seconds=10):
+                    break
+                await asyncio.sleep(RECORD_WAIT_S)
+                if (desc := await self.store.description(str(message.id))) is not None:
+                    break
         if desc is None or desc.guild_id != str(interaction.guild_id) or desc.channel_id != str(interaction.channel_id):
             log.info("feedback on message %s by user %s: no description on record here",
                      message and message.id, interaction.user.id)

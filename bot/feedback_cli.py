@@ -24,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from captionbot.bot.corrections import valid_id
+
     from captionbot.process import EXIT_CANNOT_START
 
     if not valid_id(args.guild):
@@ -35,9 +36,9 @@ def main(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from captionbot.bot.corrections import FeedbackStore
     from captionbot.bot.feedback_export import export_dataset
+
     from captionbot.process import EXIT_CANNOT_START, EXIT_FAILED
     from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, describe, is_embedded
-
     from captionbot.settings import load_settings
 
     settings = load_settings()

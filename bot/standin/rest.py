@@ -9,6 +9,7 @@ message and takes its visibility; later follow-ups are new messages with their o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -315,7 +316,7 @@ class Rest:
             await self.on_sent(Sent("deferred_update", route, 200, body, [], state.channel_id, message, state.id))
             return json_response(response)
         try:
-            await self.apply_edit(message, data, files)
+            message = await self.apply_edit(message, data, files)
         except InvalidComponents as exc:
             await self.on_sent(Sent("update", route, 400, data, files, state.channel_id, interaction_id=state.id))
             return invalid_form(exc)
@@ -327,8 +328,10 @@ class Rest:
         return json_response(response)
 
     async def apply_edit(self, message: Message, data: dict[str, Any], files: list[SentFile]) -> Message:
-        """Edit ``message`` in place as Discord does: fields present replace, absent ones stay; ``attachments``
-        lists the old attachments to keep (by id) and the new files' descriptions. MESSAGE_UPDATE follows."""
+        """Edit ``message`` as Discord does: fields present replace, absent ones stay; ``attachments`` lists the old
+        attachments to keep (by id) and the new files' descriptions. The world holds the edited copy (the record
+        keeps what was sent before); MESSAGE_UPDATE follows."""
+        message = dataclasses.replace(message, edited_timestamp=now_iso())
         if "components" in data:
             message.components = check_message_components(data["components"])
         if "content" in data:
@@ -341,7 +344,7 @@ class Rest:
                 self._store_files(message.channel_id, files, {"attachments": new})
         if "allowed_mentions" in data:
             message.allowed_mentions = data["allowed_mentions"]
-        message.edited_timestamp = now_iso()
+        self.world.messages[message.id] = message
         update = asyncio.get_running_loop().create_task(self.gateway.dispatch_update(message))
         self._echoes.add(update)
         update.add_done_callback(self._echoes.discard)
@@ -360,7 +363,7 @@ class Rest:
             await self.on_sent(Sent("edit_message", route, 403, data, files, channel_id))
             return error(403, "Cannot edit a message authored by another user", 50005)
         try:
-            await self.apply_edit(message, data, files)
+            message = await self.apply_edit(message, data, files)
         except InvalidComponents as exc:
             await self.on_sent(Sent("edit_message", route, 400, data, files, channel_id))
             return invalid_form(exc)
@@ -412,7 +415,7 @@ class Rest:
             if message is None:
                 return error(404, "Unknown Message", 10008)
             try:
-                await self.apply_edit(message, data, files)
+                message = await self.apply_edit(message, data, files)
             except InvalidComponents as exc:
                 await self.on_sent(Sent("edit", route, 400, data, files, state.channel_id, interaction_id=state.id))
                 return invalid_form(exc)
