@@ -196,12 +196,16 @@ class Modals:
     def show(self, modal: ShownModal) -> None:
         self._open[(modal.user_id, modal.custom_id)] = modal
 
-    def take(self, user_id: str, custom_id: str) -> ShownModal:
+    def get(self, user_id: str, custom_id: str) -> ShownModal:
+        """The modal open for this user; :class:`NotPossible` when there is none."""
         try:
-            return self._open.pop((user_id, custom_id))
+            return self._open[(user_id, custom_id)]
         except KeyError:
             open_ids = [cid for (uid, cid) in self._open if uid == user_id]
             raise NotPossible(f"no modal {custom_id!r} is open for this user (open: {open_ids})") from None
+
+    def close(self, modal: ShownModal) -> None:
+        self._open.pop((modal.user_id, modal.custom_id), None)
 
     def open_for(self, user_id: str) -> list[ShownModal]:
         return [m for (uid, _), m in self._open.items() if uid == user_id]

@@ -219,8 +219,9 @@ class StandIn:
         the message whose button opened it. :class:`NotPossible` for a modal not open for this user or values
         its inputs refuse."""
         ch, who = self._channel(channel), self._user(user)
-        modal = self.rest.modals.take(who.id, custom_id)
+        modal = self.rest.modals.get(who.id, custom_id)
         data = {"custom_id": custom_id, "components": submit_components(modal, values)}
+        self.rest.modals.close(modal)  # a submitted modal closes (one the client refuses stays open)
         message = self.world.messages.get(modal.message_id) if modal.message_id else None
         return await self._interact(ch, who, data, kind=5, message=message)
 
