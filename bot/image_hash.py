@@ -1,9 +1,10 @@
 """Perceptual hashes of images, to recognise the same picture posted again after re-encoding or resizing.
 
 pHash (``imagehash.phash``: the low frequencies of a 32×32 greyscale DCT, 64 bits) after applying the EXIF
-orientation. Two images are "the same" when their hashes differ in at most :data:`MATCH_DISTANCE` bits; that bar
-was chosen on one half of 400 Flickr8k photos and confirmed on the other half (``bench/phash_threshold.py``,
-figures in docs/bot.md): re-encoded and resized copies stay within it, different photos do not come near it.
+orientation and shrinking the picture to at most 256 px (the DCT then works on a small picture). Two images
+are "the same" when their hashes differ in at most :data:`MATCH_DISTANCE` bits; that bar was chosen on one half of
+400 Flickr8k photos and confirmed on the other half (``bench/phash_threshold.py``, figures in docs/bot.md):
+re-encoded and resized copies stay within it, different photos do not come near it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def perceptual_hash(data: bytes) -> str:
 
     with Image.open(io.BytesIO(data)) as img:
         img.draft("L", (256, 256))  # JPEG: decode at a reduced size, far faster and the same low frequencies
-        return str(imagehash.phash(ImageOps.exif_transpose(img)))
+        img.thumbnail((256, 256), reducing_gap=2.0)  # any format: box-reduce first, so a big PNG costs little
+        return str(imagehash.phash(ImageOps.exif_transpose(img).convert("L")))
 
 
 def is_hash(value: object) -> bool:
