@@ -128,15 +128,16 @@ class Captions(commands.Cog):
         return buttons_to_send()
 
     async def _posted(self, posted: discord.Message | None, outcomes: list[Outcome], length: str, *,
-                      poster_id: int) -> None:
-        """Keep a posted description (with buttons) in Redis, so its buttons work in any process, for 30 days."""
-        if posted is None or posted.guild is None or not any(o.image_hash for o in outcomes) \
+                      poster_id: int, guild_id: int | None, channel_id: int | None) -> None:
+        """Keep a posted description (with buttons) in Redis, so its buttons work in any process, for 30 days.
+        (``guild_id`` / ``channel_id`` are passed: a follow-up's message does not know its guild.)"""
+        if posted is None or guild_id is None or channel_id is None or not any(o.image_hash for o in outcomes) \
                 or self.bot.get_cog("Feedback") is None:
             return
         images = [DescribedImage(o.filename, s.text, s.status, o.image_hash, o.url)
                   for o, s in zip(outcomes, said_of(outcomes, length), strict=True)]
-        await self.feedback.remember(Description(str(posted.id), str(posted.guild.id), str(posted.channel.id),
-                                                 str(poster_id), images))
+        await self.feedback.remember(Description(str(posted.id), str(guild_id), str(channel_id), str(poster_id),
+                                                 images))
 
     async def caption_all(self, atts: list[discord.Attachment], *, heatmap: bool, beam: int | None,
                           context: dict[str, Any], person_waiting: bool = True) -> list[Outcome]:
@@ -202,7 +203,8 @@ class Captions(commands.Cog):
             if voice:
                 content, files = await self._with_speech(outcome, content, files)
             posted = await answer(interaction, content, files, view=self._buttons([outcome]))
-            await self._posted(posted, [outcome], "text", poster_id=interaction.user.id)
+            await self._posted(posted, [outcome], "text", poster_id=interaction.user.id,
+                               guild_id=interaction.guild_id, channel_id=interaction.channel_id)
         else:
             await answer_privately(interaction, outcome.text)
 
@@ -241,7 +243,8 @@ class Captions(commands.Cog):
                                           context={**self._context(interaction, "menu"), "message_id": str(message.id)})
         if any(o.ok for o in outcomes):
             posted = await answer(interaction, caption_text(outcomes), view=self._buttons(outcomes))
-            await self._posted(posted, outcomes, "text", poster_id=message.author.id)
+            await self._posted(posted, outcomes, "text", poster_id=message.author.id, guild_id=interaction.guild_id,
+                               channel_id=interaction.channel_id)
         else:
             await answer_privately(interaction, caption_text(outcomes))
 
@@ -282,7 +285,8 @@ class Captions(commands.Cog):
                 posted = await reply_to(message, caption_text(outcomes, wanted.length), heatmap_files(outcomes),
                                         retry=self.s.config.reply_retry, view=self._buttons(outcomes))
                 await self._remember(message, posted)
-                await self._posted(posted, outcomes, wanted.length, poster_id=message.author.id)
+                await self._posted(posted, outcomes, wanted.length, poster_id=message.author.id,
+                                   guild_id=message.guild.id, channel_id=message.channel.id)
         await self._done(message.id)
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
@@ -311,7 +315,8 @@ class Captions(commands.Cog):
             outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
             posted = await reply_to(message, caption_text(outcomes), retry=retry, view=self._buttons(outcomes))
             await self._remember(message, posted)
-            await self._posted(posted, outcomes, "text", poster_id=poster_id)
+            await self._posted(posted, outcomes, "text", poster_id=poster_id, guild_id=message.guild.id,
+                               channel_id=message.channel.id)
         await self._done(message.id)
 
     # -- a reply goes when its message goes --------------------------------------------------------------------

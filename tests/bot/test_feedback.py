@@ -247,3 +247,29 @@ async def test_export_writes_a_dataset_the_training_reader_loads(
     assert "2 correction(s)" in stdout.decode() and "captions and image hashes only" in stdout.decode()
     assert len(DataSource("coco", (tmp_path / "cli" / "captions.json", tmp_path / "cli" / "images")).read()) == 1
     await quiet(standin, 0.1)
+
+
+async def test_a_caption_command_answer_has_the_buttons_and_its_asker_may_edit(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    asked = await standin.slash("general", "alice", "caption", image=photos[11])
+    answer = await answered(standin, asked)
+    assert answer.message is not None and button_ids(answer.message) == [EDIT_ID, UP_ID, DOWN_ID]
+    state = await standin.press_button("general", "bob", answer.message, EDIT_ID)
+    assert "Only the person who posted the image" in (await private_answer(standin, state.id)).content
+    state = await standin.press_button("general", "alice", answer.message, EDIT_ID)
+    await standin.wait_for(lambda sent: any(s.kind == "modal" and s.interaction_id == state.id for s in sent))
+    submit = await standin.submit_modal("general", "alice", MODAL_PREFIX + answer.message.id, {"image:0": FIX})
+    await standin.wait_for(lambda _: any(s.kind == "update" for s in standin.answers_to(submit.id)))
+    assert standin.world.messages[answer.message.id].content.endswith(f"(corrected by a person): {FIX}")
+
+
+async def test_describe_image_is_edited_by_the_images_poster_not_by_whoever_asked(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    photo = await standin.post_message("general", "bob", files=[photos[12]])
+    answer = await answered(standin, await standin.context_menu("general", "alice", "Describe image", photo))
+    assert answer.message is not None and button_ids(answer.message) == [EDIT_ID, UP_ID, DOWN_ID]
+    state = await standin.press_button("general", "alice", answer.message, EDIT_ID)
+    assert "Only the person who posted the image" in (await private_answer(standin, state.id)).content
+    state = await standin.press_button("general", "bob", answer.message, EDIT_ID)
+    await standin.wait_for(lambda sent: any(s.kind == "modal" and s.interaction_id == state.id for s in sent))
+    assert standin.open_modals("bob") == [MODAL_PREFIX + answer.message.id]
