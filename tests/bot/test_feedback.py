@@ -246,7 +246,26 @@ async def test_export_writes_a_dataset_the_training_reader_loads(
     assert proc.returncode == 0, stderr.decode()
     assert "2 correction(s)" in stdout.decode() and "captions and image hashes only" in stdout.decode()
     assert len(DataSource("coco", (tmp_path / "cli" / "captions.json", tmp_path / "cli" / "images")).read()) == 1
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "captionbot.cli", "feedback", "wipe", "--guild", guild, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0 and "Forgot 2 correction(s)" in stdout.decode(), stderr.decode()
+    assert await store.corrections(guild) == [] and await store.image(guild, doc["images"][1]["phash"]) is None
     await quiet(standin, 0.1)
+
+
+def test_the_feedback_command_explains_what_it_cannot_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from captionbot.cli import main
+
+    monkeypatch.delenv("CAPTIONBOT_REDIS_URL", raising=False)
+    assert main(["feedback", "export", "--guild", "12345", "--out", str(tmp_path)]) == 2
+    assert "CAPTIONBOT_REDIS_URL" in capsys.readouterr().err
+    assert main(["feedback", "export", "--guild", "../etc", "--out", str(tmp_path)]) == 2
+    assert "--guild must be a server id" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "nothing written"
 
 
 async def test_a_caption_command_answer_has_the_buttons_and_its_asker_may_edit(
