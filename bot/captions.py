@@ -16,9 +16,21 @@ from typing import Any
 
 import discord
 from captionbot.bot import services as services_mod
+from captionbot.bot.corrections import DescribedImage, Description
+from captionbot.bot.feedback import buttons_to_send, store_for
 from captionbot.bot.image_check import check_metadata, probe_image
 from captionbot.bot.image_fetch import download
-from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
+from captionbot.bot.image_hash import perceptual_hash
+from captionbot.bot.replies import (
+    Outcome,
+    answer,
+    answer_privately,
+    caption_text,
+    defer,
+    heatmap_files,
+    reply_to,
+    said_of,
+)
 from captionbot.bot.repost import Result, alt_texts
 from captionbot.bot.services import Services
 from discord import app_commands
@@ -30,6 +42,7 @@ from captionbot.formats import (
     MAX_BEAM_SIZE,
     MIN_BEAM_SIZE,
     USER_MESSAGES,
+    CaptionResult,
     ErrorCode,
     ImageRejected,
 )
@@ -54,6 +67,7 @@ class Captions(commands.Cog):
     def __init__(self, bot: commands.Bot, services: Services) -> None:
         self.bot = bot
         self.s = services
+        self.feedback = store_for(services)
         self.describe_menu = app_commands.ContextMenu(name="Describe image", callback=self.describe_image)
 
     async def cog_load(self) -> None:
@@ -73,6 +87,9 @@ class Captions(commands.Cog):
             data = await download(self.s.http, att.url, allowed_origins=self.s.config.cdn_origins,
                                   max_bytes=settings.max_image_bytes, timeout_s=self.s.config.download_timeout_s)
             await asyncio.to_thread(probe_image, data, settings.max_pixels)
+            image_hash = await self._hash(data, att.filename)
+            if image_hash and (fixed := await self._corrected(att, image_hash, context)):
+                return fixed
             result = await self.s.client.caption(data, beam_size=beam or settings.beam_size, heatmap=heatmap,
                                                  context=context)
         except ImageRejected as exc:
@@ -83,7 +100,45 @@ class Captions(commands.Cog):
             return Outcome(att.filename, error=ErrorCode.INTERNAL)
         if not result.ok:
             log.info("image %s not captioned: %s %s", att.filename, result.error, result.detail)
-        return Outcome(att.filename, result=result)
+        return Outcome(att.filename, result=result, image_hash=image_hash, url=att.url)
+
+    # -- corrections and the feedback buttons (feedback.py) ----------------------------------------------------------
+
+    @staticmethod
+    async def _hash(data: bytes, filename: str) -> str | None:
+        try:
+            return await asyncio.to_thread(perceptual_hash, data)
+        except Exception as exc:  # the image passed probe_image; a hash failure only costs corrections
+            log.warning("no perceptual hash for %s: %s", filename, exc)
+            return None
+
+    async def _corrected(self, att: discord.Attachment, image_hash: str, context: dict[str, Any]) -> Outcome | None:
+        """A person's correction kept in this server for this picture, as the outcome (no model needed)."""
+        guild = str(context.get("guild_id") or "")
+        fix = await self.feedback.find(guild, image_hash) if guild else None
+        if fix is None:
+            return None
+        log.info("image %s: using the correction kept in guild %s for this picture", att.filename, guild)
+        result = CaptionResult(job_id=f"correction:{fix.hash}", ok=True, caption=fix.text, context=context)
+        return Outcome(att.filename, result=result, image_hash=image_hash, corrected=True, url=att.url)
+
+    def _buttons(self, outcomes: list[Outcome]) -> discord.ui.View | None:
+        """Edit / 👍 / 👎 for a description, where the feedback extension is loaded to answer them."""
+        if self.bot.get_cog("Feedback") is None or not any(o.image_hash for o in outcomes):
+            return None
+        return buttons_to_send()
+
+    async def _posted(self, posted: discord.Message | None, outcomes: list[Outcome], length: str, *,
+                      poster_id: int, guild_id: int | None, channel_id: int | None) -> None:
+        """Keep a posted description (with buttons) in Redis, so its buttons work in any process, for 30 days.
+        (``guild_id`` / ``channel_id`` are passed: a follow-up's message does not know its guild.)"""
+        if posted is None or guild_id is None or channel_id is None or not any(o.image_hash for o in outcomes) \
+                or self.bot.get_cog("Feedback") is None:
+            return
+        images = [DescribedImage(o.filename, s.text, s.status, o.image_hash, o.url)
+                  for o, s in zip(outcomes, said_of(outcomes, length), strict=True)]
+        await self.feedback.remember(Description(str(posted.id), str(guild_id), str(channel_id), str(poster_id),
+                                                 images))
 
     async def caption_all(self, atts: list[discord.Attachment], *, heatmap: bool, beam: int | None,
                           context: dict[str, Any], person_waiting: bool = True) -> list[Outcome]:
@@ -148,7 +203,9 @@ class Captions(commands.Cog):
             content, files = caption_text([outcome]), heatmap_files([outcome])
             if voice:
                 content, files = await self._with_speech(outcome, content, files)
-            await answer(interaction, content, files)
+            posted = await answer(interaction, content, files, view=self._buttons([outcome]))
+            await self._posted(posted, [outcome], "text", poster_id=interaction.user.id,
+                               guild_id=interaction.guild_id, channel_id=interaction.channel_id)
         else:
             await answer_privately(interaction, outcome.text)
 
@@ -186,7 +243,9 @@ class Captions(commands.Cog):
         outcomes = await self.caption_all(images, heatmap=False, beam=None,
                                           context={**self._context(interaction, "menu"), "message_id": str(message.id)})
         if any(o.ok for o in outcomes):
-            await answer(interaction, caption_text(outcomes))
+            posted = await answer(interaction, caption_text(outcomes), view=self._buttons(outcomes))
+            await self._posted(posted, outcomes, "text", poster_id=message.author.id, guild_id=interaction.guild_id,
+                               channel_id=interaction.channel_id)
         else:
             await answer_privately(interaction, caption_text(outcomes))
 
@@ -227,8 +286,11 @@ class Captions(commands.Cog):
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:
-                await self._remember(message, await reply_to(message, caption_text(outcomes, wanted.length),
-                                                             heatmap_files(outcomes), retry=self.s.config.reply_retry))
+                posted = await reply_to(message, caption_text(outcomes, wanted.length), heatmap_files(outcomes),
+                                        retry=self.s.config.reply_retry, view=self._buttons(outcomes))
+                await self._remember(message, posted)
+                await self._posted(posted, outcomes, wanted.length, poster_id=message.author.id,
+                                   guild_id=message.guild.id, channel_id=message.channel.id)
         await self._done(message.id)
 
     async def _reposted(self, message: discord.Message, images: list[discord.Attachment], outcomes: list[Outcome],
@@ -244,9 +306,11 @@ class Captions(commands.Cog):
         """Someone mentioned the bot: describe the images in that message, or in the message it replies to;
         with no images in either, answer with a short help. Each mention is answered once."""
         images = [a for a in message.attachments if looks_like_image(a)]
+        poster_id = message.author.id  # whose images these are (who may edit their description)
         if not images and message.reference is not None and message.reference.message_id is not None:
             target = await self._referenced(message)
             images = [a for a in target.attachments if looks_like_image(a)] if target else []
+            poster_id = target.author.id if target else poster_id
         if not await self._claim(message.id):
             return
         retry = self.s.config.reply_retry
@@ -260,7 +324,10 @@ class Captions(commands.Cog):
             context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                        "message_id": str(message.id), "user_id": str(message.author.id)}
             outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
-            await self._remember(message, await reply_to(message, caption_text(outcomes), retry=retry))
+            posted = await reply_to(message, caption_text(outcomes), retry=retry, view=self._buttons(outcomes))
+            await self._remember(message, posted)
+            await self._posted(posted, outcomes, "text", poster_id=poster_id, guild_id=message.guild.id,
+                               channel_id=message.channel.id)
         await self._done(message.id)
 
     # -- a reply goes when its message goes --------------------------------------------------------------------

@@ -23,6 +23,7 @@ class BotConfig:
     images_per_message: int = 10  # Discord's own maximum attachments per message
     reply_retry: Retry = field(default_factory=Retry)  # replies Discord failed for a passing reason (a 503)
     sync_commands: bool = True  # sync slash commands with Discord at start (global)
+    max_corrections: int = 500  # corrections kept per server (feedback.py); the oldest go first
 
     @property
     def cdn_origins(self) -> tuple[str, ...]:

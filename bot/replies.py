@@ -32,6 +32,9 @@ class Outcome:
     filename: str
     result: CaptionResult | None = None
     error: ErrorCode | None = None
+    image_hash: str | None = None  # the image's pHash, once it was read (image_hash.py)
+    corrected: bool = False  # the caption is a person's correction for this picture (corrections.py), not the model's
+    url: str = ""  # where the image was downloaded from
 
     @property
     def ok(self) -> bool:
@@ -46,7 +49,7 @@ class Outcome:
     @property
     def text(self) -> str:
         if self.result is not None and self.result.ok:
-            return sentence(self.result.caption)
+            return self.result.caption.strip() if self.corrected else sentence(self.result.caption)
         return USER_MESSAGES[self.error_code or ErrorCode.INTERNAL]
 
 
@@ -59,23 +62,48 @@ def sentence(caption: str) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
-def caption_text(outcomes: Sequence[Outcome], length: str = "text") -> str:
-    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. With
-    ``length`` "text", text read in an image follows its description ("Text in image: …", verbatim, Discord
-    formatting escaped); "model" leaves it out; "short" also cuts the description to a few words."""
+@dataclass(frozen=True)
+class Said:
+    """What a description says for one image: ``status`` ok (the model's words), corrected (a person's) or failed
+    (why it was not described)."""
 
-    def said(o: Outcome, before: str) -> str:
-        if length == "short":
-            return short(o.text)
-        return o.text + (image_text(o, before) if length == "text" else "")
+    text: str
+    status: str
 
-    if len(outcomes) == 1:
-        o = outcomes[0]
-        return (f"Image description: {said(o, chr(10))}" if o.ok else o.text)[:DISCORD_MESSAGE_LIMIT]
-    lines = ["Image descriptions:"]
-    for i, o in enumerate(outcomes, 1):
-        lines.append(f"{i}. {said(o, ' ')}" if o.ok else f"{i}. (not captioned) {o.text}")
+
+def said_of(outcomes: Sequence[Outcome], length: str = "text") -> list[Said]:
+    """Each image's part of the description. With ``length`` "text", text read in an image follows its description
+    ("Text in image: …", verbatim, Discord formatting escaped); "model" leaves it out; "short" also cuts the
+    description to a few words. A person's correction is shown as they wrote it, whatever the length."""
+    before = "\n" if len(outcomes) == 1 else " "
+    out = []
+    for o in outcomes:
+        if not o.ok:
+            out.append(Said(o.text, "failed"))
+        elif o.corrected:
+            out.append(Said(o.text if len(outcomes) == 1 else " ".join(o.text.split()), "corrected"))
+        elif length == "short":
+            out.append(Said(short(o.text), "ok"))
+        else:
+            out.append(Said(o.text + (image_text(o, before) if length == "text" else ""), "ok"))
+    return out
+
+
+def render(parts: Sequence[Said]) -> str:
+    """Alt-text style: one image -> 'Image description: …'; several -> a numbered list, one line each. A person's
+    correction is marked as such."""
+    if len(parts) == 1:
+        p = parts[0]
+        head = {"ok": "Image description: ", "corrected": "Image description (corrected by a person): "}
+        return (head.get(p.status, "") + p.text)[:DISCORD_MESSAGE_LIMIT]
+    marks = {"ok": "", "corrected": "(corrected by a person) ", "failed": "(not captioned) "}
+    lines = ["Image descriptions:", *(f"{i}. {marks[p.status]}{p.text}" for i, p in enumerate(parts, 1))]
     return "\n".join(lines)[:DISCORD_MESSAGE_LIMIT]
+
+
+def caption_text(outcomes: Sequence[Outcome], length: str = "text") -> str:
+    """The description of ``outcomes`` (:func:`said_of` then :func:`render`)."""
+    return render(said_of(outcomes, length))
 
 
 def short(text: str, words: int = SHORT_WORDS) -> str:
@@ -105,14 +133,17 @@ def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:
 
 
 async def reply_to(message: discord.Message, content: str, files: list[discord.File] | None = None, *,
-                   retry: Retry = DEFAULT_RETRY) -> discord.Message | None:
-    """Reply to ``message`` without mentioning anyone, retrying transient failures (``retry``). Returns the reply;
-    None after a refusal or after giving up (both logged)."""
+                   retry: Retry = DEFAULT_RETRY, view: discord.ui.View | None = None) -> discord.Message | None:
+    """Reply to ``message`` without mentioning anyone, retrying transient failures (``retry``), with ``view``'s
+    buttons when given. Returns the reply; None after a refusal or after giving up (both logged)."""
 
     async def send() -> discord.Message:
         for f in files or []:
             f.reset()  # a retried upload starts from the file's beginning again
-        return await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
+        if view is None:
+            return await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False)
+        return await message.reply(content, files=files or [], allowed_mentions=NO_MENTIONS, mention_author=False,
+                                   view=view)
 
     try:
         return await with_retries(send, f"reply to message {message.id}", retry)
@@ -121,7 +152,7 @@ async def reply_to(message: discord.Message, content: str, files: list[discord.F
     except discord.Forbidden as exc:
         if files:
             log.warning("cannot attach files in channel %s (%s); replying with text only", message.channel.id, exc)
-            return await reply_to(message, content, retry=retry)
+            return await reply_to(message, content, retry=retry, view=view)
         log.warning("cannot reply in channel %s: %s", message.channel.id, exc)
     except discord.HTTPException as exc:
         log.error("reply to message %s failed: %s", message.id, exc)
@@ -138,13 +169,19 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
         return False
 
 
-async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None) -> None:
-    """Complete a deferred interaction with a public answer. (discord.py's webhook client, which sends
-    follow-ups, retries every 5xx itself, unlike its channel-message client.)"""
+async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None, *,
+                 view: discord.ui.View | None = None) -> discord.Message | None:
+    """Complete a deferred interaction with a public answer (with ``view``'s buttons when given); returns the
+    message, None when it failed (logged). (discord.py's webhook client, which sends follow-ups, retries every 5xx
+    itself, unlike its channel-message client.)"""
     try:
-        await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS)
+        if view is None:
+            return await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS, wait=True)
+        return await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS, wait=True,
+                                               view=view)
     except discord.HTTPException as exc:
         log.error("follow-up for interaction %s failed: %s", interaction.id, exc)
+        return None
 
 
 async def answer_privately(interaction: discord.Interaction, content: str) -> None:

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "average": ("captionbot.training.average_cli", "average the weights of several checkpoints of one run"),
     "export": ("captionbot.export.export_cli", "export a checkpoint to an ONNX model bundle (with parity checks)"),
     "standin": ("captionbot.bot.standin_cli", "run the local Discord stand-in server on its own"),
+    "feedback": ("captionbot.bot.feedback_cli", "export a server's corrected descriptions as a training dataset"),
 }
 
 

@@ -4,6 +4,7 @@ The real discord.py client is pointed at it by configuration (:func:`point_disco
 it is not talking to Discord. See ``docs/bot.md`` for what it speaks and what it leaves out.
 """
 
+from captionbot.bot.standin.components import NotPossible
 from captionbot.bot.standin.server import StandIn, point_discord_at
 
-__all__ = ["StandIn", "point_discord_at"]
+__all__ = ["NotPossible", "StandIn", "point_discord_at"]

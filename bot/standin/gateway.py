@@ -174,6 +174,16 @@ class Gateway:
             )
             await session.dispatch("MESSAGE_CREATE", message.payload(with_content=sees_content))
 
+    async def dispatch_update(self, message: Message) -> None:
+        """MESSAGE_UPDATE (an edit) to every session that sees guild messages, shaped by its intents."""
+        bot_id = self.world.bot_user.id
+        for session in list(self.sessions.values()):
+            if message.guild_id and not session.intents & INTENT_GUILD_MESSAGES:
+                continue
+            sees_content = (not message.guild_id or bool(session.intents & INTENT_MESSAGE_CONTENT)
+                            or message.author.id == bot_id)
+            await session.dispatch("MESSAGE_UPDATE", message.payload(with_content=sees_content))
+
     async def dispatch_delete(self, message: Message) -> None:
         """MESSAGE_DELETE to every session that sees guild messages."""
         data = {"id": message.id, "channel_id": message.channel_id, "guild_id": message.guild_id}

@@ -18,7 +18,8 @@ class SentFile:
 
 @dataclass
 class Sent:
-    """One write by the bot. ``kind``: message | defer | interaction_message | followup | edit | delete | commands."""
+    """One write by the bot. ``kind``: message | defer | interaction_message | followup | edit | delete | commands |
+    modal (callback 9) | update (callback 7) | deferred_update (callback 6) | edit_message (PATCH in a channel)."""
 
     kind: str
     route: str

@@ -9,6 +9,7 @@ message and takes its visibility; later follow-ups are new messages with their o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import mimetypes
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from captionbot.bot.standin.components import InvalidComponents, Modals, check_message_components, parse_modal
 from captionbot.bot.standin.faults import Faults
 from captionbot.bot.standin.gateway import Gateway
 from captionbot.bot.standin.record import Sent, SentFile
@@ -30,6 +32,7 @@ from captionbot.bot.standin.world import (
     Message,
     User,
     World,
+    now_iso,
     snowflake,
 )
 
@@ -46,6 +49,18 @@ def error(status: int, message: str, code: int = 0) -> web.Response:
     return json_response({"message": message, "code": code}, status)
 
 
+def invalid_form(exc: InvalidComponents) -> web.Response:
+    """Discord's answer to a payload that breaks a rule: 400, code 50035, with the rule in ``errors``."""
+    return json_response({"message": "Invalid Form Body", "code": 50035, "errors": {"_errors": [
+        {"code": "COMPONENT_INVALID", "message": str(exc)}]}}, 400)
+
+
+# Interaction callback types each interaction type may answer with (Discord's rules): 4 CHANNEL_MESSAGE_WITH_SOURCE,
+# 5 DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE, 6 DEFERRED_UPDATE_MESSAGE, 7 UPDATE_MESSAGE, 9 MODAL. A modal submit may
+# update a message (6, 7) only when a button on that message opened the modal; a modal never answers a modal.
+CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 5: {4, 5, 6, 7}}
+
+
 @dataclass
 class InteractionState:
     id: str
@@ -57,6 +72,9 @@ class InteractionState:
     original_id: str | None = None  # the response message, once there is one
     original_filled: bool = False
     original_deleted: bool = False
+    kind: int = 2  # 2 application command, 3 message component (a button), 5 modal submit
+    message_id: str | None = None  # types 3 and 5: the message whose button was pressed (or opened the modal)
+    responded: bool = False  # any callback taken (a modal, an update, ...): a second one is refused
 
 
 class Rest:
@@ -73,6 +91,7 @@ class Rest:
         self.interactions: dict[str, InteractionState] = {}
         self.attachments: dict[str, Attachment] = {}
         self.commands: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> synced commands
+        self.modals = Modals()  # modals the bot showed users, until submitted
         self._echoes: set[asyncio.Task[None]] = set()  # MESSAGE_CREATE for the bot's own messages, in flight
         self.webhooks = ChannelWebhooks(self)  # channel webhooks (webhooks.py); shares /webhooks/{id}/{token}
 
@@ -87,6 +106,7 @@ class Rest:
         r.add_get(API + "/applications/{app_id}/commands", self.get_commands)
         r.add_post(API + "/channels/{channel_id}/messages", self.create_message)
         r.add_get(API + "/channels/{channel_id}/messages/{message_id}", self.get_message)
+        r.add_patch(API + "/channels/{channel_id}/messages/{message_id}", self.edit_message)
         r.add_delete(API + "/channels/{channel_id}/messages/{message_id}", self.delete_message)
         r.add_post(API + "/interactions/{interaction_id}/{token}/callback", self.interaction_callback)
         r.add_post(API + "/webhooks/{app_id}/{token}", self.followup)
@@ -197,13 +217,18 @@ class Rest:
         if not allowed & SEND_MESSAGES or (files and not allowed & ATTACH_FILES):
             await self.on_sent(Sent("message", route, 403, payload, files, channel_id))
             return error(403, "Missing Permissions", 50013)
+        try:
+            components = check_message_components(payload.get("components"))
+        except InvalidComponents as exc:
+            await self.on_sent(Sent("message", route, 400, payload, files, channel_id))
+            return invalid_form(exc)
         ref = (payload.get("message_reference") or {}).get("message_id")
         stored = self._store_files(channel_id, files, payload)
         message = Message(snowflake(), channel_id, self.world.guild_id, self.world.bot_user,
                           content=payload.get("content") or "", attachments=stored,
                           flags=int(payload.get("flags") or 0), reference_id=str(ref) if ref else None,
                           allowed_mentions=payload.get("allowed_mentions"), embeds=payload.get("embeds") or [],
-                          components=payload.get("components") or [])
+                          components=components)
         self.world.messages[message.id] = message
         await self.on_sent(Sent("message", route, 200, payload, files, channel_id, message))
         echo = asyncio.get_running_loop().create_task(self.gateway.dispatch_message(message))  # after the response
@@ -246,13 +271,22 @@ class Rest:
         if state is None or state.id != request.match_info["interaction_id"]:
             return error(404, "Unknown interaction", 10062)
         body, files = await self._read_body(request)
-        if state.deferred or state.original_id:
+        if state.deferred or state.original_id or state.responded:
             await self.on_sent(Sent("interaction_message", route, 400, body, files, state.channel_id,
                                     interaction_id=state.id))
             return error(400, "Interaction has already been acknowledged.", 40060)
         kind, data = int(body.get("type", 0)), body.get("data") or {}
+        allowed = CALLBACKS_FOR.get(state.kind, set()) - (set() if state.message_id else {6, 7})
+        if kind not in allowed:
+            await self.on_sent(Sent("interaction_other", route, 400, body, files, state.channel_id,
+                                    interaction_id=state.id))
+            return error(400, f"Interaction callback type {kind} is not valid for interaction type {state.kind}",
+                         50035)
+        if kind in (6, 7, 9):
+            return await self._component_callback(state, kind, data, body, files)
+        state.responded = True
         flags = int(data.get("flags") or 0)
-        response: dict[str, Any] = {"interaction": {"id": state.id, "type": 2}}
+        response: dict[str, Any] = {"interaction": {"id": state.id, "type": state.kind}}
         if kind == 5:  # deferred channel message ("is thinking...")
             state.deferred, state.ephemeral = True, bool(flags & EPHEMERAL)
             state.original_id = snowflake()
@@ -261,25 +295,107 @@ class Rest:
             await self.on_sent(Sent("defer", route, 200, body, [], state.channel_id, interaction_id=state.id,
                                     ephemeral=state.ephemeral))
         elif kind == 4:  # a message right away
-            message = self._interaction_message(state, data, files, flags)
+            try:
+                message = self._interaction_message(state, data, files, flags)
+            except InvalidComponents as exc:
+                state.responded = False
+                await self.on_sent(Sent("interaction_message", route, 400, data, files, state.channel_id,
+                                        interaction_id=state.id))
+                return invalid_form(exc)
             state.original_id, state.original_filled = message.id, True
             response["interaction"].update(response_message_id=message.id,
                                            response_message_ephemeral=bool(flags & EPHEMERAL))
             response["resource"] = {"type": 4, "message": message.payload()}
             await self.on_sent(Sent("interaction_message", route, 200, data, files, state.channel_id, message,
                                     state.id, bool(flags & EPHEMERAL)))
-        else:
-            await self.on_sent(Sent("interaction_other", route, 200, body, files, state.channel_id,
-                                    interaction_id=state.id))
         return json_response(response)
+
+    async def _component_callback(self, state: InteractionState, kind: int, data: dict[str, Any],
+                                  body: dict[str, Any], files: list[SentFile]) -> web.Response:
+        """Callback types 6 (deferred update), 7 (update the message the button is on) and 9 (show a modal)."""
+        route = "POST /interactions/{interaction_id}/{token}/callback"
+        response: dict[str, Any] = {"interaction": {"id": state.id, "type": state.kind}}
+        if kind == 9:
+            try:
+                modal = parse_modal(data, state.user.id, state.channel_id, state.message_id)
+            except InvalidComponents as exc:
+                await self.on_sent(Sent("modal", route, 400, data, [], state.channel_id, interaction_id=state.id))
+                return invalid_form(exc)
+            state.responded = True
+            self.modals.show(modal)
+            await self.on_sent(Sent("modal", route, 200, data, [], state.channel_id, interaction_id=state.id))
+            return json_response(response)
+        message = self.world.messages.get(state.message_id or "")
+        if message is None:
+            await self.on_sent(Sent("update", route, 404, data, files, state.channel_id, interaction_id=state.id))
+            return error(404, "Unknown Message", 10008)
+        if kind == 6:  # "deferred update": nothing visible; the message may be edited later through @original
+            state.responded, state.original_id, state.original_filled = True, message.id, True
+            await self.on_sent(Sent("deferred_update", route, 200, body, [], state.channel_id, message, state.id))
+            return json_response(response)
+        try:
+            message = await self.apply_edit(message, data, files)
+        except InvalidComponents as exc:
+            await self.on_sent(Sent("update", route, 400, data, files, state.channel_id, interaction_id=state.id))
+            return invalid_form(exc)
+        state.responded, state.original_id, state.original_filled = True, message.id, True
+        response["interaction"]["response_message_id"] = message.id
+        response["resource"] = {"type": 7, "message": message.payload()}
+        await self.on_sent(Sent("update", route, 200, data, files, state.channel_id, message, state.id,
+                                bool(message.flags & EPHEMERAL)))
+        return json_response(response)
+
+    async def apply_edit(self, message: Message, data: dict[str, Any], files: list[SentFile]) -> Message:
+        """Edit ``message`` as Discord does: fields present replace, absent ones stay; ``attachments`` lists the old
+        attachments to keep (by id) and the new files' descriptions. The world holds the edited copy (the record
+        keeps what was sent before); MESSAGE_UPDATE follows."""
+        message = dataclasses.replace(message, edited_timestamp=now_iso())
+        if "components" in data:
+            message.components = check_message_components(data["components"])
+        if "content" in data:
+            message.content = data.get("content") or ""
+        if "attachments" in data or files:
+            keep = {str(a.get("id")) for a in data.get("attachments") or [] if isinstance(a, dict)}
+            new = [a for a in data.get("attachments") or [] if isinstance(a, dict)
+                   and str(a.get("id")) not in {x.id for x in message.attachments}]
+            message.attachments = [a for a in message.attachments if a.id in keep] + \
+                self._store_files(message.channel_id, files, {"attachments": new})
+        if "allowed_mentions" in data:
+            message.allowed_mentions = data["allowed_mentions"]
+        self.world.messages[message.id] = message
+        update = asyncio.get_running_loop().create_task(self.gateway.dispatch_update(message))
+        self._echoes.add(update)
+        update.add_done_callback(self._echoes.discard)
+        return message
+
+    async def edit_message(self, request: web.Request) -> web.Response:
+        """The bot edits a message in a channel (only its own, as on Discord)."""
+        route = "PATCH /channels/{channel_id}/messages/{message_id}"
+        channel_id, message_id = request.match_info["channel_id"], request.match_info["message_id"]
+        data, files = await self._read_body(request)
+        message = self.world.messages.get(message_id)
+        if message is None or message.channel_id != channel_id:
+            await self.on_sent(Sent("edit_message", route, 404, data, files, channel_id))
+            return error(404, "Unknown Message", 10008)
+        if message.author.id != self.world.bot_user.id:
+            await self.on_sent(Sent("edit_message", route, 403, data, files, channel_id))
+            return error(403, "Cannot edit a message authored by another user", 50005)
+        try:
+            message = await self.apply_edit(message, data, files)
+        except InvalidComponents as exc:
+            await self.on_sent(Sent("edit_message", route, 400, data, files, channel_id))
+            return invalid_form(exc)
+        await self.on_sent(Sent("edit_message", route, 200, data, files, channel_id, message))
+        return json_response(message.payload())
 
     def _interaction_message(self, state: InteractionState, data: dict[str, Any], files: list[SentFile],
                              flags: int, message_id: str | None = None) -> Message:
+        components = check_message_components(data.get("components"))  # InvalidComponents: the caller answers 400
         stored = self._store_files(state.channel_id, files, data)
         message = Message(message_id or snowflake(), state.channel_id, self.world.guild_id, self.world.bot_user,
-                          content=data.get("content") or "", attachments=stored,
-                          flags=flags, interaction_id=state.id, allowed_mentions=data.get("allowed_mentions"),
-                          embeds=data.get("embeds") or [], components=data.get("components") or [])
+                          content=data.get("content") or "", attachments=stored, flags=flags,
+                          interaction_id=state.id, allowed_mentions=data.get("allowed_mentions"),
+                          embeds=data.get("embeds") or [], components=components)
         self.world.messages[message.id] = message
         return message
 
@@ -293,7 +409,12 @@ class Rest:
         fills_original = state.deferred and not state.original_filled and not state.original_deleted
         if fills_original:  # the "thinking" message becomes this one, with the defer's visibility
             flags = (flags & ~EPHEMERAL) | (EPHEMERAL if state.ephemeral else 0)
-        message = self._interaction_message(state, data, files, flags, state.original_id if fills_original else None)
+        try:
+            message = self._interaction_message(state, data, files, flags,
+                                                state.original_id if fills_original else None)
+        except InvalidComponents as exc:
+            await self.on_sent(Sent("followup", route, 400, data, files, state.channel_id, interaction_id=state.id))
+            return invalid_form(exc)
         if fills_original:
             state.original_filled = True
         await self.on_sent(Sent("followup", route, 200, data, files, state.channel_id, message, state.id,
@@ -307,11 +428,26 @@ class Rest:
         data, files = await self._read_body(request)
         asked = request.match_info["message_id"]
         mid = state.original_id if asked == "@original" else asked
+        route = "PATCH /webhooks/{app_id}/{token}/messages/{message_id}"
+        if state.message_id is not None and mid == state.message_id:  # the message whose button was pressed
+            message = self.world.messages.get(mid)
+            if message is None:
+                return error(404, "Unknown Message", 10008)
+            try:
+                message = await self.apply_edit(message, data, files)
+            except InvalidComponents as exc:
+                await self.on_sent(Sent("edit", route, 400, data, files, state.channel_id, interaction_id=state.id))
+                return invalid_form(exc)
+            await self.on_sent(Sent("edit", route, 200, data, files, state.channel_id, message, state.id))
+            return json_response(message.payload())
         flags = EPHEMERAL if state.ephemeral else 0
-        message = self._interaction_message(state, data, files, flags, mid)
+        try:
+            message = self._interaction_message(state, data, files, flags, mid)
+        except InvalidComponents as exc:
+            await self.on_sent(Sent("edit", route, 400, data, files, state.channel_id, interaction_id=state.id))
+            return invalid_form(exc)
         state.original_filled = True
-        await self.on_sent(Sent("edit", "PATCH /webhooks/{app_id}/{token}/messages/{message_id}", 200, data, files,
-                                state.channel_id, message, state.id, state.ephemeral))
+        await self.on_sent(Sent("edit", route, 200, data, files, state.channel_id, message, state.id, state.ephemeral))
         return json_response(message.payload())
 
     async def delete_webhook_message(self, request: web.Request) -> web.Response:

@@ -17,12 +17,13 @@ from typing import Any
 
 import yarl
 from aiohttp import web
+from captionbot.bot.standin.components import NotPossible, find_button, submit_components
 from captionbot.bot.standin.faults import Faults
 from captionbot.bot.standin.gateway import Gateway
 from captionbot.bot.standin.page import Page
 from captionbot.bot.standin.record import Sent
 from captionbot.bot.standin.rest import InteractionState, Rest
-from captionbot.bot.standin.world import Attachment, Channel, Message, User, World, snowflake
+from captionbot.bot.standin.world import EPHEMERAL, Attachment, Channel, Message, User, World, snowflake
 
 log = logging.getLogger(__name__)
 DEFAULT_TOKEN = "standin-token"
@@ -129,8 +130,9 @@ class StandIn:
         return [s for s in self.sent if s.ok and s.kind == "message" and s.reply_to == message.id]
 
     def answers_to(self, interaction_id: str) -> list[Sent]:
-        """Messages that answer an interaction (initial message, follow-ups, edits), in order."""
-        kinds = ("interaction_message", "followup", "edit")
+        """Messages that answer an interaction (initial message, follow-ups, edits, updates of the message whose
+        button was pressed), in order."""
+        kinds = ("interaction_message", "followup", "edit", "update")
         return [s for s in self.sent if s.ok and s.interaction_id == interaction_id and s.kind in kinds]
 
     def messages_in(self, channel: str) -> list[Message]:
@@ -204,6 +206,40 @@ class StandIn:
                 "resolved": {"messages": {message.id: message.payload()}}}
         return await self._interact(ch, who, data)
 
+    async def press_button(self, channel: str | Channel, user: str | User, message: Message,
+                           custom_id: str) -> InteractionState:
+        """A user presses the button ``custom_id`` on ``message`` (as it is now): the bot gets INTERACTION_CREATE of
+        type 3 (MESSAGE_COMPONENT) carrying the message. :class:`NotPossible` if the message is gone or has no such
+        enabled button, since no user could press it."""
+        ch, who = self._channel(channel), self._user(user)
+        current = self.world.messages.get(message.id)
+        if current is None or current.channel_id != ch.id:
+            raise NotPossible(f"message {message.id} is not in #{ch.name}")
+        if current.flags & EPHEMERAL and current.interaction_id is not None:
+            asker = next((s.user for s in self.rest.interactions.values() if s.id == current.interaction_id), None)
+            if asker is not None and asker.id != who.id:
+                raise NotPossible("an ephemeral message is seen only by the person it answers")
+        find_button(current.components, custom_id)
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(ch, who, data, kind=3, message=current)
+
+    async def submit_modal(self, channel: str | Channel, user: str | User, custom_id: str,
+                           values: dict[str, str]) -> InteractionState:
+        """A user submits the modal ``custom_id`` the bot showed them, with ``values`` (text input custom_id ->
+        text; inputs left out keep their prefilled value): INTERACTION_CREATE of type 5 (MODAL_SUBMIT), carrying
+        the message whose button opened it. :class:`NotPossible` for a modal not open for this user or values
+        its inputs refuse."""
+        ch, who = self._channel(channel), self._user(user)
+        modal = self.rest.modals.get(who.id, custom_id)
+        data = {"custom_id": custom_id, "components": submit_components(modal, values)}
+        self.rest.modals.close(modal)  # a submitted modal closes (one the client refuses stays open)
+        message = self.world.messages.get(modal.message_id) if modal.message_id else None
+        return await self._interact(ch, who, data, kind=5, message=message)
+
+    def open_modals(self, user: str | User) -> list[str]:
+        """The custom_ids of the modals open on ``user``'s screen."""
+        return [m.custom_id for m in self.rest.modals.open_for(self._user(user).id)]
+
     def _option(self, ch: Channel, who: User, name: str, value: Any,
                 resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if isinstance(value, FileToPost):
@@ -225,18 +261,22 @@ class StandIn:
                     return c["id"]
         return snowflake()
 
-    async def _interact(self, ch: Channel, who: User, data: dict[str, Any]) -> InteractionState:
-        state = InteractionState(snowflake(), "tok-" + snowflake(), ch.id, who)
+    async def _interact(self, ch: Channel, who: User, data: dict[str, Any], kind: int = 2,
+                        message: Message | None = None) -> InteractionState:
+        state = InteractionState(snowflake(), "tok-" + snowflake(), ch.id, who, kind=kind,
+                                 message_id=message.id if message else None)
         self.rest.interactions[state.token] = state
         w = self.world
-        payload = {
-            "id": state.id, "application_id": w.application_id, "type": 2, "data": data, "guild_id": w.guild_id,
+        payload: dict[str, Any] = {
+            "id": state.id, "application_id": w.application_id, "type": kind, "data": data, "guild_id": w.guild_id,
             "channel_id": ch.id, "channel": ch.payload(w.bot_user.id),
             "member": who.member_payload(permissions=w.permissions_of(who)), "token": state.token, "version": 1,
             "app_permissions": str(w.bot_permissions_in(ch)), "locale": "en-US", "guild_locale": "en-US",
             "attachment_size_limit": 10 * 1024 * 1024, "entitlements": [], "context": 0,
             "authorizing_integration_owners": {"0": w.guild_id},
         }
+        if message is not None:
+            payload["message"] = message.payload()
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
         return state
 

@@ -14,6 +14,7 @@ from typing import Any
 # Permission bits (Discord's numbering).
 MANAGE_CHANNELS = 1 << 4
 MANAGE_GUILD = 1 << 5
+MANAGE_MESSAGES = 1 << 13
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 MANAGE_MESSAGES = 1 << 13
@@ -134,6 +135,7 @@ class Message:
     components: list[dict[str, Any]] = field(default_factory=list)  # action rows with buttons, as sent
     webhook_id: str | None = None  # posted through a webhook: ``author`` is then the name it was posted under
     avatar_url: str | None = None  # the avatar a webhook message was posted with (``avatar_url``), if any
+    edited_timestamp: str | None = None
 
     def payload(self, *, with_content: bool = True) -> dict[str, Any]:
         """Discord's message object. ``with_content=False`` blanks what the message-content intent guards."""
@@ -144,7 +146,7 @@ class Message:
             "embeds": self.embeds if with_content else [], "components": self.components if with_content else [],
             "mentions": [], "mention_roles": [], "mention_everyone": False,
             "pinned": False, "tts": False, "type": 19 if self.reference_id else 0, "flags": self.flags,
-            "timestamp": self.timestamp, "edited_timestamp": None,
+            "timestamp": self.timestamp, "edited_timestamp": self.edited_timestamp,
         }
         if self.webhook_id:  # Discord: the webhook as author (discriminator 0000), no member object
             d["webhook_id"] = self.webhook_id
@@ -175,7 +177,8 @@ class World:
     def default(cls) -> World:
         guild_id = snowflake()
         everyone = Role(guild_id, "@everyone", EVERYONE_PERMISSIONS)
-        moderator = Role(snowflake(), "Moderator", EVERYONE_PERMISSIONS | MANAGE_GUILD | MANAGE_CHANNELS, 2)
+        moderator = Role(snowflake(), "Moderator",
+                         EVERYONE_PERMISSIONS | MANAGE_GUILD | MANAGE_CHANNELS | MANAGE_MESSAGES, 2)
         channel_keeper = Role(snowflake(), "Channel keeper", EVERYONE_PERMISSIONS | MANAGE_CHANNELS, 1)
         app_id = snowflake()
         bot_user = User(app_id, "captionbot", bot=True)

@@ -200,13 +200,13 @@ def test_edit_button_opens_a_modal_on_the_page_and_the_correction_replaces_the_d
     [edit] = [b for b in answer.find_elements(By.CSS_SELECTOR, ".row button") if "Edit" in b.text]
     edit.click()
     dialog = wait(browser, "modal", lambda d: d.find_element(By.ID, "modal") if d.find_element(
-        By.ID, "modal").get_attribute("open") is not None else None, 10)
+        By.ID, "modal").get_attribute("open") is not None else None, 30)
     field = dialog.find_element(By.CSS_SELECTOR, "#modal-fields textarea, #modal-fields input")
     field.clear()
     field.send_keys("A brown dog runs on the grass.")
     dialog.find_element(By.ID, "modal-submit").click()
     wait(browser, "corrected description", lambda d: "A brown dog runs on the grass." in d.find_element(
-        By.ID, answer_id).text, 15)
+        By.ID, answer_id).text, 30)
 
 
 async def test_any_message_is_drawn_with_its_author_avatar_alt_text_embeds_and_buttons(
