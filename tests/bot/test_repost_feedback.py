@@ -91,9 +91,9 @@ async def test_the_poster_edits_the_reposts_alt_text_and_the_same_picture_gets_i
         standin: StandIn, bot: BotUnderTest, photos: list[FileToPost], store: FeedbackStore) -> None:
     await repost_mode(standin, length="short")
     mine = FileToPost(photos[1].filename, photos[1].data, "image/jpeg", description="My dog on the beach")
-    repost = await reposted(standin, "alice", [photos[0], mine], "two dogs")
+    repost = await reposted(standin, "alice", [mine, photos[0]], "two dogs")  # the bot describes the second file
     assert button_ids(repost) == [EDIT_ID, UP_ID, DOWN_ID], "the repost carries the buttons"
-    model_alt, _ = alt_of(standin, repost)
+    _, model_alt = alt_of(standin, repost)
     assert model_alt and len(model_alt.split()) <= 8, model_alt
 
     modal = await modal_of(standin, "alice", repost)  # alice: the member the repost was made for
@@ -106,8 +106,8 @@ async def test_the_poster_edits_the_reposts_alt_text_and_the_same_picture_gets_i
     thanks = await private_answer(standin, state.id)
     assert "alt text is updated" in thanks.content
     now = standin.world.messages[repost.id]
-    assert alt_of(standin, repost) == [FIX, "My dog on the beach"], "that image's alt text, hers kept"
-    assert [a.data for a in now.attachments] == [photos[0].data, photos[1].data], "the same files"
+    assert alt_of(standin, repost) == ["My dog on the beach", FIX], "that image's alt text, hers kept"
+    assert [a.data for a in now.attachments] == [photos[1].data, photos[0].data], "the same files"
     assert now.content == "two dogs" and now.author.name == "alice" and button_ids(now) == [EDIT_ID, UP_ID, DOWN_ID]
     assert [m.id for m in standin.webhook_posts_in("alt-text")] == [repost.id], "edited in place, not re-posted"
     assert [s.status for s in standin.sent if s.kind == "webhook_edit"] == [200]
