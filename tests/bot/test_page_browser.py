@@ -99,9 +99,14 @@ def page_url(caption_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def wait(browser: WebDriver, what: str, condition: Any, timeout: float = ANSWER_WITHIN_S) -> Any:
+    """``condition(browser)`` once it is truthy. An element the page redrew while the condition read it (the page
+    replaces a message's element when the message changes) counts as not yet, and is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition, f"page: no {what} in {timeout}s")
+    return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, f"page: no {what} in {timeout}s")
 
 
 def open_channel(browser: WebDriver, url: str, name: str) -> None:
@@ -267,9 +272,16 @@ async def test_a_repost_shows_under_the_members_name_and_avatar_and_its_edit_but
     await turn_on(standin, "alt-text", mode="repost")
     fixed = "A dog with a stick runs across the lawn."
 
-    def reposted_as(d: WebDriver) -> WebElement | None:
-        return next((m for m in d.find_elements(By.CSS_SELECTOR, ".msg") if m.find_elements(By.CSS_SELECTOR, ".row")
-                     and m.find_element(By.CLASS_NAME, "who").text == "alice"), None)
+    def reposted_as(d: WebDriver) -> tuple[str, str, str] | None:
+        """The repost as drawn (its id, the avatar's and the image's src and alt), once it shows with buttons."""
+        repost = next((m for m in d.find_elements(By.CSS_SELECTOR, ".msg") if m.find_elements(By.CSS_SELECTOR, ".row")
+                       and m.find_element(By.CLASS_NAME, "who").text == "alice"), None)
+        if repost is None:
+            return None
+        assert "APP" in repost.text
+        face = repost.find_element(By.CSS_SELECTOR, "img.avatar")
+        [shown] = repost.find_elements(By.CSS_SELECTOR, "figure img")
+        return repost.get_attribute("id").removeprefix("m-"), face.get_attribute("src"), shown.get_attribute("alt")
 
     def post() -> tuple[str, str, str]:
         browser.get(standin.base_url + "/")
@@ -277,11 +289,8 @@ async def test_a_repost_shows_under_the_members_name_and_avatar_and_its_edit_but
         Select(browser.find_element(By.ID, "user")).select_by_value("alice")
         browser.find_element(By.ID, "file").send_keys(str(photo(data_dir)))
         browser.find_element(By.ID, "post-button").click()
-        repost = wait(browser, "repost with buttons", reposted_as)
-        face = repost.find_element(By.CSS_SELECTOR, "img.avatar")
-        [shown] = repost.find_elements(By.CSS_SELECTOR, "figure img")
-        assert "APP" in repost.text
-        return repost.get_attribute("id").removeprefix("m-"), face.get_attribute("src"), shown.get_attribute("alt")
+        drawn: tuple[str, str, str] = wait(browser, "repost with buttons", reposted_as)
+        return drawn
 
     mid, face, alt = await asyncio.to_thread(post)
     [repost] = standin.webhook_posts_in("alt-text")
