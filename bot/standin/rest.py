@@ -122,7 +122,7 @@ class Rest:
     async def get_gateway(self, request: web.Request) -> web.Response:
         url = self.public_url()
         limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return json_response({"url": url, "shards": 1, "session_start_limit": limit})
+        return json_response({"url": url, "shards": self.world.recommended_shards, "session_start_limit": limit})
 
     async def put_commands(self, request: web.Request) -> web.Response:
         key = request.match_info.get("guild_id", "global")
@@ -187,7 +187,7 @@ class Rest:
             return error(403, "Missing Permissions", 50013)
         ref = (payload.get("message_reference") or {}).get("message_id")
         stored = self._store_files(channel_id, files, payload)
-        message = Message(snowflake(), channel_id, self.world.guild_id, self.world.bot_user,
+        message = Message(snowflake(), channel_id, channel.guild_id, self.world.bot_user,
                           content=payload.get("content") or "", attachments=stored,
                           flags=int(payload.get("flags") or 0), reference_id=str(ref) if ref else None,
                           allowed_mentions=payload.get("allowed_mentions"))
@@ -258,7 +258,8 @@ class Rest:
     def _interaction_message(self, state: InteractionState, data: dict[str, Any], files: list[SentFile],
                              flags: int, message_id: str | None = None) -> Message:
         stored = self._store_files(state.channel_id, files, data)
-        message = Message(message_id or snowflake(), state.channel_id, self.world.guild_id, self.world.bot_user,
+        guild_id = self.world.channel(state.channel_id).guild_id
+        message = Message(message_id or snowflake(), state.channel_id, guild_id, self.world.bot_user,
                           content=data.get("content") or "", attachments=stored,
                           flags=flags, interaction_id=state.id, allowed_mentions=data.get("allowed_mentions"))
         self.world.messages[message.id] = message
