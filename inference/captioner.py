@@ -54,7 +54,12 @@ def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> 
 
 
 def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
-    """Encoded images [B,P,C] -> the best hypothesis per image (decoder init, then one batched beam search)."""
+    """Encoded images [B,P,C] -> the best hypothesis per image (decoder init, then one batched beam search; with
+    I/O binding where the bundle has a device, ``inference/device.py``)."""
+    if bundle.device is not None:
+        from captionbot.inference.device import bound_caption_features
+
+        return bound_caption_features(bundle, bundle.device, feats, options)
     h, c, att_proj = bundle.init(feats)
     return beam_search(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
