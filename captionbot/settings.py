@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     variant: str = "fp32"  # fp32 | int8 | fp16
     provider: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0 = onnxruntime's default
+    # Decoder with I/O binding (its state stays on the GPU across steps, inference/device.py). Unset: on with CUDA.
+    io_binding: bool | None = None
     beam_size: int = DEFAULT_BEAM_SIZE
     max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, gt=0)
     max_pixels: int = Field(default=MAX_PIXELS, gt=0)

@@ -169,8 +169,10 @@ class Bundle:
         return log_probs, h, c, alpha
 
 
-def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0) -> Bundle:
-    """Open ``bundle_dir`` after checking every file's sha256 against the manifest (:class:`BundleError` if not)."""
+def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0,
+                io_binding: bool | None = None) -> Bundle:
+    """Open ``bundle_dir`` after checking every file's sha256 against the manifest (:class:`BundleError` if not).
+    ``io_binding``: the decoder with I/O binding (None: where CUDA runs)."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     formats.verify_bundle_files(bundle_dir, manifest)
@@ -188,7 +190,7 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
     from captionbot.inference.device import Device, wants_io_binding
 
-    device = Device(providers, opts) if wants_io_binding(providers) else None
+    device = Device(providers, opts) if wants_io_binding(providers, io_binding) else None
     log.info("loaded bundle %s (%s, %s) on %s%s", bundle_dir, manifest.model_version, variant, providers[0],
              f", decoder with I/O binding on {device.kind}" if device else "")
     return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device)

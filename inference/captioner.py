@@ -102,7 +102,7 @@ class Captioner:
     @classmethod
     def load(
         cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-        read_text: bool | None = None,
+        read_text: bool | None = None, io_binding: bool | None = None,
     ) -> Captioner:
         """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``). Images are decoded
         on as many threads as onnxruntime computes on (``threads``; 0: one per CPU). Text in images
@@ -112,7 +112,8 @@ class Captioner:
             from captionbot.settings import DEFAULT_BUNDLE
 
             bundle_dir = DEFAULT_BUNDLE
-        bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads)
+        bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads,
+                             io_binding=io_binding)
         reader = None
         if read_text:
             from captionbot.inference.text_reader import TextReader

@@ -14,7 +14,6 @@ check that it captions exactly as the plain path (``tests/inference/test_io_bind
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,13 +28,11 @@ if TYPE_CHECKING:
 CUDA = "CUDAExecutionProvider"
 
 
-def wants_io_binding(providers: list[str], setting: str | None = None) -> bool:
-    """I/O binding for these providers: ``setting`` (``CAPTIONBOT_IO_BINDING``) "1"/"0" forces it, else on for CUDA."""
-    setting = os.environ.get("CAPTIONBOT_IO_BINDING") if setting is None else setting
-    if setting in ("1", "true", "on"):
-        return True
-    if setting in ("0", "false", "off"):
-        return False
+def wants_io_binding(providers: list[str], setting: bool | None = None) -> bool:
+    """I/O binding for these providers: ``setting`` (``CAPTIONBOT_IO_BINDING``) forces it on or off; None: on for
+    CUDA."""
+    if setting is not None:
+        return setting
     return bool(providers) and providers[0] == CUDA
 
 

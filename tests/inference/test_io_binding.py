@@ -41,10 +41,10 @@ def test_the_gather_graph_is_valid_onnx_and_gathers_rows_like_numpy() -> None:
 
 
 def test_io_binding_is_chosen_for_cuda_and_can_be_forced() -> None:
-    assert wants_io_binding(["CUDAExecutionProvider", "CPUExecutionProvider"], setting="")
-    assert not wants_io_binding(["CPUExecutionProvider"], setting="")
-    assert wants_io_binding(["CPUExecutionProvider"], setting="1")
-    assert not wants_io_binding(["CUDAExecutionProvider"], setting="0")
+    assert wants_io_binding(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert not wants_io_binding(["CPUExecutionProvider"])
+    assert wants_io_binding(["CPUExecutionProvider"], setting=True)
+    assert not wants_io_binding(["CUDAExecutionProvider"], setting=False)
 
 
 def test_a_bound_step_gives_the_plain_steps_outputs(default_bundle: Path) -> None:
@@ -85,9 +85,15 @@ def test_captions_with_io_binding_are_identical_to_the_plain_path(default_bundle
     assert [x.log_prob for x in want_h] == pytest.approx([x.log_prob for x in got_h], abs=1e-9)
 
 
-def test_the_cpu_worker_does_not_bind_unless_asked(default_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_binds_on_cpu_only_when_its_setting_says_so(default_bundle: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from captionbot.inference.worker_cli import load_captioner
+
+    from captionbot.settings import load_settings
+
     monkeypatch.delenv("CAPTIONBOT_IO_BINDING", raising=False)
     assert load_bundle(default_bundle, provider="cpu", threads=1).device is None
-    monkeypatch.setenv("CAPTIONBOT_IO_BINDING", "1")
-    assert load_bundle(default_bundle, provider="cpu", threads=1).device is not None
-    assert "CPUExecutionProvider" in ort.get_available_providers()
+    monkeypatch.setenv("CAPTIONBOT_IO_BINDING", "true")
+    captioner = load_captioner(load_settings(bundle=default_bundle, provider="cpu", threads=1))
+    assert isinstance(captioner, Captioner) and captioner.bundle.device is not None
+    assert captioner.bundle.device.kind == "cpu" and "CPUExecutionProvider" in ort.get_available_providers()
