@@ -70,8 +70,9 @@ class Worker:
         Rides out Redis outages (unanswered jobs stay pending and are reclaimed) and its own bugs (logged)."""
         redis = self._redis or await connect_redis(self.settings)
         consumer = JobConsumer(redis, self.settings, self.name)
-        log.info("worker %s serving %s (stream %s, group %s, model %s, batch %d / %d ms)", self.name,
-                 describe(self.settings), self.settings.stream, self.settings.group, self.captioner.model_version,
+        log.info("worker %s serving %s (streams %s, group %s, model %s, batch %d / %d ms)", self.name,
+                 describe(self.settings), " then ".join(consumer.keys.lanes), self.settings.group,
+                 self.captioner.model_version,
                  self.settings.batch_size, self.settings.batch_wait_ms)
         finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
         heartbeat = asyncio.create_task(self._heartbeat(consumer, finished), name=f"heartbeat:{self.name}")
@@ -124,9 +125,11 @@ class Worker:
         # it may be the one that killed its last worker; alone, a crash is its own, and counts against it only.
         for d in [d for d in runnable if d.reclaimed]:
             await self._run_and_answer(consumer, [d])
-        fresh = [d for d in runnable if not d.reclaimed]
-        if fresh:
-            await self._run_and_answer(consumer, fresh)
+        # The high-priority lane's jobs run and are answered first, before the low lane's of the same batch.
+        for lane in consumer.keys.lanes:
+            fresh = [d for d in runnable if not d.reclaimed and consumer.lane_of(d) == lane]
+            if fresh:
+                await self._run_and_answer(consumer, fresh)
 
     async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery]) -> None:
         # Jobs of one beam size and heatmap option run together.
