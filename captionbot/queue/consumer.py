@@ -168,6 +168,16 @@ class JobConsumer:
             await ensure_group(self.redis, self.keys)
             return []
 
+    async def read_commands(self, count: int) -> list[Delivery]:
+        """Up to ``count`` new jobs of the high-priority lane, without waiting (asked between chunks of automation)."""
+        try:
+            return await self._xreadgroup([self.keys.commands], count, None)
+        except Exception as exc:
+            if not is_missing_group(exc):
+                raise
+            await ensure_group(self.redis, self.keys)
+            return []
+
     async def _xreadgroup(self, lanes: list[str], count: int, block_ms: int | None) -> list[Delivery]:
         streams: dict[KeyT, StreamIdT] = {stream: ">" for stream in lanes}
         resp = cast(StreamReply, await self.redis.xreadgroup(self.keys.group, self.name, streams, count=count,

@@ -35,6 +35,17 @@ from captionbot.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
+COMMAND_WAIT_MS = 250.0  # a command waits for about this much automation in progress at most (one chunk)
+
+
+def automation_chunk(batch_size: int, ms_per_image: float | None) -> int:
+    """The low lane's jobs of a batch run in chunks of this many; before each chunk the worker takes the commands
+    that arrived meanwhile. A chunk takes about ``COMMAND_WAIT_MS`` at the model's recent speed (``ms_per_image``,
+    None before the first batch: the whole batch): on a GPU that is the whole batch, on a busy CPU a few images,
+    so a person waits for one chunk of automation, not a whole batch."""
+    if not ms_per_image:
+        return batch_size
+    return max(1, min(batch_size, int(COMMAND_WAIT_MS / ms_per_image)))
 
 
 class CaptionModel(Protocol):
@@ -63,6 +74,7 @@ class Worker:
         self._redis = redis
         self.ready = False  # connected and serving (for /readyz)
         self.jobs_answered = 0
+        self._ms_per_image: float | None = None  # the model's recent time per image in a batch (moving average)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serve batches until ``stop`` is set, then finish the batch in hand, answer it and return.
@@ -70,8 +82,8 @@ class Worker:
         Rides out Redis outages (unanswered jobs stay pending and are reclaimed) and its own bugs (logged)."""
         redis = self._redis or await connect_redis(self.settings)
         consumer = JobConsumer(redis, self.settings, self.name)
-        log.info("worker %s serving %s (streams %s, group %s, model %s, batch %d / %d ms)", self.name,
-                 describe(self.settings), " then ".join(consumer.keys.lanes), self.settings.group,
+        log.info("worker %s serving %s (streams %s, then %s; group %s, model %s, batch %d / %d ms)", self.name,
+                 describe(self.settings), consumer.keys.commands, self.settings.stream, self.settings.group,
                  self.captioner.model_version,
                  self.settings.batch_size, self.settings.batch_wait_ms)
         finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
@@ -121,17 +133,38 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(batch))
         runnable, answered = await consumer.admit(batch)
         self.jobs_answered += answered
-        # A reclaimed job (the consumer hands out one at a time) runs alone and is answered before the others run:
-        # it may be the one that killed its last worker; alone, a crash is its own, and counts against it only.
-        for d in [d for d in runnable if d.reclaimed]:
-            await self._run_and_answer(consumer, [d])
-        # The high-priority lane's jobs run and are answered first, before the low lane's of the same batch.
-        for lane in consumer.keys.lanes:
-            fresh = [d for d in runnable if not d.reclaimed and consumer.lane_of(d) == lane]
-            if fresh:
-                await self._run_and_answer(consumer, fresh)
+        held = list(runnable)  # jobs in hand, kept from being reclaimed until the batch is done
+        done = asyncio.Event()
+        keep_alive = asyncio.create_task(self._keep_alive(consumer, held, done))
+        try:
+            # A reclaimed job (the consumer hands out one at a time) runs alone and is answered before the others
+            # run: it may be the one that killed its last worker; alone, a crash is its own, and counts against it.
+            for d in [d for d in runnable if d.reclaimed]:
+                await self._run_and_answer(consumer, [d])
+            fresh = [d for d in runnable if not d.reclaimed]
+            commands = [d for d in fresh if consumer.lane_of(d) == consumer.keys.commands]
+            automation = [d for d in fresh if consumer.lane_of(d) != consumer.keys.commands]
+            if commands:  # the high-priority lane's jobs run and are answered first
+                await self._run_and_answer(consumer, commands)
+            chunk = automation_chunk(self.settings.batch_size, self._ms_per_image)
+            for start in range(0, len(automation), chunk):
+                await self._serve_commands_arrived(consumer, held)  # a person asking meanwhile goes next
+                await self._run_and_answer(consumer, automation[start:start + chunk])
+        finally:
+            done.set()
+            await keep_alive
+
+    async def _serve_commands_arrived(self, consumer: JobConsumer, held: list[Delivery]) -> None:
+        """Between chunks of automation: run and answer the commands that came in meanwhile, at once."""
+        arrived = await consumer.read_commands(self.settings.batch_size)
+        if arrived:
+            runnable, answered = await consumer.admit(arrived)
+            self.jobs_answered += answered
+            held.extend(runnable)
+            await self._run_and_answer(consumer, runnable)
 
     async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery]) -> None:
+        """Run jobs (kept alive by the caller) and answer them; failures are retried or dead-lettered."""
         # Jobs of one beam size and heatmap option run together.
         groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
         for d in runnable:
@@ -140,20 +173,17 @@ class Worker:
 
         answers: list[tuple[Delivery, CaptionResult]] = []
         failed: list[tuple[Delivery, BaseException]] = []
-        inference_done = asyncio.Event()
-        keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable, inference_done))
         started = time.monotonic()
-        try:
-            for (beam_size, heatmap), group in groups.items():
-                for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
-                    if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
-                        failed.append((d, out))
-                    else:
-                        answers.append((d, self._result(d, out)))
-        finally:
-            inference_done.set()
-            await keep_alive
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        for (beam_size, heatmap), group in groups.items():
+            for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
+                if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
+                    failed.append((d, out))
+                else:
+                    answers.append((d, self._result(d, out)))
+        took = time.monotonic() - started
+        metrics.BATCH_SECONDS.observe(took)
+        per_image = took * 1000 / max(1, len(runnable))
+        self._ms_per_image = per_image if self._ms_per_image is None else (self._ms_per_image + per_image) / 2
 
         codes = await consumer.publish(answers)
         for (_, result), code in zip(answers, codes, strict=True):
@@ -205,7 +235,8 @@ class Worker:
                              **common)
 
     async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery], done: asyncio.Event) -> None:
-        """While the model runs, refresh the jobs' idle time so a live worker's jobs are not reclaimed."""
+        """While a batch is in hand, refresh its jobs' idle time so a live worker's jobs are not reclaimed
+        (``deliveries`` may grow meanwhile: commands taken between chunks)."""
         interval = max(0.02, self.settings.claim_idle_ms / 3000)
         while not await _wait(done, interval):
             with contextlib.suppress(*REDIS_DOWN_ERRORS):

@@ -7,8 +7,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from captionbot.inference.null_captioner import CRASH_MARK, null_caption
-from queue_harness import WorkerProcess, photo, queue_settings, wait_for
+from captionbot.inference.null_captioner import CRASH_MARK, NullCaptioner, null_caption
+from queue_harness import WorkerProcess, photo, queue_settings, running_worker, wait_for
 
 from captionbot.formats import CaptionResult, ErrorCode, Priority
 from captionbot.queue.client import CaptionClient
@@ -52,6 +52,33 @@ async def test_a_command_is_answered_before_the_automation_backlog_drains(
     assert seen_at["low"] >= BACKLOG - settings.batch_size, seen_at  # the same ask without the lane: after it all
     assert command.latency_ms < 0.5 * same_time_low.latency_ms, (command.latency_ms, same_time_low.latency_ms)
     assert client.duplicates_dropped == 0
+    await client.close()
+
+
+async def test_a_command_does_not_wait_for_a_whole_slow_batch_of_automation(redis_url: str) -> None:
+    """On a slow model the worker runs a batch of automatic jobs in chunks and takes a command that arrived
+    meanwhile before the next chunk: a command asked while a batch of 8 is running comes back before that batch
+    has been answered, not after it."""
+    settings = queue_settings(redis_url, batch_size=8, batch_wait_ms=0)
+    model = NullCaptioner(delay_s=0.8)  # per model call: 100 ms an image at 8, so chunks of 2 (about 250 ms)
+    client = await CaptionClient.connect(settings)
+    async with running_worker(settings, model):
+        assert all(r.ok for r in await asyncio.gather(*(client.caption(photo(i)) for i in range(8))))  # its speed
+        answered = 0
+
+        async def automatic(i: int) -> None:
+            nonlocal answered
+            assert (await client.caption(photo(100 + i), priority=Priority.LOW)).ok
+            answered += 1
+
+        batch = [asyncio.create_task(automatic(i)) for i in range(8)]
+        await wait_for(lambda: answered >= 1, 30, "the first chunk of automation")
+        command = await client.caption(photo(200), priority=Priority.HIGH)
+        answered_before_command = answered
+        await asyncio.gather(*batch)
+    assert command.ok
+    assert answered_before_command <= 4, answered_before_command  # one batch of 8, yet the command came first
+    assert max(model.batches[1:]) <= 2, model.batches  # automation in chunks, not the whole batch at once
     await client.close()
 
 
