@@ -35,17 +35,7 @@ from captionbot.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
-COMMAND_WAIT_MS = 250.0  # a command waits for about this much automation in progress at most (one chunk)
-
-
-def automation_chunk(batch_size: int, ms_per_image: float | None) -> int:
-    """The low lane's jobs of a batch run in chunks of this many; before each chunk the worker takes the commands
-    that arrived meanwhile. A chunk takes about ``COMMAND_WAIT_MS`` at the model's recent speed (``ms_per_image``,
-    None before the first batch: the whole batch): on a GPU that is the whole batch, on a busy CPU a few images,
-    so a person waits for one chunk of automation, not a whole batch."""
-    if not ms_per_image:
-        return batch_size
-    return max(1, min(batch_size, int(COMMAND_WAIT_MS / ms_per_image)))
+COMMAND_POLL_S = 0.05  # while automation runs, the high-priority lane is looked at this often
 
 
 class CaptionModel(Protocol):
@@ -74,7 +64,6 @@ class Worker:
         self._redis = redis
         self.ready = False  # connected and serving (for /readyz)
         self.jobs_answered = 0
-        self._ms_per_image: float | None = None  # the model's recent time per image in a batch (moving average)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serve batches until ``stop`` is set, then finish the batch in hand, answer it and return.
@@ -146,13 +135,23 @@ class Worker:
             automation = [d for d in fresh if consumer.lane_of(d) != consumer.keys.commands]
             if commands:  # the high-priority lane's jobs run and are answered first
                 await self._run_and_answer(consumer, commands)
-            chunk = automation_chunk(self.settings.batch_size, self._ms_per_image)
-            for start in range(0, len(automation), chunk):
-                await self._serve_commands_arrived(consumer, held)  # a person asking meanwhile goes next
-                await self._run_and_answer(consumer, automation[start:start + chunk])
+            if automation:
+                await self._run_automation(consumer, automation, held)
         finally:
             done.set()
             await keep_alive
+
+    async def _run_automation(self, consumer: JobConsumer, automation: list[Delivery], held: list[Delivery]) -> None:
+        """Run the low lane's jobs as one batch (batching is what makes a CPU fast) and, while it runs, the commands
+        that arrive meanwhile, beside it: a person never waits for a batch of automation to finish."""
+        run = asyncio.create_task(self._run_and_answer(consumer, automation))
+        try:
+            while not run.done():
+                await self._serve_commands_arrived(consumer, held)
+                await asyncio.wait({run}, timeout=COMMAND_POLL_S)
+        finally:
+            await asyncio.wait({run})  # never left running on its own
+        run.result()
 
     async def _serve_commands_arrived(self, consumer: JobConsumer, held: list[Delivery]) -> None:
         """Between chunks of automation: run and answer the commands that came in meanwhile, at once."""
@@ -161,10 +160,13 @@ class Worker:
             runnable, answered = await consumer.admit(arrived)
             self.jobs_answered += answered
             held.extend(runnable)
-            await self._run_and_answer(consumer, runnable)
+            # Beside a running batch: not marked as run alone, so a process death then blames neither (a job taken
+            # back from a dead worker is run truly alone next, and only then counts).
+            await self._run_and_answer(consumer, runnable, beside=True)
 
-    async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery]) -> None:
-        """Run jobs (kept alive by the caller) and answer them; failures are retried or dead-lettered."""
+    async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery], beside: bool = False) -> None:
+        """Run jobs (kept alive by the caller) and answer them; failures are retried or dead-lettered. ``beside``:
+        another batch is running at the same time (so none of these is ever "alone")."""
         # Jobs of one beam size and heatmap option run together.
         groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
         for d in runnable:
@@ -175,15 +177,12 @@ class Worker:
         failed: list[tuple[Delivery, BaseException]] = []
         started = time.monotonic()
         for (beam_size, heatmap), group in groups.items():
-            for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
+            for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap, beside), strict=True):
                 if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
                     failed.append((d, out))
                 else:
                     answers.append((d, self._result(d, out)))
-        took = time.monotonic() - started
-        metrics.BATCH_SECONDS.observe(took)
-        per_image = took * 1000 / max(1, len(runnable))
-        self._ms_per_image = per_image if self._ms_per_image is None else (self._ms_per_image + per_image) / 2
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
 
         codes = await consumer.publish(answers)
         for (_, result), code in zip(answers, codes, strict=True):
@@ -196,30 +195,35 @@ class Worker:
             if await consumer.failed(d, f"model error: {type(exc).__name__}: {exc}") is Step.DEAD_LETTER:
                 self.jobs_answered += 1
 
-    async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
+    async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool,
+                       beside: bool = False) -> list[Any]:
         """Model outputs in order; a job whose inference raised gets its exception in its place.
 
         When the whole batch raises, each job is run alone, so one poison image fails only its own job. A job run
-        alone is marked so while it runs: should the process die then, the job is known to be what killed it."""
+        alone is marked so while it runs (unless ``beside`` another batch): should the process die then, the job
+        is known to be what killed it."""
         if len(group) == 1:
-            return [await self._caption_alone(consumer, group[0], beam_size, heatmap)]
+            return [await self._caption_alone(consumer, group[0], beam_size, heatmap, mark=not beside)]
         images = [d.job.image for d in group if d.job]
         try:
             return list(await asyncio.to_thread(self.captioner.caption_images, images, beam_size, heatmap))
         except Exception as exc:
             log.warning("batch of %d failed (%s): captioning each image alone", len(images), type(exc).__name__)
-        return [await self._caption_alone(consumer, d, beam_size, heatmap) for d in group]
+        return [await self._caption_alone(consumer, d, beam_size, heatmap, mark=not beside) for d in group]
 
-    async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool) -> Any:
+    async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool,
+                             mark: bool = True) -> Any:
         assert d.job is not None
-        await consumer.running_alone(d)
+        if mark:
+            await consumer.running_alone(d)
         try:
             return (await asyncio.to_thread(self.captioner.caption_images, [d.job.image], beam_size, heatmap))[0]
         except Exception as exc:
             log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
             return exc
         finally:
-            await consumer.ran_alone(d)
+            if mark:
+                await consumer.ran_alone(d)
 
     def _result(self, d: Delivery, out: Any) -> CaptionResult:
         job = d.job
