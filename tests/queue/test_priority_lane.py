@@ -71,15 +71,16 @@ async def test_a_command_runs_beside_a_batch_of_automation_not_after_it(redis_ur
     settings = queue_settings(redis_url, batch_size=8, batch_wait_ms=0)
     model = PerImageModel()
     client = await CaptionClient.connect(settings)
+    answered = 0
+
+    async def automatic(i: int) -> None:
+        nonlocal answered
+        assert (await client.caption(photo(100 + i), priority=Priority.LOW)).ok
+        answered += 1
+
+    batch = [asyncio.create_task(automatic(i)) for i in range(8)]
+    await wait_for(lambda: _length_is(client, settings.stream, 8), 10, "the automatic jobs to be queued")
     async with running_worker(settings, model):
-        answered = 0
-
-        async def automatic(i: int) -> None:
-            nonlocal answered
-            assert (await client.caption(photo(100 + i), priority=Priority.LOW)).ok
-            answered += 1
-
-        batch = [asyncio.create_task(automatic(i)) for i in range(8)]
         await wait_for(lambda: model.batches == [8], 30, "the worker running the batch")
         command = await client.caption(photo(200), priority=Priority.HIGH)
         answered_before_command = answered
