@@ -169,7 +169,7 @@ class JobConsumer:
             return []
 
     async def read_commands(self, count: int) -> list[Delivery]:
-        """Up to ``count`` new jobs of the high-priority lane, without waiting (asked between chunks of automation)."""
+        """Up to ``count`` new jobs of the high-priority lane, without waiting (while automation runs)."""
         try:
             return await self._xreadgroup([self.keys.commands], count, None)
         except Exception as exc:

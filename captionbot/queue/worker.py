@@ -154,7 +154,7 @@ class Worker:
         run.result()
 
     async def _serve_commands_arrived(self, consumer: JobConsumer, held: list[Delivery]) -> None:
-        """Between chunks of automation: run and answer the commands that came in meanwhile, at once."""
+        """While a batch of automation runs: run and answer the commands that came in meanwhile, at once."""
         arrived = await consumer.read_commands(self.settings.batch_size)
         if arrived:
             runnable, answered = await consumer.admit(arrived)
@@ -240,7 +240,7 @@ class Worker:
 
     async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery], done: asyncio.Event) -> None:
         """While a batch is in hand, refresh its jobs' idle time so a live worker's jobs are not reclaimed
-        (``deliveries`` may grow meanwhile: commands taken between chunks)."""
+        (``deliveries`` may grow meanwhile: commands taken while automation runs)."""
         interval = max(0.02, self.settings.claim_idle_ms / 3000)
         while not await _wait(done, interval):
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
