@@ -341,13 +341,39 @@ def _s(v: bytes | str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
+class Priority(StrEnum):
+    """A job's lane in the queue. Workers always read the ``HIGH`` lane first: a person waiting on a command (slash
+    command, context menu, mention) is never queued behind automation (automatic alt text, ``LOW``)."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
 @dataclass(frozen=True)
 class RedisKeys:
     """Every key captionbot keeps in Redis. All start with the job stream's name (``CAPTIONBOT_STREAM``), so two
     deployments can share one Redis under different names, and nothing needs a SCAN to be found."""
 
-    jobs: str = "captionbot:jobs"  # the job stream (bounded by queue_maxlen; answered jobs are deleted from it)
-    group: str = "captionbot-workers"  # the workers' consumer group
+    jobs: str = "captionbot:jobs"  # the low-priority lane (automation; the one stream before lanes existed)
+    group: str = "captionbot-workers"  # the workers' consumer group (on both lanes)
+
+    @property
+    def commands(self) -> str:
+        """The high-priority lane: jobs a person waits on. Workers read it before ``jobs``."""
+        return f"{self.jobs}:high"
+
+    @property
+    def lanes(self) -> tuple[str, str]:
+        """Both job streams, in the order workers serve them: high priority first."""
+        return (self.commands, self.jobs)
+
+    def lane(self, priority: Priority) -> str:
+        """The job stream of a priority."""
+        return self.commands if priority is Priority.HIGH else self.jobs
+
+    def lane_bytes(self, stream: str) -> str:
+        """Bytes of the jobs now in one lane (its byte budget's count, kept by the queue's scripts)."""
+        return f"{stream}:bytes"
 
     @property
     def dead(self) -> str:
@@ -359,13 +385,15 @@ class RedisKeys:
         """Bytes of the jobs in the job stream (the byte budget's count, kept by the queue's scripts)."""
         return f"{self.jobs}:bytes"
 
-    def alone(self, entry_id: str) -> str:
-        """Mark set while a worker runs this job entry alone: if the worker dies then, the job is what killed it."""
-        return f"{self.jobs}:alone:{entry_id}"
+    def alone(self, entry_id: str, stream: str | None = None) -> str:
+        """Mark set while a worker runs this job entry (of lane ``stream``, default ``jobs``) alone: if the worker
+        dies then, the job is what killed it. Named after the lane: entry ids are unique per stream only."""
+        return f"{stream or self.jobs}:alone:{entry_id}"
 
-    def failures(self, entry_id: str) -> str:
-        """Failed attempts of a job entry: the model raised on it, or its worker died running it alone."""
-        return f"{self.jobs}:failures:{entry_id}"
+    def failures(self, entry_id: str, stream: str | None = None) -> str:
+        """Failed attempts of a job entry (of lane ``stream``, default ``jobs``): the model raised on it, or its
+        worker died running it alone."""
+        return f"{stream or self.jobs}:failures:{entry_id}"
 
     @property
     def workers(self) -> str:

@@ -63,8 +63,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None  # e.g. rediss://:password@redis:6379/0 ; None -> embedded
     stream: str = RedisKeys.jobs  # every Redis key starts with this name (see ``redis_keys``)
     group: str = RedisKeys.group
-    queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy"
-    queue_max_bytes: int = 256 * 1024 * 1024  # ... or over this many bytes of jobs in the stream
+    queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy" (each lane its own count)
+    queue_max_bytes: int = 256 * 1024 * 1024  # ... or over this many bytes of jobs in the stream (each lane)
+    # Commands (a person waiting) go to the high-priority lane, which workers read first. Off: every job goes to
+    # the one old stream (for bots upgraded before their workers, which do not read the lane yet; docs/queue.md).
+    priority_lane: bool = True
     batch_size: int = 16  # up to N jobs per worker batch ...
     batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
     claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed

@@ -30,6 +30,7 @@ from captionbot.formats import (
     CaptionJob,
     CaptionResult,
     ErrorCode,
+    Priority,
 )
 from captionbot.queue import metrics
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, within
@@ -86,11 +87,15 @@ class CaptionClient:
 
     async def caption(
         self, image: bytes, *, beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False,
-        context: dict[str, Any] | None = None, timeout: float | None = None,
+        context: dict[str, Any] | None = None, timeout: float | None = None, priority: Priority = Priority.LOW,
     ) -> CaptionResult:
-        """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'."""
+        """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'.
+
+        ``priority``: ``HIGH`` for a person waiting (a command), served before every ``LOW`` job (automation)."""
         if not MIN_BEAM_SIZE <= beam_size <= MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
+        if not self.settings.priority_lane:  # workers older than the lanes: everything in the old stream
+            priority = Priority.LOW
         wait_s = self.settings.result_timeout_s if timeout is None else timeout
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
                          context=dict(context or {}), expires_at=time.time() + wait_s)
@@ -102,7 +107,7 @@ class CaptionClient:
         future: asyncio.Future[CaptionResult] = loop.create_future()
         self._waiting[job.job_id] = (job, future)  # before enqueueing: a fast worker may answer at once
         try:
-            accepted = await self._enqueue(job, deadline)
+            accepted = await self._enqueue(job, deadline, priority)
             if accepted is not True:
                 metrics.BUSY.inc()
                 return self._failure(job, ErrorCode.BUSY, accepted or "queue full")
@@ -133,17 +138,19 @@ class CaptionClient:
             return f"job is over the queue's byte budget of {self.settings.queue_max_bytes}"
         return ""
 
-    async def _enqueue(self, job: CaptionJob, deadline: float) -> bool | str:
-        """True when queued; a reason string when the queue is full or stayed unreachable until the deadline
+    async def _enqueue(self, job: CaptionJob, deadline: float, priority: Priority = Priority.LOW) -> bool | str:
+        """True when queued in ``priority``'s lane; a reason string when that lane is full (each lane has its own
+        ``queue_maxlen`` and ``queue_max_bytes``) or the queue stayed unreachable until the deadline
         (``time.monotonic()``). Each try, and the waits between, end by the deadline; a try still running then is
         abandoned, not cancelled: if Redis wakes later it may still queue the job, whose result is then dropped."""
         backoff = 0.05
         fields = job.to_fields()
         size = entry_bytes(fields)
+        stream = self.keys.lane(priority)
         while True:
             try:
                 entry = await within(deadline, self.scripts.enqueue_if_room(
-                    keys=[self.keys.jobs, self.keys.queued_bytes],
+                    keys=[stream, self.keys.lane_bytes(stream)],
                     args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
                 ))
                 if entry == 0:
@@ -240,10 +247,11 @@ class CaptionClient:
             "model_version": self._model_version, "instance_id": self.instance_id, "available": True,
         }
         try:
-            length = await within(deadline, self.redis.xlen(self.keys.jobs))
-            pending = 0
-            with contextlib.suppress(ResponseError):  # no group yet
-                pending = (await within(deadline, self.redis.xpending(self.keys.jobs, self.keys.group)))["pending"]
+            length = pending = 0
+            for stream in self.keys.lanes:  # both lanes together
+                length += await within(deadline, self.redis.xlen(stream))
+                with contextlib.suppress(ResponseError):  # no group yet
+                    pending += (await within(deadline, self.redis.xpending(stream, self.keys.group)))["pending"]
             out.update(queue_depth=max(0, length - pending), pending=pending,
                        dead_letters=await within(deadline, self.redis.xlen(self.keys.dead)))
             now = time.time()
