@@ -16,8 +16,9 @@ from typing import Any
 
 import discord
 from captionbot.bot import services as services_mod
-from captionbot.bot.image_check import check_metadata, probe_image
+from captionbot.bot.image_check import check_metadata
 from captionbot.bot.image_fetch import download
+from captionbot.bot.image_shrink import prepare_for_queue
 from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
 from captionbot.bot.services import Services
 from discord import app_commands
@@ -71,7 +72,7 @@ class Captions(commands.Cog):
             check_metadata(att.content_type, att.size, settings.max_image_bytes, att.filename)
             data = await download(self.s.http, att.url, allowed_origins=self.s.config.cdn_origins,
                                   max_bytes=settings.max_image_bytes, timeout_s=self.s.config.download_timeout_s)
-            await asyncio.to_thread(probe_image, data, settings.max_pixels)
+            data = await asyncio.to_thread(prepare_for_queue, data, settings.max_pixels)
             result = await self.s.client.caption(data, beam_size=beam or settings.beam_size, heatmap=heatmap,
                                                  context=context)
         except ImageRejected as exc:
