@@ -32,6 +32,7 @@ from captionbot.formats import (
     ErrorCode,
 )
 from captionbot.queue import metrics
+from captionbot.queue.admission import Admission
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, within
 from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group
@@ -56,6 +57,7 @@ class CaptionClient:
         self.keys = settings.redis_keys
         self.reply_to = self.keys.results(instance_id)
         self.scripts = QueueScripts(redis)
+        self.admission = Admission(redis, self.keys, settings.queue_maxlen, settings.queue_max_bytes)
         self.duplicates_dropped = 0  # results for a job already answered (or given up on): never delivered twice
         self._owns_redis = owns_redis
         self._waiting: dict[str, tuple[CaptionJob, asyncio.Future[CaptionResult]]] = {}
@@ -142,10 +144,13 @@ class CaptionClient:
         size = entry_bytes(fields)
         while True:
             try:
-                entry = await within(deadline, self.scripts.enqueue_if_room(
-                    keys=[self.keys.jobs, self.keys.queued_bytes],
-                    args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
-                ))
+                if full := await self.admission.check(size, deadline):  # inside a flood: BUSY without the image
+                    return full
+                with self.admission.offering():
+                    entry = await within(deadline, self.scripts.enqueue_if_room(
+                        keys=[self.keys.jobs, self.keys.queued_bytes],
+                        args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
+                    ))
                 if entry == 0:
                     return f"queue holds {self.settings.queue_maxlen} jobs"
                 if entry == -1:
