@@ -195,10 +195,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             for name, proc in list(workers.procs.items()):
-                held = await held_by(client, settings, name)
-                if held and proc.poll() is None:
+                if await held_by(client, settings, name) and proc.poll() is None:
                     at = time.monotonic()
                     proc.kill()
+                    await asyncio.to_thread(proc.wait)
+                    held = await held_by(client, settings, name)  # read again: what it held when it died
                     faults.append({"fault": label, "worker": name, "at_s": at - t0, "held": held, "t": at})
                     return
             await asyncio.sleep(0.05)
