@@ -18,9 +18,10 @@ import discord
 from captionbot.bot import services as services_mod
 from captionbot.bot.corrections import DescribedImage, Description
 from captionbot.bot.feedback import buttons_to_send, store_for
-from captionbot.bot.image_check import check_metadata, probe_image
+from captionbot.bot.image_check import check_metadata
 from captionbot.bot.image_fetch import download
 from captionbot.bot.image_hash import perceptual_hash
+from captionbot.bot.image_shrink import prepare_for_queue
 from captionbot.bot.replies import (
     Outcome,
     answer,
@@ -88,7 +89,7 @@ class Captions(commands.Cog):
             check_metadata(att.content_type, att.size, settings.max_image_bytes, att.filename)
             data = await download(self.s.http, att.url, allowed_origins=self.s.config.cdn_origins,
                                   max_bytes=settings.max_image_bytes, timeout_s=self.s.config.download_timeout_s)
-            await asyncio.to_thread(probe_image, data, settings.max_pixels)
+            data = await asyncio.to_thread(prepare_for_queue, data, settings.max_pixels)
             image_hash = await self._hash(data, att.filename)
             if image_hash and (fixed := await self._corrected(att, image_hash, context)):
                 return fixed

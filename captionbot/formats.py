@@ -59,6 +59,10 @@ IMAGE_EXTENSIONS = tuple(e for f in IMAGE_FORMATS for e in f.extensions) + REFUS
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # default file size cap (``CAPTIONBOT_MAX_IMAGE_BYTES``)
 MAX_PIXELS = 40_000_000  # default decompression-bomb guard (``CAPTIONBOT_MAX_PIXELS``), checked from the header
+# The long side of the largest copy of an image any model reads: the text reader decodes an image to this (its
+# detector sees a copy with the long side at most 960, its recogniser reads line crops from this copy); the caption
+# encoder's input (the manifest's ``encoder.input_size``, 224) is far smaller. The bot sends no more than this.
+MODEL_MAX_SIDE = 1920
 DEFAULT_BEAM_SIZE = 3
 # A caption whose confidence (0-1, the estimated chance it is right) is below this is hedged by the worker
 # ("Possibly a cat.") and counts as uncertain for channels that post only confident alt text. 18 of 1,000 Flickr8k

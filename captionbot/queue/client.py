@@ -33,6 +33,7 @@ from captionbot.formats import (
     Priority,
 )
 from captionbot.queue import metrics
+from captionbot.queue.admission import Admission
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, within
 from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group
@@ -57,6 +58,9 @@ class CaptionClient:
         self.keys = settings.redis_keys
         self.reply_to = self.keys.results(instance_id)
         self.scripts = QueueScripts(redis)
+        self.admission = {  # one shared room question per lane: a full automation lane never makes a command BUSY
+            p: Admission(redis, self.keys.lane(p), self.keys.lane_bytes(self.keys.lane(p)), settings.queue_maxlen,
+                         settings.queue_max_bytes) for p in Priority}
         self.duplicates_dropped = 0  # results for a job already answered (or given up on): never delivered twice
         self._owns_redis = owns_redis
         self._waiting: dict[str, tuple[CaptionJob, asyncio.Future[CaptionResult]]] = {}
@@ -149,10 +153,13 @@ class CaptionClient:
         stream = self.keys.lane(priority)
         while True:
             try:
-                entry = await within(deadline, self.scripts.enqueue_if_room(
-                    keys=[stream, self.keys.lane_bytes(stream)],
-                    args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
-                ))
+                if full := await self.admission[priority].check(size, deadline):  # in a flood: BUSY, image unsent
+                    return full
+                with self.admission[priority].offering():
+                    entry = await within(deadline, self.scripts.enqueue_if_room(
+                        keys=[stream, self.keys.lane_bytes(stream)],
+                        args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
+                    ))
                 if entry == 0:
                     return f"queue holds {self.settings.queue_maxlen} jobs"
                 if entry == -1:

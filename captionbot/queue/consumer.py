@@ -127,9 +127,9 @@ class JobConsumer:
         batch = await self._take_over_orphans(1)
         if not batch:
             batch = await self._reclaim_due(1)
-        if len(batch) >= size:
+        if batch:  # a job taken back runs in a batch of its own: new jobs read with it would die with it
             return batch
-        block_ms = None if batch else self._first_block_ms()
+        block_ms = self._first_block_ms()
         batch += await self._read_new(size - len(batch), block_ms)
         if not batch:
             return batch
