@@ -1,8 +1,10 @@
 """``captionbot bot``: the Discord bot alone; workers run elsewhere on the same Redis (``CAPTIONBOT_REDIS_URL``).
 
 The token comes from ``DISCORD_TOKEN`` (never from the command line, so it stays out of shell history and process
-lists). ``--standin URL`` connects to a ``captionbot standin`` instead of Discord. With ``CAPTIONBOT_METRICS_PORT``
-set it serves ``/healthz``, ``/readyz`` (ready = logged in and connected to the gateway) and ``/metrics``.
+lists). ``--standin URL`` connects to a ``captionbot standin`` instead of Discord. Shards come from settings
+(``CAPTIONBOT_SHARD_COUNT`` and this process's ids: :mod:`captionbot.sharding`), checked before connecting.
+With ``CAPTIONBOT_METRICS_PORT`` set it serves ``/healthz``, ``/readyz`` (ready = logged in and connected to the
+gateway: every shard of this process) and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -39,13 +41,18 @@ async def run(settings: Settings, stop: asyncio.Event, standin_url: str | None, 
               sync: bool) -> int:
     """Connect the bot (to Discord, or to a stand-in at ``standin_url``) and run it until ``stop``."""
     from captionbot.bot.config import BotConfig
-    from captionbot.bot.runner import CaptionBot
+    from captionbot.bot.runner import make_bot
     from captionbot.bot.standin import point_discord_at
     from captionbot.bot.standin.server import DEFAULT_TOKEN
 
     from captionbot.process import StartupError, health_endpoints, until_stopped
     from captionbot.queue.connection import is_embedded
+    from captionbot.sharding import ShardSettingsError, plan
 
+    try:
+        shards = plan(settings)
+    except ShardSettingsError as exc:
+        raise StartupError(str(exc)) from None
     if settings.discord_token is None and not standin_url:
         raise StartupError("no DISCORD_TOKEN in the environment (or use --standin URL for a local stand-in)")
     if is_embedded(settings):
@@ -59,7 +66,7 @@ async def run(settings: Settings, stop: asyncio.Event, standin_url: str | None, 
     else:
         assert settings.discord_token is not None
         token = settings.discord_token.get_secret_value()
-    bot = CaptionBot(config, alt_text=alt_text)
+    bot = make_bot(config, shards, alt_text=alt_text)
     with health_endpoints(settings.metrics_port, lambda: bot.is_ready() and not bot.is_closed()):
         failed = await until_stopped(stop, asyncio.create_task(bot.start(token), name="bot"))
         await bot.close()

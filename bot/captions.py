@@ -18,9 +18,10 @@ import discord
 from captionbot.bot import services as services_mod
 from captionbot.bot.corrections import DescribedImage, Description
 from captionbot.bot.feedback import buttons_to_send, store_for
-from captionbot.bot.image_check import check_metadata, probe_image
+from captionbot.bot.image_check import check_metadata
 from captionbot.bot.image_fetch import download
 from captionbot.bot.image_hash import perceptual_hash
+from captionbot.bot.image_shrink import prepare_for_queue
 from captionbot.bot.replies import (
     Outcome,
     answer,
@@ -45,6 +46,7 @@ from captionbot.formats import (
     CaptionResult,
     ErrorCode,
     ImageRejected,
+    Priority,
 )
 
 log = logging.getLogger(__name__)
@@ -79,19 +81,20 @@ class Captions(commands.Cog):
     # -- the shared steps ------------------------------------------------------------------------------------
 
     async def caption_one(self, att: discord.Attachment, *, heatmap: bool, beam: int | None,
-                          context: dict[str, Any]) -> Outcome:
-        """Check, download, probe and caption one attachment. Never raises: refusals become an Outcome."""
+                          context: dict[str, Any], priority: Priority = Priority.HIGH) -> Outcome:
+        """Check, download, probe and caption one attachment (in the queue's ``priority`` lane). Never raises:
+        refusals become an Outcome."""
         settings = self.s.config.settings
         try:
             check_metadata(att.content_type, att.size, settings.max_image_bytes, att.filename)
             data = await download(self.s.http, att.url, allowed_origins=self.s.config.cdn_origins,
                                   max_bytes=settings.max_image_bytes, timeout_s=self.s.config.download_timeout_s)
-            await asyncio.to_thread(probe_image, data, settings.max_pixels)
+            data = await asyncio.to_thread(prepare_for_queue, data, settings.max_pixels)
             image_hash = await self._hash(data, att.filename)
             if image_hash and (fixed := await self._corrected(att, image_hash, context)):
                 return fixed
             result = await self.s.client.caption(data, beam_size=beam or settings.beam_size, heatmap=heatmap,
-                                                 context=context)
+                                                 context=context, priority=priority)
         except ImageRejected as exc:
             log.info("image %s refused: %s", att.filename, exc)
             return Outcome(att.filename, error=exc.code)
@@ -144,12 +147,17 @@ class Captions(commands.Cog):
                           context: dict[str, Any], person_waiting: bool = True) -> list[Outcome]:
         """Each attachment's outcome. With a person waiting (a command, a mention), all of them ``NO_WORKER`` at
         once when no caption worker is alive: refused rather than left to time out. Automatic alt text has nobody
-        waiting: its jobs are queued and answered when a worker comes (until their deadline)."""
+        waiting: its jobs are queued and answered when a worker comes (until their deadline).
+
+        A person waiting is served in the queue's high-priority lane, automation in the low one: however long the
+        automatic alt-text backlog, workers take a command's image first."""
         if person_waiting and not await self.s.client.workers_alive():
             log.warning("no caption worker is alive: %d image(s) refused (%s)", len(atts), context.get("kind"))
             return [Outcome(a.filename, error=ErrorCode.NO_WORKER) for a in atts]
+        priority = Priority.HIGH if person_waiting else Priority.LOW
         return list(await asyncio.gather(*(
-            self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)})
+            self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)},
+                             priority=priority)
             for a in atts)))
 
     def _command_refusal(self, user_id: int, channel_id: int | None, guild_id: int | None, n: int) -> str | None:

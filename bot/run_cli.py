@@ -48,6 +48,8 @@ async def run(settings: Settings, stop: asyncio.Event, test_model: str | None = 
     from captionbot.process import health_endpoints, until_stopped
     from captionbot.queue.worker import Worker
 
+    if settings.shard_count is not None:
+        log.warning("`captionbot run` is one unsharded bot: CAPTIONBOT_SHARD_* settings apply to `captionbot bot`")
     captioner = load_captioner(settings, test_model)
     standin = None
     config = BotConfig(settings=settings)

@@ -2,6 +2,11 @@
 
 Intents are the minimum: guilds, guild messages, and message content (privileged) only when automatic alt
 text is wanted, because without it Discord delivers guild messages with empty attachments.
+
+:func:`make_bot` picks :class:`CaptionBot` (one unsharded connection) or :class:`ShardedCaptionBot` (discord.py's
+``AutoShardedBot`` running this process's shards, from :mod:`captionbot.sharding`). Everything a guild needs lives
+in Redis (settings, "answered" marks) and each process reads its own result stream, so processes with different
+shards share nothing else; only the process with shard 0 syncs the (global) slash commands.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Any
 import discord
 from captionbot.bot.config import BotConfig
 from discord.ext import commands
+
+from captionbot.sharding import ShardPlan
 
 log = logging.getLogger(__name__)
 EXTENSIONS = ("captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats",
@@ -48,3 +55,26 @@ class CaptionBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("logged in as %s (id %s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))
+
+
+class ShardedCaptionBot(CaptionBot, commands.AutoShardedBot):
+    """captionbot on discord.py's ``AutoShardedBot``: this process's shards of ``plan.count`` (one connection each;
+    Discord sends each its guilds, ``(guild_id >> 22) % count``)."""
+
+    def __init__(self, config: BotConfig, plan: ShardPlan, *, alt_text: bool = True, **kwargs: Any) -> None:
+        super().__init__(config, alt_text=alt_text, shard_count=plan.count, shard_ids=list(plan.ids), **kwargs)
+        self.shard_plan = plan
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (id %s) with %s, in %d guild(s)", self.user, self.user and self.user.id,
+                 self.shard_plan.describe(), len(self.guilds))
+
+
+def make_bot(config: BotConfig, plan: ShardPlan | None, *, alt_text: bool = True, **kwargs: Any) -> CaptionBot:
+    """The bot for this process: unsharded without a plan, else sharded (command sync left to shard 0's process)."""
+    if plan is None:
+        return CaptionBot(config, alt_text=alt_text, **kwargs)
+    if config.sync_commands and not plan.syncs_commands:
+        log.info("slash commands are synced by the process with shard 0, not this one (%s)", plan.describe())
+        config.sync_commands = False
+    return ShardedCaptionBot(config, plan, alt_text=alt_text, **kwargs)

@@ -59,6 +59,10 @@ IMAGE_EXTENSIONS = tuple(e for f in IMAGE_FORMATS for e in f.extensions) + REFUS
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # default file size cap (``CAPTIONBOT_MAX_IMAGE_BYTES``)
 MAX_PIXELS = 40_000_000  # default decompression-bomb guard (``CAPTIONBOT_MAX_PIXELS``), checked from the header
+# The long side of the largest copy of an image any model reads: the text reader decodes an image to this (its
+# detector sees a copy with the long side at most 960, its recogniser reads line crops from this copy); the caption
+# encoder's input (the manifest's ``encoder.input_size``, 224) is far smaller. The bot sends no more than this.
+MODEL_MAX_SIDE = 1920
 DEFAULT_BEAM_SIZE = 3
 # A caption whose confidence (0-1, the estimated chance it is right) is below this is hedged by the worker
 # ("Possibly a cat.") and counts as uncertain for channels that post only confident alt text. 18 of 1,000 Flickr8k
@@ -341,13 +345,39 @@ def _s(v: bytes | str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
+class Priority(StrEnum):
+    """A job's lane in the queue. Workers always read the ``HIGH`` lane first: a person waiting on a command (slash
+    command, context menu, mention) is never queued behind automation (automatic alt text, ``LOW``)."""
+
+    HIGH = "high"
+    LOW = "low"
+
+
 @dataclass(frozen=True)
 class RedisKeys:
     """Every key captionbot keeps in Redis. All start with the job stream's name (``CAPTIONBOT_STREAM``), so two
     deployments can share one Redis under different names, and nothing needs a SCAN to be found."""
 
-    jobs: str = "captionbot:jobs"  # the job stream (bounded by queue_maxlen; answered jobs are deleted from it)
-    group: str = "captionbot-workers"  # the workers' consumer group
+    jobs: str = "captionbot:jobs"  # the low-priority lane (automation; the one stream before lanes existed)
+    group: str = "captionbot-workers"  # the workers' consumer group (on both lanes)
+
+    @property
+    def commands(self) -> str:
+        """The high-priority lane: jobs a person waits on. Workers read it before ``jobs``."""
+        return f"{self.jobs}:high"
+
+    @property
+    def lanes(self) -> tuple[str, str]:
+        """Both job streams, in the order workers serve them: high priority first."""
+        return (self.commands, self.jobs)
+
+    def lane(self, priority: Priority) -> str:
+        """The job stream of a priority."""
+        return self.commands if priority is Priority.HIGH else self.jobs
+
+    def lane_bytes(self, stream: str) -> str:
+        """Bytes of the jobs now in one lane (its byte budget's count, kept by the queue's scripts)."""
+        return f"{stream}:bytes"
 
     @property
     def dead(self) -> str:
@@ -359,13 +389,15 @@ class RedisKeys:
         """Bytes of the jobs in the job stream (the byte budget's count, kept by the queue's scripts)."""
         return f"{self.jobs}:bytes"
 
-    def alone(self, entry_id: str) -> str:
-        """Mark set while a worker runs this job entry alone: if the worker dies then, the job is what killed it."""
-        return f"{self.jobs}:alone:{entry_id}"
+    def alone(self, entry_id: str, stream: str | None = None) -> str:
+        """Mark set while a worker runs this job entry (of lane ``stream``, default ``jobs``) alone: if the worker
+        dies then, the job is what killed it. Named after the lane: entry ids are unique per stream only."""
+        return f"{stream or self.jobs}:alone:{entry_id}"
 
-    def failures(self, entry_id: str) -> str:
-        """Failed attempts of a job entry: the model raised on it, or its worker died running it alone."""
-        return f"{self.jobs}:failures:{entry_id}"
+    def failures(self, entry_id: str, stream: str | None = None) -> str:
+        """Failed attempts of a job entry (of lane ``stream``, default ``jobs``): the model raised on it, or its
+        worker died running it alone."""
+        return f"{stream or self.jobs}:failures:{entry_id}"
 
     @property
     def workers(self) -> str:

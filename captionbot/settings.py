@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "CAPTIONBOT_DISCORD_TOKEN")
     )
     standin_port: int = 8765  # local Discord stand-in (used when no token is given)
+    # Shards (captionbot/sharding.py): none set = one unsharded process. SHARD_COUNT = shards in all; this process
+    # runs SHARD_IDS ("0,1", "0-3"), or SHARDS_PER_PROCESS from PROCESS_INDEX (a number or a pod name "...-N").
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: str | None = None
+    shards_per_process: int | None = Field(default=None, ge=1)
+    process_index: str | None = None
 
     # Bot: where attachments may be downloaded from, for how long, and how many images people and automation may
     # ask for per ``rate_window_s``. Origins are ``https://host[:port]`` (a bare host means https), comma-separated.
@@ -57,8 +63,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None  # e.g. rediss://:password@redis:6379/0 ; None -> embedded
     stream: str = RedisKeys.jobs  # every Redis key starts with this name (see ``redis_keys``)
     group: str = RedisKeys.group
-    queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy"
-    queue_max_bytes: int = 256 * 1024 * 1024  # ... or over this many bytes of jobs in the stream
+    queue_maxlen: int = 1000  # over this many waiting jobs, producers get "busy" (each lane its own count)
+    queue_max_bytes: int = 256 * 1024 * 1024  # ... or over this many bytes of jobs in the stream (each lane)
+    # Commands (a person waiting) go to the high-priority lane, which workers read first. Off: every job goes to
+    # the one old stream (for bots upgraded before their workers, which do not read the lane yet; docs/queue.md).
+    priority_lane: bool = True
     batch_size: int = 16  # up to N jobs per worker batch ...
     batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
     claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed
@@ -73,6 +82,8 @@ class Settings(BaseSettings):
     variant: str = "fp32"  # fp32 | int8 | fp16
     provider: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0 = onnxruntime's default
+    # Decoder with I/O binding (its state stays on the GPU across steps, inference/device.py). Unset: on with CUDA.
+    io_binding: bool | None = None
     beam_size: int = DEFAULT_BEAM_SIZE
     max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, gt=0)
     max_pixels: int = Field(default=MAX_PIXELS, gt=0)

@@ -3,7 +3,8 @@ open its ONNX graphs with onnxruntime.
 
 A variant (``fp16``, ``int8``) lives in a sub-directory named in the manifest; any graph it does not replace is
 taken from the fp32 files at the top. The execution provider is CUDA when asked for (``cuda`` or ``auto``) and
-available, else CPU; asking for CUDA where there is none logs a warning and runs on CPU.
+available, else CPU; asking for CUDA where there is none logs a warning and runs on CPU. On CUDA the decoder runs
+with I/O binding (``inference/device.py``: its state stays on the GPU across steps).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -19,6 +21,9 @@ from captionbot.inference.policy import check_policy
 
 from captionbot import formats
 from captionbot.formats import BundleError, Manifest
+
+if TYPE_CHECKING:
+    from captionbot.inference.device import Device
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +134,7 @@ class Bundle:
     encoder: ort.InferenceSession
     decoder_init: ort.InferenceSession
     decoder_step: ort.InferenceSession
+    device: Device | None = None  # set: the search runs with I/O binding there (inference/device.py)
 
     @property
     def model_version(self) -> str:
@@ -163,8 +169,10 @@ class Bundle:
         return log_probs, h, c, alpha
 
 
-def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0) -> Bundle:
-    """Open ``bundle_dir`` after checking every file's sha256 against the manifest (:class:`BundleError` if not)."""
+def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0,
+                io_binding: bool | None = None) -> Bundle:
+    """Open ``bundle_dir`` after checking every file's sha256 against the manifest (:class:`BundleError` if not).
+    ``io_binding``: the decoder with I/O binding (None: where CUDA runs)."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
     formats.verify_bundle_files(bundle_dir, manifest)
@@ -180,5 +188,9 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     opts = session_options(threads)
     sessions = [ort.InferenceSession(str(paths[name]), sess_options=opts, providers=providers) for name in GRAPH_FILES]
     check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
-    log.info("loaded bundle %s (%s, %s) on %s", bundle_dir, manifest.model_version, variant, providers[0])
-    return Bundle(bundle_dir, manifest, itos, variant, providers, *sessions)
+    from captionbot.inference.device import Device, wants_io_binding
+
+    device = Device(providers, opts) if wants_io_binding(providers, io_binding) else None
+    log.info("loaded bundle %s (%s, %s) on %s%s", bundle_dir, manifest.model_version, variant, providers[0],
+             f", decoder with I/O binding on {device.kind}" if device else "")
+    return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device)

@@ -54,7 +54,12 @@ def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> 
 
 
 def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
-    """Encoded images [B,P,C] -> the best hypothesis per image (decoder init, then one batched beam search)."""
+    """Encoded images [B,P,C] -> the best hypothesis per image (decoder init, then one batched beam search; with
+    I/O binding where the bundle has a device, ``inference/device.py``)."""
+    if bundle.device is not None:
+        from captionbot.inference.device import bound_caption_features
+
+        return bound_caption_features(bundle, bundle.device, feats, options)
     h, c, att_proj = bundle.init(feats)
     return beam_search(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
@@ -97,7 +102,7 @@ class Captioner:
     @classmethod
     def load(
         cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-        read_text: bool | None = None,
+        read_text: bool | None = None, io_binding: bool | None = None,
     ) -> Captioner:
         """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``). Images are decoded
         on as many threads as onnxruntime computes on (``threads``; 0: one per CPU). Text in images
@@ -107,7 +112,8 @@ class Captioner:
             from captionbot.settings import DEFAULT_BUNDLE
 
             bundle_dir = DEFAULT_BUNDLE
-        bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads)
+        bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads,
+                             io_binding=io_binding)
         reader = None
         if read_text:
             from captionbot.inference.text_reader import TextReader

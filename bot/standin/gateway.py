@@ -4,6 +4,10 @@ Sessions outlive connections, as on Discord: events dispatched while the bot is 
 sequence numbers) and replayed when it RESUMEs, so nothing posted during a reconnect is lost. Message payloads
 honour the intents given at IDENTIFY: without GUILD_MESSAGES no guild messages arrive; without MESSAGE_CONTENT a
 guild message arrives with empty content and attachments unless the bot is mentioned.
+
+Sharding as on Discord: an IDENTIFY may carry ``shard: [shard_id, num_shards]``; that session then gets the guilds
+(READY, GUILD_CREATE) and the guild events of ``(guild_id >> 22) % num_shards == shard_id`` only, and direct
+messages on shard 0. A malformed ``shard`` closes the connection with 4010 (Invalid shard), as Discord does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from captionbot.bot.standin.world import (
     INTENT_MESSAGE_CONTENT,
     Message,
     World,
+    shard_of,
     snowflake,
 )
 
@@ -32,6 +37,17 @@ log = logging.getLogger(__name__)
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_RECONNECT = 0, 1, 2, 6, 7
 OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 9, 10, 11
 REPLAY_LIMIT = 5000  # events kept per session for RESUME
+
+
+def parse_shard(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's ``shard``: ``(shard_id, num_shards)``, None when absent; ValueError when malformed."""
+    if value is None:
+        return None
+    ok = (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
+          and value[1] >= 1 and 0 <= value[0] < value[1])
+    if not ok:
+        raise ValueError(f"invalid shard {value!r}")
+    return (value[0], value[1])
 
 
 class Connection:
@@ -59,6 +75,14 @@ class Session:
     events: deque[tuple[int, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=REPLAY_LIMIT))
     conn: Connection | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    shard: tuple[int, int] | None = None  # (shard_id, num_shards) from IDENTIFY; None = unsharded, every guild
+
+    def gets(self, guild_id: str | None) -> bool:
+        """Whether this session receives the events of ``guild_id`` (None: a direct message, shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_id == (0 if not guild_id else shard_of(guild_id, count))
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """Number the event, keep it for replay, and send it if connected (a failed send waits for RESUME)."""
@@ -87,6 +111,7 @@ class Gateway:
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self.identifies = 0
+        self.identified_shards: list[tuple[int, int] | None] = []  # the ``shard`` of each IDENTIFY, in order
         self.resumes = 0
         self.ready = asyncio.Event()  # set at the first READY
 
@@ -126,21 +151,34 @@ class Gateway:
         if d.get("token") != self.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return None
+        try:
+            shard = parse_shard(d.get("shard"))
+        except ValueError as exc:
+            log.info("gateway: IDENTIFY refused: %s", exc)
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return None
         self.identifies += 1
+        self.identified_shards.append(shard)
         # A fresh IDENTIFY starts a new session; sessions nobody is connected to are dropped.
         self.sessions = {k: s for k, s in self.sessions.items() if s.conn is not None}
-        session = Session(id=snowflake(), intents=int(d.get("intents", 0)))
+        session = Session(id=snowflake(), intents=int(d.get("intents", 0)), shard=shard)
         self.sessions[session.id] = session
         w = self.world
+        guilds = [g for g in w.guild_ids if session.gets(g)]
         session.conn = conn
-        await session.dispatch("READY", {
+        ready: dict[str, Any] = {
             "v": 10, "user": {**w.bot_user.payload(), "verified": True, "mfa_enabled": False},
-            "guilds": [{"id": w.guild_id, "unavailable": True}], "session_id": session.id,
+            "guilds": [{"id": g, "unavailable": True} for g in guilds], "session_id": session.id,
             "resume_gateway_url": self.public_url(), "application": {"id": w.application_id, "flags": 0},
             "private_channels": [], "relationships": [], "session_type": "normal",
-        })
+        }
+        if shard is not None:
+            ready["shard"] = list(shard)
+        await session.dispatch("READY", ready)
         if session.intents & INTENT_GUILDS:
-            await session.dispatch("GUILD_CREATE", w.guild_payload())
+            for g in guilds:
+                await session.dispatch("GUILD_CREATE", w.guild_payload(g))
+        log.info("gateway: session %s identified (shard %s, %d guild(s))", session.id, shard, len(guilds))
         self.ready.set()
         return session
 
@@ -166,6 +204,8 @@ class Gateway:
         """MESSAGE_CREATE to every session, shaped by its intents (see the module docstring)."""
         bot_id = self.world.bot_user.id
         for session in list(self.sessions.values()):
+            if not session.gets(message.guild_id):
+                continue
             if message.guild_id and not session.intents & INTENT_GUILD_MESSAGES:
                 continue
             sees_content = (
@@ -188,12 +228,14 @@ class Gateway:
         """MESSAGE_DELETE to every session that sees guild messages."""
         data = {"id": message.id, "channel_id": message.channel_id, "guild_id": message.guild_id}
         for session in list(self.sessions.values()):
-            if not message.guild_id or session.intents & INTENT_GUILD_MESSAGES:
+            if session.gets(message.guild_id) and (not message.guild_id or session.intents & INTENT_GUILD_MESSAGES):
                 await session.dispatch("MESSAGE_DELETE", data)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """``event`` to every session that gets ``data``'s guild (by its ``guild_id``; none: shard 0)."""
         for session in list(self.sessions.values()):
-            await session.dispatch(event, data)
+            if session.gets(data.get("guild_id")):
+                await session.dispatch(event, data)
 
     async def disconnect(self, code: int = 4000) -> int:
         """Fault: close every bot connection (resumable code). Returns how many were closed."""

@@ -147,7 +147,7 @@ class Rest:
     async def get_gateway(self, request: web.Request) -> web.Response:
         url = self.public_url()
         limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        return json_response({"url": url, "shards": 1, "session_start_limit": limit})
+        return json_response({"url": url, "shards": self.world.recommended_shards, "session_start_limit": limit})
 
     async def put_commands(self, request: web.Request) -> web.Response:
         key = request.match_info.get("guild_id", "global")
@@ -224,7 +224,7 @@ class Rest:
             return invalid_form(exc)
         ref = (payload.get("message_reference") or {}).get("message_id")
         stored = self._store_files(channel_id, files, payload)
-        message = Message(snowflake(), channel_id, self.world.guild_id, self.world.bot_user,
+        message = Message(snowflake(), channel_id, channel.guild_id, self.world.bot_user,
                           content=payload.get("content") or "", attachments=stored,
                           flags=int(payload.get("flags") or 0), reference_id=str(ref) if ref else None,
                           allowed_mentions=payload.get("allowed_mentions"), embeds=payload.get("embeds") or [],
@@ -392,7 +392,8 @@ class Rest:
                              flags: int, message_id: str | None = None) -> Message:
         components = check_message_components(data.get("components"))  # InvalidComponents: the caller answers 400
         stored = self._store_files(state.channel_id, files, data)
-        message = Message(message_id or snowflake(), state.channel_id, self.world.guild_id, self.world.bot_user,
+        guild_id = self.world.channel(state.channel_id).guild_id
+        message = Message(message_id or snowflake(), state.channel_id, guild_id, self.world.bot_user,
                           content=data.get("content") or "", attachments=stored, flags=flags,
                           interaction_id=state.id, allowed_mentions=data.get("allowed_mentions"),
                           embeds=data.get("embeds") or [], components=components)

@@ -52,17 +52,19 @@ class FileToPost:
 
 
 class StandIn:
-    """A local Discord: one guild, its members, channels and messages, the bot's connection, and a record."""
+    """A local Discord: one guild (two with ``guilds=2``, for two shards), its members, channels and messages, the
+    bot's connections, and a record."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0,
-                 heartbeat_ms: int = 41_250, world: World | None = None, public_url: str | None = None) -> None:
+                 heartbeat_ms: int = 41_250, world: World | None = None, public_url: str | None = None,
+                 guilds: int = 1) -> None:
         """``public_url``: how the bot reaches this server (its CDN links and ``resume_gateway_url`` use it) when
         that is not ``http://host:port``, e.g. ``http://standin:8765`` behind a container network."""
         self.token = token
         self.host = host
         self.port = port
         self._public_url = public_url.rstrip("/") if public_url else None
-        self.world = world or World.default()
+        self.world = world or World.default(guilds)
         self.faults = Faults()
         self.sent: list[Sent] = []
         self._changed = asyncio.Condition()
@@ -160,7 +162,7 @@ class StandIn:
         """A user posts a message (with files, or as a reply to ``reply_to``) in a channel; the bot gets
         MESSAGE_CREATE as its intents allow. ``self.mention`` in ``content`` mentions the bot."""
         ch, user = self._channel(channel), self._user(author)
-        message = Message(snowflake(), ch.id, self.world.guild_id, user, content=content,
+        message = Message(snowflake(), ch.id, ch.guild_id, user, content=content,
                           attachments=[self._attach(ch, f) for f in files],
                           reference_id=reply_to.id if reply_to else None)
         self.world.messages[message.id] = message
@@ -247,7 +249,8 @@ class StandIn:
             resolved.setdefault("attachments", {})[att.id] = att.payload()
             return {"type": 11, "name": name, "value": att.id}
         if isinstance(value, Channel):
-            perms = str(self.world.permissions_of(who))  # the asker's permissions there, as Discord resolves them
+            # the asker's permissions there, as Discord resolves them
+            perms = str(self.world.permissions_of(who, ch.guild_id))
             resolved.setdefault("channels", {})[value.id] = {**value.payload(self.world.bot_user.id),
                                                              "permissions": perms}
             return {"type": 7, "name": name, "value": value.id}
@@ -268,12 +271,14 @@ class StandIn:
         self.rest.interactions[state.token] = state
         w = self.world
         payload: dict[str, Any] = {
-            "id": state.id, "application_id": w.application_id, "type": kind, "data": data, "guild_id": w.guild_id,
+            "id": state.id, "application_id": w.application_id, "type": kind, "data": data, "guild_id": ch.guild_id,
             "channel_id": ch.id, "channel": ch.payload(w.bot_user.id),
-            "member": who.member_payload(permissions=w.permissions_of(who)), "token": state.token, "version": 1,
+            "member": who.member_payload(permissions=w.permissions_of(who, ch.guild_id),
+                                         roles=w.roles_of(who, ch.guild_id)),
+            "token": state.token, "version": 1,
             "app_permissions": str(w.bot_permissions_in(ch)), "locale": "en-US", "guild_locale": "en-US",
             "attachment_size_limit": 10 * 1024 * 1024, "entitlements": [], "context": 0,
-            "authorizing_integration_owners": {"0": w.guild_id},
+            "authorizing_integration_owners": {"0": ch.guild_id},
         }
         if message is not None:
             payload["message"] = message.payload()

@@ -1,4 +1,5 @@
-"""The stand-in's world: one guild with channels, members, roles and messages, and their Discord JSON payloads.
+"""The stand-in's world: one guild (or two, for sharding) with channels, members, roles and messages, and their
+Discord JSON payloads.
 
 Payloads carry the fields discord.py 2.7 reads (checked against its parsers), nothing decorative.
 """
@@ -43,6 +44,18 @@ def snowflake() -> str:
     return str(((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) | (next(_counter) & 0x3FFFFF))
 
 
+def snowflake_on_shard(shard_id: int, shard_count: int) -> str:
+    """A fresh id that Discord's rule ``(id >> 22) % shard_count`` routes to ``shard_id`` (for a guild)."""
+    ms = int(time.time() * 1000) - _DISCORD_EPOCH_MS
+    ms += (shard_id - ms) % shard_count
+    return str((ms << 22) | (next(_counter) & 0x3FFFFF))
+
+
+def shard_of(guild_id: str | int, shard_count: int) -> int:
+    """The shard that receives a guild's events: Discord's ``(guild_id >> 22) % num_shards``."""
+    return (int(guild_id) >> 22) % shard_count
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -53,6 +66,7 @@ class Role:
     name: str
     permissions: int
     position: int = 0
+    guild_id: str = ""  # the guild it belongs to ("" = the first guild)
 
     def payload(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "permissions": str(self.permissions), "position": self.position,
@@ -71,8 +85,10 @@ class User:
         return {"id": self.id, "username": self.name, "global_name": self.name, "discriminator": "0",
                 "avatar": None, "bot": self.bot}
 
-    def member_payload(self, permissions: int | None = None) -> dict[str, Any]:
-        d: dict[str, Any] = {"user": self.payload(), "roles": list(self.roles), "joined_at": now_iso(),
+    def member_payload(self, permissions: int | None = None, roles: list[str] | None = None) -> dict[str, Any]:
+        """The member object; ``roles``: the role ids to show (default: all of the user's)."""
+        shown = list(self.roles) if roles is None else roles
+        d: dict[str, Any] = {"user": self.payload(), "roles": shown, "joined_at": now_iso(),
                              "deaf": False, "mute": False, "nick": None, "flags": 0}
         if permissions is not None:
             d["permissions"] = str(permissions)
@@ -163,19 +179,32 @@ class Message:
 
 @dataclass
 class World:
-    """A guild ("Stand-in Guild") with #general, #alt-text and #gallery, a moderator, two members and a bot."""
+    """A guild ("Stand-in Guild") with #general, #alt-text and #gallery, a moderator, two members and a bot.
+
+    ``World.default(guilds=2)`` adds "Second Guild" with #second-general and #second-alt-text, its id chosen so that
+    with two shards the first guild is on shard 0 and the second on shard 1. Every user is a member of every guild;
+    "mod" is a moderator in each, "keeper" in the first only.
+    """
 
     bot_user: User
     application_id: str
-    guild_id: str
+    guild_id: str  # the first guild
     roles: dict[str, Role]
     channels: dict[str, Channel]
     users: dict[str, User]
     messages: dict[str, Message] = field(default_factory=dict)
+    guild_names: dict[str, str] = field(default_factory=dict)  # every guild: id -> name (the first one included)
+    recommended_shards: int = 1  # what GET /gateway/bot says
+
+    @property
+    def guild_ids(self) -> list[str]:
+        return list(self.guild_names) or [self.guild_id]
 
     @classmethod
-    def default(cls) -> World:
-        guild_id = snowflake()
+    def default(cls, guilds: int = 1) -> World:
+        if guilds not in (1, 2):
+            raise ValueError("the stand-in has one or two guilds")
+        guild_id = snowflake() if guilds == 1 else snowflake_on_shard(0, 2)
         everyone = Role(guild_id, "@everyone", EVERYONE_PERMISSIONS)
         moderator = Role(snowflake(), "Moderator",
                          EVERYONE_PERMISSIONS | MANAGE_GUILD | MANAGE_CHANNELS | MANAGE_MESSAGES, 2)
@@ -191,7 +220,28 @@ class World:
         )}
         channels = {c.name: c for c in (Channel(snowflake(), n, guild_id) for n in ("general", "alt-text", "gallery"))}
         roles = {r.id: r for r in (everyone, moderator, channel_keeper)}
-        return cls(bot_user, app_id, guild_id, roles, channels, users)
+        world = cls(bot_user, app_id, guild_id, roles, channels, users, guild_names={guild_id: "Stand-in Guild"})
+        if guilds == 2:
+            world.add_guild("Second Guild", snowflake_on_shard(1, 2), ("second-general", "second-alt-text"))
+            world.recommended_shards = 2
+        return world
+
+    def add_guild(self, name: str, guild_id: str, channel_names: tuple[str, ...]) -> str:
+        """Another guild with its own @everyone and Moderator roles ("mod" has it) and channels (names unique
+        across the world)."""
+        self.guild_names[guild_id] = name
+        self.roles[guild_id] = Role(guild_id, "@everyone", EVERYONE_PERMISSIONS, guild_id=guild_id)
+        moderator = Role(snowflake(), "Moderator", EVERYONE_PERMISSIONS | MANAGE_GUILD | MANAGE_CHANNELS, 2, guild_id)
+        self.roles[moderator.id] = moderator
+        self.users["mod"].roles.append(moderator.id)
+        for n in channel_names:
+            if n in self.channels:
+                raise ValueError(f"channel name {n!r} is taken")
+            self.channels[n] = Channel(snowflake(), n, guild_id)
+        return guild_id
+
+    def _in_guild(self, role: Role, guild_id: str) -> bool:
+        return (role.guild_id or self.guild_id) == guild_id
 
     def user(self, name: str) -> User:
         return self.users[name]
@@ -204,23 +254,29 @@ class World:
                 return c
         raise KeyError(name_or_id)
 
-    def permissions_of(self, user: User) -> int:
-        perms = self.roles[self.guild_id].permissions
-        for rid in user.roles:
+    def roles_of(self, user: User, guild_id: str) -> list[str]:
+        """The user's role ids in that guild (besides @everyone)."""
+        return [rid for rid in user.roles if self._in_guild(self.roles[rid], guild_id)]
+
+    def permissions_of(self, user: User, guild_id: str | None = None) -> int:
+        gid = guild_id or self.guild_id
+        perms = self.roles[gid].permissions
+        for rid in self.roles_of(user, gid):
             perms |= self.roles[rid].permissions
         return perms
 
     def bot_permissions_in(self, channel: Channel) -> int:
-        return (self.permissions_of(self.bot_user) & ~channel.bot_denied) | channel.bot_allowed
+        return (self.permissions_of(self.bot_user, channel.guild_id) & ~channel.bot_denied) | channel.bot_allowed
 
-    def guild_payload(self) -> dict[str, Any]:
-        """GUILD_CREATE's guild object."""
-        members = [u.member_payload() for u in [self.bot_user, *self.users.values()]]
+    def guild_payload(self, guild_id: str | None = None) -> dict[str, Any]:
+        """GUILD_CREATE's guild object (the first guild's by default)."""
+        gid = guild_id or self.guild_id
+        members = [u.member_payload(roles=self.roles_of(u, gid)) for u in [self.bot_user, *self.users.values()]]
         return {
-            "id": self.guild_id, "name": "Stand-in Guild", "owner_id": self.users["mod"].id, "unavailable": False,
-            "large": False, "member_count": len(members), "joined_at": now_iso(), "features": [],
-            "roles": [r.payload() for r in self.roles.values()],
-            "channels": [c.payload(self.bot_user.id) for c in self.channels.values()],
+            "id": gid, "name": self.guild_names.get(gid, "Stand-in Guild"), "owner_id": self.users["mod"].id,
+            "unavailable": False, "large": False, "member_count": len(members), "joined_at": now_iso(), "features": [],
+            "roles": [r.payload() for r in self.roles.values() if self._in_guild(r, gid)],
+            "channels": [c.payload(self.bot_user.id) for c in self.channels.values() if c.guild_id == gid],
             "members": members, "emojis": [], "stickers": [], "threads": [], "presences": [], "voice_states": [],
             "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
             "preferred_locale": "en-US", "premium_tier": 0, "system_channel_flags": 0,

@@ -36,6 +36,11 @@ an unknown or missing format version, a beam size out of range, a ``reply_to`` t
 image over ``max_image_bytes``, a context over 4 KiB: the job is dead-lettered with the reason, never run, and
 its requester is told when its job id and ``reply_to`` are valid.
 
-**Busy.** The job stream is bounded: when it holds ``queue_maxlen`` jobs (waiting or in progress) a new job is
+**Busy.** Each job stream is bounded: when it holds ``queue_maxlen`` jobs (waiting or in progress) a new job is
 refused at once with ``BUSY`` and the stream does not grow. The check and the add are one atomic step.
+
+**Commands first.** There are two job streams (lanes, ``RedisKeys.lanes``): ``<stream>:high`` for jobs a person
+waits on, ``<stream>`` (the one stream from before) for automation. Workers read the high lane first, run a command
+that arrives while a batch of automation runs beside that batch, and give both lanes every guarantee above; each
+lane has its own ``queue_maxlen`` and byte budget, so automation never makes a command ``BUSY``.
 """

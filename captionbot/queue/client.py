@@ -30,8 +30,10 @@ from captionbot.formats import (
     CaptionJob,
     CaptionResult,
     ErrorCode,
+    Priority,
 )
 from captionbot.queue import metrics
+from captionbot.queue.admission import Admission
 from captionbot.queue.connection import REDIS_DOWN_ERRORS, connect_redis, within
 from captionbot.queue.scripts import QueueScripts, entry_bytes, flatten
 from captionbot.queue.streams import Fields, StreamReply, ensure_group
@@ -56,6 +58,9 @@ class CaptionClient:
         self.keys = settings.redis_keys
         self.reply_to = self.keys.results(instance_id)
         self.scripts = QueueScripts(redis)
+        self.admission = {  # one shared room question per lane: a full automation lane never makes a command BUSY
+            p: Admission(redis, self.keys.lane(p), self.keys.lane_bytes(self.keys.lane(p)), settings.queue_maxlen,
+                         settings.queue_max_bytes) for p in Priority}
         self.duplicates_dropped = 0  # results for a job already answered (or given up on): never delivered twice
         self._owns_redis = owns_redis
         self._waiting: dict[str, tuple[CaptionJob, asyncio.Future[CaptionResult]]] = {}
@@ -86,11 +91,15 @@ class CaptionClient:
 
     async def caption(
         self, image: bytes, *, beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False,
-        context: dict[str, Any] | None = None, timeout: float | None = None,
+        context: dict[str, Any] | None = None, timeout: float | None = None, priority: Priority = Priority.LOW,
     ) -> CaptionResult:
-        """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'."""
+        """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'.
+
+        ``priority``: ``HIGH`` for a person waiting (a command), served before every ``LOW`` job (automation)."""
         if not MIN_BEAM_SIZE <= beam_size <= MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
+        if not self.settings.priority_lane:  # workers older than the lanes: everything in the old stream
+            priority = Priority.LOW
         wait_s = self.settings.result_timeout_s if timeout is None else timeout
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
                          context=dict(context or {}), expires_at=time.time() + wait_s)
@@ -102,7 +111,7 @@ class CaptionClient:
         future: asyncio.Future[CaptionResult] = loop.create_future()
         self._waiting[job.job_id] = (job, future)  # before enqueueing: a fast worker may answer at once
         try:
-            accepted = await self._enqueue(job, deadline)
+            accepted = await self._enqueue(job, deadline, priority)
             if accepted is not True:
                 metrics.BUSY.inc()
                 return self._failure(job, ErrorCode.BUSY, accepted or "queue full")
@@ -133,19 +142,24 @@ class CaptionClient:
             return f"job is over the queue's byte budget of {self.settings.queue_max_bytes}"
         return ""
 
-    async def _enqueue(self, job: CaptionJob, deadline: float) -> bool | str:
-        """True when queued; a reason string when the queue is full or stayed unreachable until the deadline
+    async def _enqueue(self, job: CaptionJob, deadline: float, priority: Priority = Priority.LOW) -> bool | str:
+        """True when queued in ``priority``'s lane; a reason string when that lane is full (each lane has its own
+        ``queue_maxlen`` and ``queue_max_bytes``) or the queue stayed unreachable until the deadline
         (``time.monotonic()``). Each try, and the waits between, end by the deadline; a try still running then is
         abandoned, not cancelled: if Redis wakes later it may still queue the job, whose result is then dropped."""
         backoff = 0.05
         fields = job.to_fields()
         size = entry_bytes(fields)
+        stream = self.keys.lane(priority)
         while True:
             try:
-                entry = await within(deadline, self.scripts.enqueue_if_room(
-                    keys=[self.keys.jobs, self.keys.queued_bytes],
-                    args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
-                ))
+                if full := await self.admission[priority].check(size, deadline):  # in a flood: BUSY, image unsent
+                    return full
+                with self.admission[priority].offering():
+                    entry = await within(deadline, self.scripts.enqueue_if_room(
+                        keys=[stream, self.keys.lane_bytes(stream)],
+                        args=[self.settings.queue_maxlen, self.settings.queue_max_bytes, size, *flatten(fields)],
+                    ))
                 if entry == 0:
                     return f"queue holds {self.settings.queue_maxlen} jobs"
                 if entry == -1:
@@ -240,10 +254,11 @@ class CaptionClient:
             "model_version": self._model_version, "instance_id": self.instance_id, "available": True,
         }
         try:
-            length = await within(deadline, self.redis.xlen(self.keys.jobs))
-            pending = 0
-            with contextlib.suppress(ResponseError):  # no group yet
-                pending = (await within(deadline, self.redis.xpending(self.keys.jobs, self.keys.group)))["pending"]
+            length = pending = 0
+            for stream in self.keys.lanes:  # both lanes together
+                length += await within(deadline, self.redis.xlen(stream))
+                with contextlib.suppress(ResponseError):  # no group yet
+                    pending += (await within(deadline, self.redis.xpending(stream, self.keys.group)))["pending"]
             out.update(queue_depth=max(0, length - pending), pending=pending,
                        dead_letters=await within(deadline, self.redis.xlen(self.keys.dead)))
             now = time.time()

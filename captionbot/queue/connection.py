@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import unquote
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -120,9 +120,18 @@ def parse_redis_url(url: str) -> RedisUrl:
     return RedisUrl(f"{scheme}://{location}", unquote(user) or None, unquote(password) or None)
 
 
+MAX_CONNECTIONS = 100  # per process; more concurrent commands wait for a free connection
+POOL_WAIT_S = 10.0  # a command waits this long at most for a free connection (callers' deadlines come first)
+
+
 def _connect(url: RedisUrl) -> Redis:
-    return Redis.from_url(
+    # A blocking pool: a burst of more concurrent commands than connections waits its turn. (redis-py's default
+    # pool raises MaxConnectionsError, a ConnectionError: a flood of callers took it for "Redis down" and backed
+    # off for seconds, issue 17 item 7.)
+    pool = BlockingConnectionPool.from_url(
         url.public,  # TLS (rediss://) and options come in the URL; the credentials beside it
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
         username=url.username,
         password=url.password,
         # Short blips are retried inside redis-py; longer outages by the callers' own loops (client, listener,
@@ -134,6 +143,7 @@ def _connect(url: RedisUrl) -> Redis:
         socket_timeout=10,  # longer than any blocking read we issue (<= 1 s)
         socket_keepalive=True,
     )
+    return Redis.from_pool(pool)
 
 
 def is_embedded(settings: Settings) -> bool:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.typing import KeyT, StreamIdT
 
 from captionbot.formats import CaptionJob, CaptionResult, ErrorCode, JobInvalid
 from captionbot.queue import metrics
@@ -49,6 +50,7 @@ class Delivery:
     invalid: JobInvalid | None = None  # why ``job`` is None
     received_at: float = field(default_factory=time.monotonic)
     attempt: int = 1
+    stream: str = ""  # the lane (job stream) it came from; every step on it (answer, retry, marks) uses that lane
 
     @property
     def unreadable(self) -> str:
@@ -99,29 +101,35 @@ class JobConsumer:
         self._orphaned: set[str] = {name}  # consumers whose pending jobs to take over now (ours: left by a restart)
         self._reply_prefix = self.keys.results("")
 
-    def _delivery(self, entry_id: bytes | str, fields: Fields, times_delivered: int, reclaimed: bool) -> Delivery:
-        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    def _delivery(self, stream: bytes | str, entry_id: bytes | str, fields: Fields, times_delivered: int,
+                  reclaimed: bool) -> Delivery:
+        eid, lane = _s(entry_id), _s(stream)
         try:
             job = CaptionJob.from_fields(fields, reply_prefix=self._reply_prefix,
                                          max_image_bytes=self.settings.max_image_bytes)
         except JobInvalid as exc:  # a foreign, forged or corrupt entry: answered or set aside, never run
-            return Delivery(eid, fields, None, times_delivered, reclaimed, invalid=exc)
-        return Delivery(eid, fields, job, times_delivered, reclaimed)
+            return Delivery(eid, fields, None, times_delivered, reclaimed, invalid=exc, stream=lane)
+        return Delivery(eid, fields, job, times_delivered, reclaimed, stream=lane)
+
+    def lane_of(self, d: Delivery) -> str:
+        """The job stream (lane) a delivery came from."""
+        return d.stream or self.keys.jobs
 
     # ---------------------------------------------------------------------------------------------- reading
 
     async def read_batch(self, stop: asyncio.Event | None = None) -> list[Delivery]:
-        """Up to ``batch_size`` jobs: reclaimed ones first, then new ones; after the first job arrives, wait up to
-        ``batch_wait_ms`` for more. Returns [] when nothing came within about a second."""
+        """Up to ``batch_size`` jobs: reclaimed ones first, then new ones, the high-priority lane's before the
+        low one's; after the first job arrives, wait up to ``batch_wait_ms`` for more. Returns [] when nothing
+        came within about a second."""
         size = self.settings.batch_size
         # At most one job taken back per batch: it runs alone, so if it kills this worker too, no other job taken
         # back is held (and cut off) with it.
         batch = await self._take_over_orphans(1)
         if not batch:
             batch = await self._reclaim_due(1)
-        if len(batch) >= size:
+        if batch:  # a job taken back runs in a batch of its own: new jobs read with it would die with it
             return batch
-        block_ms = None if batch else self._first_block_ms()
+        block_ms = self._first_block_ms()
         batch += await self._read_new(size - len(batch), block_ms)
         if not batch:
             return batch
@@ -141,17 +149,42 @@ class JobConsumer:
         return max(1, min(MAX_BLOCK_MS, until_reclaim))
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[Delivery]:
+        """Up to ``count`` new jobs, the high lane's first: each lane is read without blocking, high then low; only
+        when both are empty does the read block (``block_ms``) on both at once. (That blocking read takes up to
+        ``count`` from each lane, so a batch can briefly hold up to twice ``count`` when both fill in the same
+        instant.)"""
         try:
-            resp = cast(StreamReply, await self.redis.xreadgroup(
-                self.keys.group, self.name, {self.keys.jobs: ">"}, count=count, block=block_ms
-            ))
+            out: list[Delivery] = []
+            for stream in self.keys.lanes:
+                if len(out) < count:
+                    out += await self._xreadgroup([stream], count - len(out), None)
+            if out or block_ms is None:
+                return out
+            return await self._xreadgroup(list(self.keys.lanes), count, block_ms)
         except Exception as exc:
             if not is_missing_group(exc):
                 raise
             log.warning("consumer group %s vanished (Redis lost its data?): creating it again", self.keys.group)
             await ensure_group(self.redis, self.keys)
             return []
-        return [self._delivery(eid, f, 1, False) for _, entries in resp or [] for eid, f in entries if f]
+
+    async def read_commands(self, count: int) -> list[Delivery]:
+        """Up to ``count`` new jobs of the high-priority lane, without waiting (while automation runs)."""
+        try:
+            return await self._xreadgroup([self.keys.commands], count, None)
+        except Exception as exc:
+            if not is_missing_group(exc):
+                raise
+            await ensure_group(self.redis, self.keys)
+            return []
+
+    async def _xreadgroup(self, lanes: list[str], count: int, block_ms: int | None) -> list[Delivery]:
+        streams: dict[KeyT, StreamIdT] = {stream: ">" for stream in lanes}
+        resp = cast(StreamReply, await self.redis.xreadgroup(self.keys.group, self.name, streams, count=count,
+                                                             block=block_ms))
+        out = [self._delivery(stream, eid, f, 1, False) for stream, entries in resp or [] for eid, f in entries if f]
+        # Both lanes answered one blocking read: the high lane's jobs first, whatever order Redis listed them in.
+        return sorted(out, key=lambda d: d.stream != self.keys.commands)
 
     def orphaned_by_us(self) -> None:
         """Our own pending jobs were left in the air (Redis went away mid-batch): take them back on the next read,
@@ -176,7 +209,8 @@ class JobConsumer:
                 self._orphaned.add(name)
 
     async def _take_over_orphans(self, count: int) -> list[Delivery]:
-        """Claim the pending jobs of dead workers (and our own, after an outage) at once, without the idle wait."""
+        """Claim the pending jobs of dead workers (and our own, after an outage) at once, without the idle wait;
+        the high lane's first."""
         if time.monotonic() >= self._next_dead_check:
             self._next_dead_check = time.monotonic() + HEARTBEAT_S / 2
             seconds, micros = await self.redis.time()
@@ -186,39 +220,64 @@ class JobConsumer:
             wanted = count - len(out)
             if wanted <= 0:
                 break
-            try:
-                pending = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min="-", max="+",
-                                                          count=wanted, consumername=name)
-            except Exception as exc:
-                if not is_missing_group(exc):
-                    raise
-                pending = []
-            times = {_s(cast(bytes, p["message_id"])): int(p["times_delivered"]) for p in pending}
-            # XCLAIM (without JUSTID) counts a delivery, as XAUTOCLAIM does: the take-over is a new attempt
-            claimed = cast(Entries, await self.redis.xclaim(
-                self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=list(times)
-            )) if times else []
-            out += [self._delivery(eid, f, times[_s(eid)] + 1, True) for eid, f in claimed if f]
-            if claimed:
-                log.warning("took over %d pending jobs of %s", len(claimed),
-                            "this worker (after an outage)" if name == self.name
-                            else f"dead worker {name} (no heartbeat for {DEAD_AFTER_S:.0f} s)")
-                metrics.RECLAIMS.inc(len(claimed))
-            if len(pending) < wanted:  # none left: done with it
+            left = False  # some of its jobs are still pending after this take-over
+            for stream in self.keys.lanes:
+                if count - len(out) > 0:
+                    out += await self._claim_pending_of(name, stream, count - len(out))
+                left = left or await self._has_pending(name, stream)
+            if not left:  # none left in either lane (known before its last job runs): done with it
                 self._orphaned.discard(name)
                 if name != self.name:
                     await self.redis.hdel(self.keys.workers, name)
         return out
 
+    async def _pending_of(self, name: str, stream: str, count: int) -> list[dict[str, Any]]:
+        try:
+            return cast(list[dict[str, Any]], await self.redis.xpending_range(
+                stream, self.keys.group, min="-", max="+", count=count, consumername=name))
+        except Exception as exc:
+            if not is_missing_group(exc):
+                raise
+            return []
+
+    async def _has_pending(self, name: str, stream: str) -> bool:
+        return bool(await self._pending_of(name, stream, 1))
+
+    async def _claim_pending_of(self, name: str, stream: str, wanted: int) -> list[Delivery]:
+        """Claim up to ``wanted`` of consumer ``name``'s pending jobs in one lane."""
+        pending = await self._pending_of(name, stream, wanted)
+        times = {_s(cast(bytes, p["message_id"])): int(p["times_delivered"]) for p in pending}
+        # XCLAIM (without JUSTID) counts a delivery, as XAUTOCLAIM does: the take-over is a new attempt
+        claimed = cast(Entries, await self.redis.xclaim(
+            stream, self.keys.group, self.name, min_idle_time=0, message_ids=list(times)
+        )) if times else []
+        out = [self._delivery(stream, eid, f, times[_s(eid)] + 1, True) for eid, f in claimed if f]
+        if claimed:
+            log.warning("took over %d pending jobs of %s in %s", len(claimed),
+                        "this worker (after an outage)" if name == self.name
+                        else f"dead worker {name} (no heartbeat for {DEAD_AFTER_S:.0f} s)", stream)
+            metrics.RECLAIMS.inc(len(claimed))
+        return out
+
     async def _reclaim_due(self, count: int) -> list[Delivery]:
-        """Take over jobs idle for ``claim_idle_ms`` on any consumer (a dead worker's, or our own failed ones)."""
+        """Take over jobs idle for ``claim_idle_ms`` on any consumer (a dead worker's, or our own failed ones), the
+        high lane's first."""
         now = time.monotonic()
         if now < self._next_reclaim:
             return []
         self._next_reclaim = now + max(0.05, self.settings.claim_idle_ms / 2000)
+        out: list[Delivery] = []
+        for stream in self.keys.lanes:
+            if len(out) >= count:
+                self._next_reclaim = now  # the low lane was not looked at: look again on the next read
+                break
+            out += await self._reclaim_lane(stream, count - len(out), now)
+        return out
+
+    async def _reclaim_lane(self, stream: str, count: int, now: float) -> list[Delivery]:
         try:
             resp = await self.redis.xautoclaim(
-                self.keys.jobs, self.keys.group, self.name, min_idle_time=self.settings.claim_idle_ms,
+                stream, self.keys.group, self.name, min_idle_time=self.settings.claim_idle_ms,
                 start_id="0-0", count=count,
             )
         except Exception as exc:
@@ -230,9 +289,9 @@ class JobConsumer:
         for eid, fields in resp[1]:
             if not fields:
                 continue
-            info = await self.redis.xpending_range(self.keys.jobs, self.keys.group, min=eid, max=eid, count=1)
+            info = await self.redis.xpending_range(stream, self.keys.group, min=eid, max=eid, count=1)
             times = int(info[0]["times_delivered"]) if info else 1
-            d = self._delivery(eid, fields, times, True)
+            d = self._delivery(stream, eid, fields, times, True)
             log.warning("reclaimed job %s (attempt %d) after %d ms idle", _job_id(d), d.attempt,
                         self.settings.claim_idle_ms)
             metrics.RECLAIMS.inc()
@@ -243,11 +302,11 @@ class JobConsumer:
 
     async def keep_alive(self, deliveries: list[Delivery]) -> None:
         """Reset the idle time of jobs still being worked on, so they are not reclaimed from a live worker."""
-        if deliveries:
-            await self.redis.xclaim(
-                self.keys.jobs, self.keys.group, self.name, min_idle_time=0,
-                message_ids=[d.entry_id for d in deliveries], justid=True,
-            )
+        for stream in self.keys.lanes:
+            ids: list[StreamIdT] = [d.entry_id for d in deliveries if self.lane_of(d) == stream]
+            if ids:
+                await self.redis.xclaim(stream, self.keys.group, self.name, min_idle_time=0, message_ids=ids,
+                                        justid=True)
 
     # ------------------------------------------------------------------------------------ retry or dead letter
 
@@ -300,7 +359,7 @@ class JobConsumer:
         if reclaimed:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for d in reclaimed:
-                    pipe.getdel(self.keys.alone(d.entry_id))
+                    pipe.getdel(self.keys.alone(d.entry_id, self.lane_of(d)))
                 marks = await pipe.execute()
             for d, mark in zip(reclaimed, marks, strict=True):
                 if mark is not None:
@@ -308,13 +367,13 @@ class JobConsumer:
                     await self._add_failure(d)
         async with self.redis.pipeline(transaction=False) as pipe:
             for d in batch:
-                pipe.get(self.keys.failures(d.entry_id))
+                pipe.get(self.keys.failures(d.entry_id, self.lane_of(d)))
             counts = await pipe.execute()
         for d, count in zip(batch, counts, strict=True):
             d.attempt = int(count or 0) + 1
 
     async def _add_failure(self, d: Delivery) -> None:
-        key = self.keys.failures(d.entry_id)
+        key = self.keys.failures(d.entry_id, self.lane_of(d))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, FAILURES_TTL_S)
@@ -322,10 +381,10 @@ class JobConsumer:
 
     async def running_alone(self, d: Delivery) -> None:
         """Mark that this job runs alone now (set before the model runs on it, cleared by :meth:`ran_alone`)."""
-        await self.redis.set(self.keys.alone(d.entry_id), self.name, ex=FAILURES_TTL_S)
+        await self.redis.set(self.keys.alone(d.entry_id, self.lane_of(d)), self.name, ex=FAILURES_TTL_S)
 
     async def ran_alone(self, d: Delivery) -> None:
-        await self.redis.delete(self.keys.alone(d.entry_id))
+        await self.redis.delete(self.keys.alone(d.entry_id, self.lane_of(d)))
 
     async def failed(self, d: Delivery, reason: str) -> Step:
         """This delivery of a job failed: put the job back on the stream, or dead-letter it (:func:`next_step`)."""
@@ -372,7 +431,7 @@ class JobConsumer:
         )
         dead = _dead_fields(d.fields)
         dead.update(reason=reason, attempts=str(attempts), worker=self.name, failed_at=repr(time.time()),
-                    entry_id=d.entry_id)
+                    entry_id=d.entry_id, lane=self.lane_of(d))
         if await self._finish(d, result, dead, self.redis) == REPLY_NOT_A_STREAM:
             await self.discard(d, f"{reason}; reply_to {d.job.reply_to} is not a stream")
         metrics.JOBS.labels("dead_letter").inc()
@@ -384,7 +443,7 @@ class JobConsumer:
         a new delivery, so Redis counts the attempt (``XCLAIM ... IDLE`` sets how long it has already waited)."""
         delay_ms = retry_delay_ms(d.attempt, self.settings)
         await self.redis.xclaim(
-            self.keys.jobs, self.keys.group, self.name, min_idle_time=0, message_ids=[d.entry_id],
+            self.lane_of(d), self.keys.group, self.name, min_idle_time=0, message_ids=[d.entry_id],
             idle=max(0, self.settings.claim_idle_ms - delay_ms), justid=True,
         )
         self._next_reclaim = min(self._next_reclaim, time.monotonic() + delay_ms / 1000)
@@ -392,9 +451,11 @@ class JobConsumer:
     async def discard(self, d: Delivery, reason: str) -> None:
         """Dead-letter an entry whose requester cannot be told (no valid job id or ``reply_to``)."""
         dead = _dead_fields(d.fields)
-        dead.update(reason=reason, worker=self.name, entry_id=d.entry_id, attempts=str(d.attempt))
+        dead.update(reason=reason, worker=self.name, entry_id=d.entry_id, attempts=str(d.attempt),
+                    lane=self.lane_of(d))
+        stream = self.lane_of(d)
         await self.scripts.discard(
-            keys=[self.keys.jobs, self.keys.dead, self.keys.queued_bytes],
+            keys=[stream, self.keys.dead, self.keys.lane_bytes(stream)],
             args=[self.keys.group, d.entry_id, self.settings.dead_letter_maxlen, entry_bytes(d.fields),
                   *flatten(dead)],
         )
@@ -406,7 +467,8 @@ class JobConsumer:
         """The FINISH script call for one job, on ``client`` (the connection, or a pipeline to batch them)."""
         assert d.job is not None
         ttl_ms = self.settings.result_ttl_s * 1000
-        keys = [self.keys.jobs, d.job.reply_to, self.keys.answered(d.job.job_id), self.keys.queued_bytes]
+        stream = self.lane_of(d)
+        keys = [stream, d.job.reply_to, self.keys.answered(d.job.job_id), self.keys.lane_bytes(stream)]
         result_args = flatten(result.to_fields())
         args = [self.keys.group, d.entry_id, ttl_ms, RESULTS_MAXLEN, self.settings.dead_letter_maxlen,
                 entry_bytes(d.fields), len(result_args), *result_args]
@@ -418,14 +480,15 @@ class JobConsumer:
     # ------------------------------------------------------------------------------------------------ status
 
     async def report_depth(self) -> tuple[int, int]:
-        """(waiting, pending) now; also sets the queue gauges."""
-        length = await self.redis.xlen(self.keys.jobs)
-        try:
-            pending = (await self.redis.xpending(self.keys.jobs, self.keys.group))["pending"]
-        except Exception as exc:
-            if not is_missing_group(exc):
-                raise
-            pending = 0
+        """(waiting, pending) now, both lanes together; also sets the queue gauges."""
+        length = pending = 0
+        for stream in self.keys.lanes:
+            length += await self.redis.xlen(stream)
+            try:
+                pending += (await self.redis.xpending(stream, self.keys.group))["pending"]
+            except Exception as exc:
+                if not is_missing_group(exc):
+                    raise
         waiting = max(0, length - pending)
         metrics.QUEUE_DEPTH.set(waiting)
         metrics.QUEUE_PENDING.set(pending)

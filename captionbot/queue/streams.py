@@ -16,16 +16,17 @@ StreamReply = list[tuple[bytes, Entries]] | None  # XREAD / XREADGROUP: entries 
 
 
 async def ensure_group(redis: Redis, keys: RedisKeys) -> None:
-    """Create the consumer group (and the stream) unless it exists.
+    """Create the consumer group (and the stream) on both lanes (``keys.lanes``) unless it exists.
 
     The group starts at id 0, not ``$``: jobs added before any worker existed, or re-added after Redis lost the
     group, are still delivered.
     """
-    try:
-        await redis.xgroup_create(keys.jobs, keys.group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    for stream in keys.lanes:
+        try:
+            await redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 def is_missing_group(exc: Exception) -> bool:

@@ -35,6 +35,7 @@ from captionbot.settings import Settings
 log = logging.getLogger(__name__)
 
 DOWN_LOG_EVERY_S = 30.0  # while Redis stays unreachable, say so this often
+COMMAND_POLL_S = 0.05  # while automation runs, the high-priority lane is looked at this often
 
 
 class CaptionModel(Protocol):
@@ -70,8 +71,9 @@ class Worker:
         Rides out Redis outages (unanswered jobs stay pending and are reclaimed) and its own bugs (logged)."""
         redis = self._redis or await connect_redis(self.settings)
         consumer = JobConsumer(redis, self.settings, self.name)
-        log.info("worker %s serving %s (stream %s, group %s, model %s, batch %d / %d ms)", self.name,
-                 describe(self.settings), self.settings.stream, self.settings.group, self.captioner.model_version,
+        log.info("worker %s serving %s (streams %s, then %s; group %s, model %s, batch %d / %d ms)", self.name,
+                 describe(self.settings), consumer.keys.commands, self.settings.stream, self.settings.group,
+                 self.captioner.model_version,
                  self.settings.batch_size, self.settings.batch_wait_ms)
         finished = asyncio.Event()  # background tasks end on this, never by cancellation mid-command
         heartbeat = asyncio.create_task(self._heartbeat(consumer, finished), name=f"heartbeat:{self.name}")
@@ -120,15 +122,51 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(batch))
         runnable, answered = await consumer.admit(batch)
         self.jobs_answered += answered
-        # A reclaimed job (the consumer hands out one at a time) runs alone and is answered before the others run:
-        # it may be the one that killed its last worker; alone, a crash is its own, and counts against it only.
-        for d in [d for d in runnable if d.reclaimed]:
-            await self._run_and_answer(consumer, [d])
-        fresh = [d for d in runnable if not d.reclaimed]
-        if fresh:
-            await self._run_and_answer(consumer, fresh)
+        held = list(runnable)  # jobs in hand, kept from being reclaimed until the batch is done
+        done = asyncio.Event()
+        keep_alive = asyncio.create_task(self._keep_alive(consumer, held, done))
+        try:
+            # A reclaimed job (the consumer hands out one at a time) runs alone and is answered before the others
+            # run: it may be the one that killed its last worker; alone, a crash is its own, and counts against it.
+            for d in [d for d in runnable if d.reclaimed]:
+                await self._run_and_answer(consumer, [d])
+            fresh = [d for d in runnable if not d.reclaimed]
+            commands = [d for d in fresh if consumer.lane_of(d) == consumer.keys.commands]
+            automation = [d for d in fresh if consumer.lane_of(d) != consumer.keys.commands]
+            if commands:  # the high-priority lane's jobs run and are answered first
+                await self._run_and_answer(consumer, commands)
+            if automation:
+                await self._run_automation(consumer, automation, held)
+        finally:
+            done.set()
+            await keep_alive
 
-    async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery]) -> None:
+    async def _run_automation(self, consumer: JobConsumer, automation: list[Delivery], held: list[Delivery]) -> None:
+        """Run the low lane's jobs as one batch (batching is what makes a CPU fast) and, while it runs, the commands
+        that arrive meanwhile, beside it: a person never waits for a batch of automation to finish."""
+        run = asyncio.create_task(self._run_and_answer(consumer, automation))
+        try:
+            while not run.done():
+                await self._serve_commands_arrived(consumer, held)
+                await asyncio.wait({run}, timeout=COMMAND_POLL_S)
+        finally:
+            await asyncio.wait({run})  # never left running on its own
+        run.result()
+
+    async def _serve_commands_arrived(self, consumer: JobConsumer, held: list[Delivery]) -> None:
+        """While a batch of automation runs: run and answer the commands that came in meanwhile, at once."""
+        arrived = await consumer.read_commands(self.settings.batch_size)
+        if arrived:
+            runnable, answered = await consumer.admit(arrived)
+            self.jobs_answered += answered
+            held.extend(runnable)
+            # Beside a running batch: not marked as run alone, so a process death then blames neither (a job taken
+            # back from a dead worker is run truly alone next, and only then counts).
+            await self._run_and_answer(consumer, runnable, beside=True)
+
+    async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery], beside: bool = False) -> None:
+        """Run jobs (kept alive by the caller) and answer them; failures are retried or dead-lettered. ``beside``:
+        another batch is running at the same time (so none of these is ever "alone")."""
         # Jobs of one beam size and heatmap option run together.
         groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
         for d in runnable:
@@ -137,19 +175,13 @@ class Worker:
 
         answers: list[tuple[Delivery, CaptionResult]] = []
         failed: list[tuple[Delivery, BaseException]] = []
-        inference_done = asyncio.Event()
-        keep_alive = asyncio.create_task(self._keep_alive(consumer, runnable, inference_done))
         started = time.monotonic()
-        try:
-            for (beam_size, heatmap), group in groups.items():
-                for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap), strict=True):
-                    if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
-                        failed.append((d, out))
-                    else:
-                        answers.append((d, self._result(d, out)))
-        finally:
-            inference_done.set()
-            await keep_alive
+        for (beam_size, heatmap), group in groups.items():
+            for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap, beside), strict=True):
+                if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
+                    failed.append((d, out))
+                else:
+                    answers.append((d, self._result(d, out)))
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
 
         codes = await consumer.publish(answers)
@@ -163,30 +195,35 @@ class Worker:
             if await consumer.failed(d, f"model error: {type(exc).__name__}: {exc}") is Step.DEAD_LETTER:
                 self.jobs_answered += 1
 
-    async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool) -> list[Any]:
+    async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool,
+                       beside: bool = False) -> list[Any]:
         """Model outputs in order; a job whose inference raised gets its exception in its place.
 
         When the whole batch raises, each job is run alone, so one poison image fails only its own job. A job run
-        alone is marked so while it runs: should the process die then, the job is known to be what killed it."""
+        alone is marked so while it runs (unless ``beside`` another batch): should the process die then, the job
+        is known to be what killed it."""
         if len(group) == 1:
-            return [await self._caption_alone(consumer, group[0], beam_size, heatmap)]
+            return [await self._caption_alone(consumer, group[0], beam_size, heatmap, mark=not beside)]
         images = [d.job.image for d in group if d.job]
         try:
             return list(await asyncio.to_thread(self.captioner.caption_images, images, beam_size, heatmap))
         except Exception as exc:
             log.warning("batch of %d failed (%s): captioning each image alone", len(images), type(exc).__name__)
-        return [await self._caption_alone(consumer, d, beam_size, heatmap) for d in group]
+        return [await self._caption_alone(consumer, d, beam_size, heatmap, mark=not beside) for d in group]
 
-    async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool) -> Any:
+    async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool,
+                             mark: bool = True) -> Any:
         assert d.job is not None
-        await consumer.running_alone(d)
+        if mark:
+            await consumer.running_alone(d)
         try:
             return (await asyncio.to_thread(self.captioner.caption_images, [d.job.image], beam_size, heatmap))[0]
         except Exception as exc:
             log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
             return exc
         finally:
-            await consumer.ran_alone(d)
+            if mark:
+                await consumer.ran_alone(d)
 
     def _result(self, d: Delivery, out: Any) -> CaptionResult:
         job = d.job
@@ -202,7 +239,8 @@ class Worker:
                              **common)
 
     async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery], done: asyncio.Event) -> None:
-        """While the model runs, refresh the jobs' idle time so a live worker's jobs are not reclaimed."""
+        """While a batch is in hand, refresh its jobs' idle time so a live worker's jobs are not reclaimed
+        (``deliveries`` may grow meanwhile: commands taken while automation runs)."""
         interval = max(0.02, self.settings.claim_idle_ms / 3000)
         while not await _wait(done, interval):
             with contextlib.suppress(*REDIS_DOWN_ERRORS):

@@ -154,7 +154,7 @@ async def test_when_the_queue_is_full_the_asker_is_told_the_bot_is_busy(
     waiting = await standin.slash("general", "alice", "caption", image=photos[0])
     try:
         async with asyncio.timeout(10):
-            while await queue.xlen(settings.stream) < 1:  # the first photo is in the queue
+            while await queue.xlen(settings.redis_keys.commands) < 1:  # the first photo is in the commands lane
                 await asyncio.sleep(0.02)
     finally:
         await queue.aclose()
