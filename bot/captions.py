@@ -306,7 +306,29 @@ class Captions(commands.Cog):
         """Repost mode (bot/repost.py): True when the message needs no reply (reposted with its alt text, or
         deleted meanwhile); False when the original stays and gets a reply as in reply mode."""
         alt = alt_texts(images, outcomes, length, skip_uncertain)
-        return bool(alt) and await self.s.reposter.repost(message, alt) is not Result.KEPT
+        if not alt:
+            return False
+        done = await self.s.reposter.repost(message, alt, view=self._buttons(outcomes))
+        if done.message is not None:
+            await self._posted_repost(done.message, message, images, outcomes, alt)
+        return done.result is not Result.KEPT
+
+    async def _posted_repost(self, repost: discord.WebhookMessage, original: discord.Message,
+                             images: list[discord.Attachment], outcomes: list[Outcome], alt: dict[int, str]) -> None:
+        """Keep a repost's description record (as :meth:`_posted` does for replies): each described image's alt
+        text and its place in the repost, so Edit changes that file's alt text (``feedback.py``)."""
+        if original.guild is None or not any(o.image_hash for o in outcomes) or self.bot.get_cog("Feedback") is None:
+            return
+        position = {a.id: i for i, a in enumerate(original.attachments)}
+        described = []
+        for att, o in zip(images, outcomes, strict=True):
+            i = position[att.id]
+            status = "failed" if att.id not in alt else "corrected" if o.corrected else "ok"
+            url = repost.attachments[i].url if i < len(repost.attachments) else ""
+            described.append(DescribedImage(att.filename, alt.get(att.id, ""), status, o.image_hash, url,
+                                            position=i))
+        await self.feedback.remember(Description(str(repost.id), str(original.guild.id), str(original.channel.id),
+                                                 str(original.author.id), described, repost=True))
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
 

@@ -69,6 +69,7 @@ class DescribedImage:
     hash: str | None = None  # pHash, when the image was read
     url: str = ""  # where it was downloaded from (to keep a copy when a correction comes, where the server opted in)
     model_text: str = ""  # what the model said, kept when a person corrects it
+    position: int | None = None  # a repost: the file's place in the reposted message (whose alt text this is)
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Description:
     channel_id: str
     poster_id: str  # the image's poster (who may edit besides moderators)
     images: list[DescribedImage] = field(default_factory=list)
+    repost: bool = False  # the description is the alt text of the images of a repost (bot/repost.py), not a reply
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -101,9 +103,15 @@ class Description:
             h = im.get("hash")
             if h is not None and not is_hash(h):
                 raise ValueError("description: malformed hash")
+            position = im.get("position")
+            if position is not None and (type(position) is not int or not 0 <= position < 10):
+                raise ValueError("description: malformed position")
             out.append(DescribedImage(str(im.get("filename", "")), im["text"], im["status"], h,
-                                      str(im.get("url", "")), str(im.get("model_text", ""))))
-        return cls(d["message_id"], d["guild_id"], d["channel_id"], d["poster_id"], out)
+                                      str(im.get("url", "")), str(im.get("model_text", "")), position))
+        repost = d.get("repost", False)
+        if not isinstance(repost, bool) or (repost and any(im.position is None for im in out)):
+            raise ValueError("description: a repost's images need their positions")
+        return cls(d["message_id"], d["guild_id"], d["channel_id"], d["poster_id"], out, repost)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@
   the bot's message is updated in place, marked "corrected by a person", and the correction is kept for the server
   under the image's perceptual hash: the same picture posted again there (re-encoded, resized) is described with
   the person's words at once, without the model.
+- On a repost (repost mode, ``bot/repost.py``) the description is the images' alt text and the buttons are on
+  the repost: the poster is the member it was reposted for; Edit opens the box prefilled with the alt text, and
+  on submit the alt text itself is changed (``Reposter.edit_alt_text``, which uploads the files again) before the
+  correction is kept.
 - **👍 / 👎** record one vote per person per description; pressing the other one changes it.
 - ``/feedback images keep:`` (Manage Server) lets corrections keep a copy of the image for
   ``captionbot feedback export``; ``/feedback status``; ``/feedback wipe`` (Manage Server) forgets everything.
@@ -54,6 +58,7 @@ NOT_ALLOWED = ("Only the person who posted the image, or a moderator with **Mana
                "description. You can still say whether it is right with 👍 / 👎.")
 UNKNOWN = "I no longer have the details of this description (they are kept for 30 days), so it can't be changed."
 BAD_EDIT = "Sorry, I couldn't apply that edit. Please press **Edit** on the description again."
+ALT_TEXT_FAILED = "Sorry, I couldn't change the image's alt text just now, so nothing was changed. Please try again."
 
 
 class FeedbackButtons(discord.ui.View):
@@ -197,10 +202,11 @@ class Feedback(commands.GroupCog, group_name="feedback", group_description="Corr
             log.info("edit of description %s refused to user %s (not the poster, no Manage Messages)",
                      desc.message_id, interaction.user.id)
             return await answer_privately(interaction, NOT_ALLOWED)
-        modal = discord.ui.Modal(title="Edit the description", custom_id=MODAL_PREFIX + desc.message_id)
+        title = "Edit the image's alt text" if desc.repost else "Edit the description"
+        modal = discord.ui.Modal(title=title, custom_id=MODAL_PREFIX + desc.message_id)
         one = len(desc.images) == 1
         for i, im in enumerate(desc.images[:MAX_INPUTS]):
-            label = "Image description" if one else f"Image {i + 1}: {im.filename}"
+            label = ("Alt text" if desc.repost else "Image description") if one else f"Image {i + 1}: {im.filename}"
             modal.add_item(discord.ui.TextInput(label=label[:45], custom_id=f"image:{i}", default=im.text[:1024],
                                                 style=discord.TextStyle.paragraph, max_length=MAX_CORRECTION_CHARS,
                                                 min_length=1, required=True))
@@ -239,10 +245,12 @@ class Feedback(commands.GroupCog, group_name="feedback", group_description="Corr
         except ValueError as exc:
             log.warning("edit of description %s by user %s refused: %s", desc.message_id, interaction.user.id, exc)
             return await answer_privately(interaction, BAD_EDIT + " (A description can be 1 to 1,024 characters.)")
-        multi = len(desc.images) > 1
+        multi = len(desc.images) > 1 and not desc.repost  # a numbered list keeps one line per image; alt text need not
         changed = [i for i, text in values.items() if text != desc.images[i].text]
         if not changed:
             return await answer_privately(interaction, "Nothing changed.")
+        if desc.repost and not await self._edit_alt_text(interaction, desc, {i: values[i] for i in changed}):
+            return
         for i in changed:
             im = desc.images[i]
             if im.status != "corrected":
@@ -255,16 +263,18 @@ class Feedback(commands.GroupCog, group_name="feedback", group_description="Corr
             await self.store.correct(desc.guild_id, fix)
         log.info("description %s corrected by user %s (%d image(s), %d kept for reposts)", desc.message_id,
                  interaction.user.id, len(changed), len(fixes))
-        try:
-            await interaction.response.edit_message(content=render([Said(im.text, im.status) for im in desc.images]),
-                                                    allowed_mentions=NO_MENTIONS)
-        except discord.HTTPException as exc:
-            log.error("could not update description %s after an edit: %s", desc.message_id, exc)
-            return
+        if not desc.repost:  # a repost's alt text was changed above
+            try:
+                await interaction.response.edit_message(
+                    content=render([Said(im.text, im.status) for im in desc.images]), allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.error("could not update description %s after an edit: %s", desc.message_id, exc)
+                return
         with_images = await self.store.keeps_images(desc.guild_id)
+        what = "the image's alt text is" if desc.repost else "the description is"
         try:
             await interaction.followup.send(
-                "Thanks, the description is updated. When this picture is posted here again, I'll use your words.",
+                f"Thanks, {what} updated. When this picture is posted here again, I'll use your words.",
                 ephemeral=True, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
             log.warning("could not confirm the edit of description %s: %s", desc.message_id, exc)
@@ -272,6 +282,41 @@ class Feedback(commands.GroupCog, group_name="feedback", group_description="Corr
             by_hash = {f.hash: f for f in fixes}
             for i in changed:
                 await self._keep_image(desc, i, by_hash.get(desc.images[i].hash or ""))
+
+    async def _edit_alt_text(self, interaction: discord.Interaction, desc: Description,
+                             values: dict[int, str]) -> bool:
+        """A repost's Edit box: change those images' alt text on the repost itself (``Reposter.edit_alt_text``,
+        which uploads the files again: slow, so the submit is acknowledged first). Updates the images' URLs in
+        ``desc``. False after telling the person privately that it could not be done (and a log line)."""
+        try:
+            await interaction.response.defer()  # a modal submit on a message: "deferred update", nothing visible
+        except discord.HTTPException as exc:
+            log.warning("could not acknowledge the edit of repost %s: %s", desc.message_id, exc)
+            return False
+        by_position: dict[int, str] = {}
+        for i, text in values.items():
+            if (position := desc.images[i].position) is not None:
+                by_position[position] = text
+        try:
+            message = interaction.message
+            if message is None or not isinstance(message.channel, discord.TextChannel):
+                channel = self.bot.get_channel(int(desc.channel_id))
+                if not isinstance(channel, discord.TextChannel):
+                    raise ValueError(f"channel {desc.channel_id} is not a text channel I can see")
+                message = await channel.fetch_message(int(desc.message_id))
+            edited = await self.s.reposter.edit_alt_text(message, by_position)
+        except (ValueError, ImageRejected, discord.HTTPException) as exc:
+            log.warning("alt text of repost %s not changed for user %s: %s", desc.message_id, interaction.user.id,
+                        exc)
+            try:  # (not answer_privately: after a deferred update, "@original" is the repost itself)
+                await interaction.followup.send(ALT_TEXT_FAILED, ephemeral=True, allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc2:
+                log.warning("could not tell user %s the edit failed: %s", interaction.user.id, exc2)
+            return False
+        for im in desc.images:
+            if im.position is not None and im.position < len(edited.attachments):
+                im.url = edited.attachments[im.position].url  # the files were uploaded again: new URLs
+        return True
 
     async def _keep_image(self, desc: Description, i: int, fix: Correction | None) -> None:
         """The server keeps images with corrections: download the picture again and keep a small JPEG of it,

@@ -13,10 +13,12 @@ replies to another one, or carries stickers, a poll or a voice note, or text ove
 cannot post those); a file cannot be downloaded again or is over the upload limit; Discord refuses the webhook
 post. If the original cannot be deleted after a repost, the repost is deleted again and the caller replies.
 
-For the *Edit* button (issue 15, item 7): :meth:`Reposter.edit_alt_text` changes the alt text of a reposted
-image. Discord has no way to change an uploaded file's description in place, so it uploads the message's files
-again with the new descriptions, in one edit of the same webhook message (same message id and place in the
-channel; the attachments get new ids and URLs).
+The repost can carry buttons (``view``: the *Edit* / 👍 / 👎 of ``feedback.py``; Discord lets a webhook send
+interactive components only when an application owns it, as the bot's own webhook is). For the *Edit* button
+(issue 15, item 7): :meth:`Reposter.edit_alt_text` changes the alt text of a reposted image. Discord has no way
+to change an uploaded file's description in place, so it uploads the message's files again with the new
+descriptions, in one edit of the same webhook message (same message id and place in the channel; the attachments
+get new ids and URLs; the buttons stay).
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ class Result(enum.Enum):
     GONE = "gone"  # the original was deleted by someone else meanwhile; the repost was taken back
 
 
+@dataclass(frozen=True)
+class Reposted:
+    """What :meth:`Reposter.repost` did, and the repost itself when it is up (``Result.REPOSTED``)."""
+
+    result: Result
+    message: discord.WebhookMessage | None = None
+
+
 def missing_permissions(channel: discord.abc.GuildChannel, me: discord.Member) -> list[str]:
     """The permissions repost mode needs in ``channel`` that ``me`` lacks there, by their names in Discord."""
     have = channel.permissions_for(me)
@@ -57,8 +67,9 @@ def missing_permissions(channel: discord.abc.GuildChannel, me: discord.Member) -
 
 
 def alt_text(outcome: Outcome, length: str) -> str:
-    """An image's description as alt text, as much as the channel's ``length`` says (see ``caption_text``)."""
-    said = short(outcome.text) if length == "short" else outcome.text
+    """An image's description as alt text, as much as the channel's ``length`` says (see ``caption_text``); a
+    person's correction (``outcome.corrected``) as they wrote it, whatever the length."""
+    said = short(outcome.text) if length == "short" and not outcome.corrected else outcome.text
     if length == "text" and outcome.result is not None and outcome.result.text:
         said += f" Text in image: {outcome.result.text}"  # alt text is plain text: no Markdown escaping
     return said[:MAX_ALT_TEXT]
@@ -169,41 +180,46 @@ class Reposter:
                                       description=description[:MAX_ALT_TEXT] if description else None))
         return files
 
-    async def repost(self, message: discord.Message, alt: Mapping[int, str]) -> Result:
-        """Post ``message`` again with ``alt`` (attachment id -> alt text) on its images, then delete it.
-        See the module docstring for what is never lost; every outcome but REPOSTED comes with a log line."""
+    async def repost(self, message: discord.Message, alt: Mapping[int, str],
+                     view: discord.ui.View | None = None) -> Reposted:
+        """Post ``message`` again with ``alt`` (attachment id -> alt text) on its images, and ``view``'s buttons
+        when given, then delete it. See the module docstring for what is never lost; every outcome but REPOSTED
+        comes with a log line."""
+        kept = Reposted(Result.KEPT)
         channel, guild = message.channel, message.guild
         if not isinstance(channel, discord.TextChannel) or guild is None:
             log.info("repost mode: message %s is not in a text channel; replying instead", message.id)
-            return Result.KEPT
+            return kept
         if missing := missing_permissions(channel, guild.me):
             log.warning("repost mode in channel %s: I lack %s there; replying to message %s instead", channel.id,
                         " and ".join(missing), message.id)
-            return Result.KEPT
+            return kept
         if (why := why_not_repostable(message, guild.filesize_limit)) is not None:
             log.info("message %s not reposted (%s); replying instead", message.id, why)
-            return Result.KEPT
+            return kept
         try:
             by_position = {i: alt[a.id] for i, a in enumerate(message.attachments) if a.id in alt}
             files = await self._files(message.attachments, by_position, guild.filesize_limit)
-            posted = await self._post(channel, message, files)
+            posted = await self._post(channel, message, files, view)
         except ImageRejected as exc:
             log.warning("message %s not reposted: a file could not be downloaded again (%s); replying instead",
                         message.id, exc)
-            return Result.KEPT
+            return kept
         except (discord.HTTPException, GaveUp) as exc:
             log.warning("message %s not reposted: Discord refused the webhook post (%s); the original stays, "
                         "replying instead", message.id, exc)
-            return Result.KEPT
+            return kept
         except Exception:  # nothing was posted: the original is intact, and a reply still describes it
             log.exception("message %s not reposted (unexpected error); the original stays, replying instead",
                           message.id)
-            return Result.KEPT
-        return await self._delete_original(message, posted)
+            return kept
+        result = await self._delete_original(message, posted)
+        return Reposted(result, posted if result is Result.REPOSTED else None)
 
-    async def _post(self, channel: discord.TextChannel, message: discord.Message,
-                    files: list[discord.File]) -> discord.WebhookMessage:
+    async def _post(self, channel: discord.TextChannel, message: discord.Message, files: list[discord.File],
+                    view: discord.ui.View | None = None) -> discord.WebhookMessage:
         author = message.author
+        components = discord.utils.MISSING if view is None else view
 
         async def send() -> discord.WebhookMessage:
             hook = await self.webhook_for(channel)
@@ -213,7 +229,8 @@ class Reposter:
             return await hook.send(content=message.content or discord.utils.MISSING,
                                    username=webhook_username(author.display_name),
                                    avatar_url=author.display_avatar.url, files=files, allowed_mentions=NO_MENTIONS,
-                                   suppress_embeds=message.flags.suppress_embeds, silent=True, wait=True)
+                                   suppress_embeds=message.flags.suppress_embeds, silent=True, wait=True,
+                                   view=components)
 
         try:
             return await with_retries(send, f"repost of message {message.id}", self.retry)

@@ -124,8 +124,10 @@ def _refuse(status: int, message: str) -> web.Response:
 
 
 def _view(m: Message) -> dict[str, Any]:
-    """A message as the page draws it, whoever sent it (members, the bot, webhook posts under a member's name)."""
-    return {"id": m.id, "author": m.author.name, "avatar": m.author.avatar_url, "bot": m.author.bot,
+    """A message as the page draws it, whoever sent it (members, the bot, webhook posts under a member's name and
+    the avatar they were posted with)."""
+    return {"id": m.id, "author": m.author.name, "avatar": m.avatar_url or m.author.avatar_url, "bot": m.author.bot,
+            "webhook": m.webhook_id is not None,
             "content": m.content, "reply_to": m.reference_id, "ephemeral": bool(m.flags & EPHEMERAL),
             "interaction": m.interaction_id, "embeds": m.embeds, "components": m.components,
             "attachments": [{"url": a.url, "filename": a.filename, "content_type": a.content_type,

@@ -6,6 +6,12 @@ Discord routes an incoming webhook and an interaction's follow-ups through the s
 paths; :class:`~bot.standin.rest.Rest` owns those routes and hands a token that is no interaction's to
 :class:`ChannelWebhooks`. Fault keys are therefore the interaction ones, e.g. ``"POST /webhooks/{app_id}/{token}"``.
 
+Components (buttons) follow Discord's rule: they are read only with ``?with_components=true`` (otherwise ignored,
+as Discord does), and interactive ones (anything but link buttons) only from a webhook an application owns (one a
+bot created: ``application_id`` set); a webhook a member made (:meth:`ChannelWebhooks.add_members_webhook`) may
+send link buttons only, else 400 (50035). Pressing a button on a webhook's message sends the interaction to the
+application, as with the bot's own messages.
+
 Validation follows Discord's answers: no Manage Webhooks -> 403 (50013); an unknown webhook -> 404 (10015), a
 wrong token -> 401 (50027); an empty message -> 400 (50006); a name or username containing "clyde" or
 "discord" (or being "everyone" or "here"), content over 2,000 characters or a description over 1,024 -> 400
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from captionbot.bot.standin.components import LINK_STYLE, InvalidComponents, buttons, check_message_components
 from captionbot.bot.standin.record import Sent, SentFile
 from captionbot.bot.standin.world import MANAGE_WEBHOOKS, Message, User, snowflake
 
@@ -98,6 +105,12 @@ class ChannelWebhooks:
         r.add_post(API + "/channels/{channel_id}/webhooks", self.create)
         r.add_get(API + "/webhooks/{app_id}/{token}/messages/{message_id}", self.get_message)
 
+    def add_members_webhook(self, channel_id: str, name: str, user: User) -> Webhook:
+        """A webhook a member made in the channel's settings (no application owns it), e.g. for an integration."""
+        hook = Webhook(snowflake(), secrets.token_urlsafe(48), channel_id, self.world.guild_id, name, user, None)
+        self.hooks[hook.id] = hook
+        return hook
+
     def in_channel(self, channel_id: str) -> list[Webhook]:
         return [h for h in self.hooks.values() if h.channel_id == channel_id]
 
@@ -159,6 +172,17 @@ class ChannelWebhooks:
                 return invalid_form(f"attachments.{i}.description", f"Must be {MAX_DESCRIPTION} or fewer in length.")
         return None
 
+    @staticmethod
+    def _components(request: web.Request, hook: Webhook, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The components to store, checked: None when the request does not set them (no ``components``, or no
+        ``?with_components=true``, in which case Discord ignores them). Raises InvalidComponents."""
+        if "components" not in payload or request.query.get("with_components", "").lower() not in ("1", "true"):
+            return None
+        components = check_message_components(payload["components"])
+        if hook.application_id is None and any(b.get("style") != LINK_STYLE for b in buttons(components)):
+            raise InvalidComponents("only a webhook owned by an application can send interactive components")
+        return components
+
     def _dispatch(self, coro: Any) -> None:
         """Gateway events go out after the HTTP answer, as on Discord."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -174,6 +198,11 @@ class ChannelWebhooks:
         refusal = self._validate(payload, files)
         if refusal is None and not (payload.get("content") or files or payload.get("embeds")):
             refusal = error(400, "Cannot send an empty message", 50006)
+        try:
+            components = self._components(request, hook, payload)
+        except InvalidComponents as exc:
+            refusal = refusal or invalid_form("components", str(exc))
+            components = None
         if refusal is not None:
             await self.rest.on_sent(Sent("webhook_message", route, refusal.status, payload, files, hook.channel_id))
             return refusal
@@ -183,7 +212,7 @@ class ChannelWebhooks:
                           attachments=self.rest._store_files(hook.channel_id, files, payload),
                           flags=int(payload.get("flags") or 0) & (SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS),
                           allowed_mentions=payload.get("allowed_mentions"), webhook_id=hook.id,
-                          avatar_url=payload.get("avatar_url"))
+                          avatar_url=payload.get("avatar_url"), components=components or [])
         self.world.messages[message.id] = message
         await self.rest.on_sent(Sent("webhook_message", route, 200, payload, files, hook.channel_id, message))
         self._dispatch(self.rest.gateway.dispatch_message(message))
@@ -218,9 +247,16 @@ class ChannelWebhooks:
         if message is None:
             return error(404, "Unknown Message", 10008)
         payload, files = await self.rest._read_body(request)
-        if (refusal := self._validate(payload, files)) is not None:
+        refusal = self._validate(payload, files)
+        try:
+            components = self._components(request, hook, payload)
+        except InvalidComponents as exc:
+            refusal, components = refusal or invalid_form("components", str(exc)), None
+        if refusal is not None:
             await self.rest.on_sent(Sent("webhook_edit", route, 400, payload, files, hook.channel_id))
             return refusal
+        if components is not None:
+            message.components = components
         if "content" in payload:
             message.content = str(payload["content"] or "")
         if "attachments" in payload:

@@ -2,9 +2,9 @@
 
 The first tests start what ``make run`` starts (``captionbot run``: the real bot on discord.py, a real worker with
 the bundled model, the in-process queue and the stand-in) and use the page as a person would: choose a photo,
-run ``/caption`` with its options, and watch the answer appear without reloading. The last one draws messages
-the bot does not send yet (a webhook repost under a member's name and avatar, an embed, buttons) on an
-in-process stand-in.
+run ``/caption`` with its options, and watch the answer appear without reloading. Others run the real bot
+against an in-process stand-in: a repost (repost mode) drawn under the member's name and avatar, whose Edit button
+changes the image's alt text; any message's avatar, alt text, embed and buttons; a button's modal as a form.
 
 Needs Chromium and its driver (Debian: ``chromium``, ``chromium-driver``; ``.ci/run`` installs them) and
 Selenium (the ``dev`` extra); without a browser the tests skip and say so.
@@ -30,6 +30,7 @@ import pytest
 from captionbot.bot.standin import StandIn
 
 if TYPE_CHECKING:
+    from bot_story import BotUnderTest
     from captionbot.bot.standin.world import Channel, Message, User
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.remote.webelement import WebElement
@@ -98,9 +99,14 @@ def page_url(caption_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def wait(browser: WebDriver, what: str, condition: Any, timeout: float = ANSWER_WITHIN_S) -> Any:
+    """``condition(browser)`` once it is truthy. An element the page redrew while the condition read it (the page
+    replaces a message's element when the message changes) counts as not yet, and is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(condition, f"page: no {what} in {timeout}s")
+    return WebDriverWait(browser, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, f"page: no {what} in {timeout}s")
 
 
 def open_channel(browser: WebDriver, url: str, name: str) -> None:
@@ -250,6 +256,63 @@ async def test_any_message_is_drawn_with_its_author_avatar_alt_text_embeds_and_b
         assert link.text == "Help" and link.get_attribute("href") == "https://example.invalid/help"
 
     await asyncio.to_thread(look)  # Selenium blocks; the stand-in answers the browser on this event loop
+
+
+async def test_a_repost_shows_under_the_members_name_and_avatar_and_its_edit_button_changes_the_alt_text(
+        browser: WebDriver, standin: StandIn, bot: BotUnderTest, data_dir: Path) -> None:
+    """Issue 15, items 6, 7 and 10 with the real bot: alice posts a photo on the page into a repost-mode channel;
+    the repost is drawn under her name and the avatar it was posted with, the description as the image's alt text,
+    with the Edit button; alice's Edit opens the box prefilled with that alt text and her words replace it."""
+    from bot_story import turn_on
+    from captionbot.bot.standin.world import MANAGE_MESSAGES, MANAGE_WEBHOOKS
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    await standin.set_bot_permissions("alt-text", allow=MANAGE_WEBHOOKS | MANAGE_MESSAGES)
+    await turn_on(standin, "alt-text", mode="repost")
+    fixed = "A dog with a stick runs across the lawn."
+
+    def reposted_as(d: WebDriver) -> tuple[str, str, str] | None:
+        """The repost as drawn (its id, the avatar's and the image's src and alt), once it shows with buttons."""
+        repost = next((m for m in d.find_elements(By.CSS_SELECTOR, ".msg") if m.find_elements(By.CSS_SELECTOR, ".row")
+                       and m.find_element(By.CLASS_NAME, "who").text == "alice"), None)
+        if repost is None:
+            return None
+        assert "APP" in repost.text
+        face = repost.find_element(By.CSS_SELECTOR, "img.avatar")
+        [shown] = repost.find_elements(By.CSS_SELECTOR, "figure img")
+        return repost.get_attribute("id").removeprefix("m-"), face.get_attribute("src"), shown.get_attribute("alt")
+
+    def post() -> tuple[str, str, str]:
+        browser.get(standin.base_url + "/")
+        wait(browser, "channels", lambda d: d.find_elements(By.XPATH, "//nav//a[text()='# alt-text']"), 10)[0].click()
+        Select(browser.find_element(By.ID, "user")).select_by_value("alice")
+        browser.find_element(By.ID, "file").send_keys(str(photo(data_dir)))
+        browser.find_element(By.ID, "post-button").click()
+        drawn: tuple[str, str, str] = wait(browser, "repost with buttons", reposted_as)
+        return drawn
+
+    mid, face, alt = await asyncio.to_thread(post)
+    [repost] = standin.webhook_posts_in("alt-text")
+    assert mid == repost.id and face == repost.avatar_url, "her avatar, as the repost was posted with it"
+    assert alt == repost.attachments[0].description and alt != photo(data_dir).name, "the description is its alt"
+
+    def edit() -> None:
+        labels = [b.text for b in browser.find_elements(By.CSS_SELECTOR, f"#m-{mid} .row button")]
+        assert labels == ["✏️ Edit", "👍", "👎"], labels
+        browser.find_element(By.CSS_SELECTOR, f"#m-{mid} .row button").click()
+        dialog = wait(browser, "modal", lambda d: d.find_element(By.ID, "modal") if d.find_element(
+            By.ID, "modal").get_attribute("open") is not None else None, 30)
+        field = dialog.find_element(By.CSS_SELECTOR, "#modal-fields textarea, #modal-fields input")
+        assert field.get_attribute("value") == alt, "prefilled with the image's alt text"
+        field.clear()
+        field.send_keys(fixed)
+        dialog.find_element(By.ID, "modal-submit").click()
+        wait(browser, "changed alt text", lambda d: d.find_element(
+            By.CSS_SELECTOR, f"#m-{mid} figure img").get_attribute("alt") == fixed, 30)
+
+    await asyncio.to_thread(edit)
+    assert standin.world.messages[mid].attachments[0].description == fixed
 
 
 class ModalBot(StandIn):

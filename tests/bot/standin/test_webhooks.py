@@ -94,3 +94,57 @@ async def test_deleting_someone_elses_message_needs_manage_messages(standin: Sta
     async with http.delete(url, headers=bot(standin)) as resp:
         assert resp.status == 204
     assert posted.id not in standin.world.messages
+
+
+BUTTONS = [{"type": 1, "components": [{"type": 2, "style": 2, "label": "Edit", "custom_id": "edit"}]}]
+LINK = [{"type": 1, "components": [{"type": 2, "style": 5, "label": "Help", "url": "https://example.org/help"}]}]
+
+
+async def test_buttons_on_a_webhook_post_need_with_components_and_only_an_application_owned_webhook_may_send_them(
+        standin: StandIn, http: aiohttp.ClientSession) -> None:
+    """As Discord: ``components`` are read only with ``?with_components=true``; interactive ones only from a webhook
+    an application owns (the bot's); a member's webhook may send link buttons; a press reaches the bot."""
+    standin.world.channel("alt-text").bot_allowed = MANAGE_WEBHOOKS
+    _, hook = await create(http, standin)
+    assert hook["application_id"] == standin.world.application_id
+    url = f"/api/v10/webhooks/{hook['id']}/{hook['token']}?wait=true"
+    async with http.post(url, json={"content": "no flag", "components": BUTTONS}) as resp:
+        assert resp.status == 200 and (await resp.json())["components"] == [], "ignored without with_components"
+    async with http.post(url + "&with_components=true", json={"content": "mine", "components": BUTTONS}) as resp:
+        assert resp.status == 200
+        posted = await resp.json()
+    assert posted["components"] == BUTTONS
+    bad = [{"type": 1, "components": [BUTTONS[0]["components"][0]] * 2}]  # the same custom_id twice
+    async with http.post(url + "&with_components=true", json={"content": "x", "components": bad}) as resp:
+        assert (resp.status, (await resp.json())["code"]) == (400, 50035)
+
+    theirs = standin.rest.webhooks.add_members_webhook(hook["channel_id"], "Feeds", standin.world.user("mod"))
+    other = f"/api/v10/webhooks/{theirs.id}/{theirs.token}?wait=true&with_components=1"
+    async with http.post(other, json={"content": "feed", "components": BUTTONS}) as resp:
+        body = await resp.json()
+        assert (resp.status, body["code"]) == (400, 50035), "interactive components need an application's webhook"
+        assert "application" in json.dumps(body["errors"])
+    async with http.post(other, json={"content": "feed", "components": LINK}) as resp:
+        assert resp.status == 200 and (await resp.json())["components"] == LINK
+
+    edit = f"/api/v10/webhooks/{hook['id']}/{hook['token']}/messages/{posted['id']}"
+    async with http.patch(edit, json={"content": "edited"}) as resp:
+        assert resp.status == 200 and (await resp.json())["components"] == BUTTONS, "an edit without them keeps them"
+    async with http.patch(edit + "?with_components=true", json={"components": []}) as resp:
+        assert resp.status == 200 and (await resp.json())["components"] == []
+    async with http.patch(edit + "?with_components=true", json={"components": BUTTONS}) as resp:
+        assert resp.status == 200
+    state = await standin.press_button("alt-text", "alice", standin.world.messages[posted["id"]], "edit")
+    assert state.message_id == posted["id"], "a press on the webhook's message is an interaction for the bot"
+
+
+async def test_the_page_draws_a_webhook_post_under_the_name_and_avatar_it_was_posted_with(
+        standin: StandIn, http: aiohttp.ClientSession) -> None:
+    standin.world.channel("alt-text").bot_allowed = MANAGE_WEBHOOKS
+    _, hook = await create(http, standin)
+    payload = {"content": "hi", "username": "alice", "avatar_url": "https://example.org/alice.png"}
+    async with http.post(f"/api/v10/webhooks/{hook['id']}/{hook['token']}?wait=true", json=payload) as resp:
+        assert resp.status == 200
+    async with http.get(f"/_standin/channels/{hook['channel_id']}/messages") as resp:
+        [drawn] = await resp.json()
+    assert (drawn["author"], drawn["avatar"], drawn["webhook"]) == ("alice", "https://example.org/alice.png", True)
