@@ -8,7 +8,9 @@
   re-run the encoder and the decoder teacher-forced on the served caption, then the same for ``--random`` draws of
   ``k`` random cells; the fall in the word's probability, top-attended vs random. The ratio of the mean falls is
   the deletion ratio (> 1: the attended regions mattered more than random ones), with a 95 % bootstrap interval
-  over images.
+  over images. ``--mask features`` instead replaces those cells' *features* by the image's mean feature (no
+  re-encoding): a diagnostic of whether the decoder relies on the cells it attends to, as opposed to whether
+  those cells' features come from the pixels beneath them.
 
 Captions are the served ones (``Captioner``: bundle policy, beam 3, label-guided where it applies); an image
 whose
@@ -34,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from captionbot.inference.attention_words import content_indices  # noqa: E402
+from captionbot.inference.attention_words import content_indices, is_flat  # noqa: E402
 from captionbot.inference.bundle import Bundle  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner, CaptionOutput  # noqa: E402
 
@@ -78,11 +80,19 @@ def tv(a: np.ndarray, b: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).sum())
 
 
-def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: int, seed: int) -> dict:
+def feature_masked(feats: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """A copy of one image's features [P,C] with ``cells`` replaced by the mean feature over all cells."""
+    out = feats.copy()
+    out[np.asarray(cells, dtype=int)] = feats.mean(axis=0)
+    return out
+
+
+def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: int, seed: int,
+            mask: str = "pixels") -> dict:
     bundle, grid = cap.bundle, cap.grid
     stoi = {w: i for i, w in enumerate(bundle.itos)}
     rng = np.random.default_rng(seed)
-    ent_all, ent_content, peaks, dists = [], [], [], []
+    ent_all, ent_content, peaks, dists, flat = [], [], [], [], []
     per_image: list[tuple[float, float]] = []  # (sum of top falls, sum of random falls) per image
     words_scored = skipped = 0
     examples = []
@@ -99,17 +109,24 @@ def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: in
             tokens = [stoi[w] for w in words]
             _, arr = cap.preprocess(blob)
             idx = content_indices(words)
-            variants = [arr]
+            base = encode(bundle, arr[None])[0] if mask == "features" else arr
+
+            def hide(cells: np.ndarray, base: np.ndarray = base) -> np.ndarray:
+                return feature_masked(base, cells) if mask == "features" else masked(base, cells, grid)
+
+            variants = [base]
             for i in idx:
                 order = np.argsort(-out.alphas[i])
-                variants.append(masked(arr, order[:k], grid))
-                variants += [masked(arr, rng.choice(grid[0] * grid[1], k, replace=False), grid)
-                             for _ in range(n_random)]
-            probs, alphas = teacher_forced(bundle, encode(bundle, np.stack(variants)), tokens)
+                variants.append(hide(order[:k]))
+                variants += [hide(rng.choice(grid[0] * grid[1], k, replace=False)) for _ in range(n_random)]
+            stacked = np.stack(variants)
+            feats = stacked if mask == "features" else encode(bundle, stacked)
+            probs, alphas = teacher_forced(bundle, feats, tokens)
             base_alphas = alphas[0]
             ent_all += [entropy(a) for a in base_alphas]
             ent_content += [entropy(base_alphas[i]) for i in idx]
             peaks += [float(a.max()) for a in base_alphas]
+            flat += [is_flat(base_alphas[i]) for i in idx]
             pair_d = [tv(base_alphas[i], base_alphas[j]) for i, j in combinations(idx, 2) if words[i] != words[j]]
             dists += pair_d
             top_sum = rand_sum = 0.0
@@ -138,8 +155,9 @@ def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: in
         "entropy_all_words": round(float(np.mean(ent_all)), 4),
         "entropy_content_words": round(float(np.mean(ent_content)), 4),
         "peak_weight": round(float(np.mean(peaks)), 4), "uniform_weight": round(1 / (grid[0] * grid[1]), 4),
+        "content_maps_flat": round(float(np.mean(flat)), 4),  # alt text says "across the whole image"
         "content_pair_tv": round(float(np.mean(dists)), 4), "content_pairs": len(dists),
-        "deletion_k": k, "deletion_random_draws": n_random,
+        "deletion_mask": mask, "deletion_k": k, "deletion_random_draws": n_random,
         "deletion_top_fall": round(float(tops.sum() / words_scored), 4),
         "deletion_random_fall": round(float(rands.sum() / words_scored), 4),
         "deletion_ratio": round(ratio, 3),
@@ -155,6 +173,8 @@ def main() -> int:
     ap.add_argument("--offset", type=int, default=0, help="skip this many dev photos first")
     ap.add_argument("--k", type=int, default=5, help="grid cells masked per word (5 of 49: about a tenth)")
     ap.add_argument("--random", type=int, default=3, help="random masks per word")
+    ap.add_argument("--mask", choices=("pixels", "features"), default="pixels",
+                    help="grey the image's cells (default) or replace their features by the mean feature")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
@@ -164,7 +184,8 @@ def main() -> int:
     cap = Captioner.load(args.bundle, provider="cpu", threads=args.threads, read_text=False)
     t = time.perf_counter()
     result = {"bundle": str(args.bundle), "offset": args.offset, **measure(cap, names, data / "flickr8k/images",
-                                                                            args.k, args.random, args.seed)}
+                                                                            args.k, args.random, args.seed,
+                                                                            args.mask)}
     result["seconds"] = round(time.perf_counter() - t, 1)
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=1))
     if args.out:
