@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import discord
 from captionbot.bot.retry import GaveUp, Retry, with_retries
-from captionbot.inference.heatmap import heatmap_description
 
 from captionbot.formats import USER_MESSAGES, CaptionResult, ErrorCode
+from captionbot.heatmap_text import heatmap_description
 
 log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()

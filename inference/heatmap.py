@@ -19,12 +19,12 @@ import numpy as np
 from captionbot.inference.attention_words import content_indices, is_flat, strongest_cell, where_words_looked
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
+from captionbot.heatmap_text import DESCRIPTION_KEY, MAX_DESCRIPTION, heatmap_description  # noqa: F401
+
 PANEL = 192  # px, square image area of a panel
 COLUMNS = 4
 MAX_BYTES = 1_500_000
 log = logging.getLogger(__name__)
-DESCRIPTION_KEY = "Description"  # the PNG text chunk that holds the heatmap's alt text
-MAX_DESCRIPTION = 1000  # characters (Discord allows 1,024 for an attachment's description)
 
 # A perceptual-ish colour ramp (dark blue -> teal -> yellow), like viridis, as 5 stops interpolated linearly.
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32)
@@ -132,18 +132,3 @@ def render_heatmap(
         if size <= 48:
             return buf.getvalue()  # words and layout alone exceed the budget: give the smallest we can
         size = int(size * 0.75)
-
-
-def heatmap_description(png: bytes) -> str:
-    """The alt text a heatmap PNG carries ("dog: lower left; ball: centre"); "" when it has none or is not a PNG
-    this module wrote. Only printable text, at most :data:`MAX_DESCRIPTION` characters: the bytes may come from
-    another process."""
-    try:
-        with Image.open(io.BytesIO(png)) as im:
-            text = getattr(im, "text", {}).get(DESCRIPTION_KEY, "")
-    except (OSError, ValueError, SyntaxError) as exc:
-        log.info("heatmap PNG unreadable, its alt text left out: %s", exc)
-        return ""
-    if not isinstance(text, str):
-        return ""
-    return "".join(ch for ch in text if ch.isprintable())[:MAX_DESCRIPTION]
