@@ -17,6 +17,7 @@ import discord
 from captionbot.bot.retry import GaveUp, Retry, with_retries
 
 from captionbot.formats import USER_MESSAGES, CaptionResult, ErrorCode
+from captionbot.heatmap_text import heatmap_description
 
 log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -122,13 +123,16 @@ def image_text(o: Outcome, before: str = "\n") -> str:
 
 
 def heatmap_files(outcomes: Sequence[Outcome]) -> list[discord.File]:
-    """The attention heatmaps that came back, as PNG attachments with alt text of their own."""
+    """The attention heatmaps that came back, as PNG attachments with alt text of their own: the caption and,
+    from the PNG, where each content word was found ("dog: lower left; ball: centre")."""
     files = []
     for i, o in enumerate(outcomes, 1):
         png = o.result.heatmap_png if o.ok and o.result else None
         if png:
             name = "heatmap.png" if len(outcomes) == 1 else f"heatmap-{i}.png"
-            files.append(discord.File(io.BytesIO(png), name, description=f"Attention heatmap: {o.text}"[:1024]))
+            where = heatmap_description(png)
+            alt = f"Attention heatmap: {o.text}" + (f" Where the model looked: {where}." if where else "")
+            files.append(discord.File(io.BytesIO(png), name, description=alt[:1024]))
     return files
 
 

@@ -1,5 +1,10 @@
-"""Attention heatmaps as one PNG, like the figures of Xu et al. (2015): the image, then one panel per word with
-the attention that produced it upsampled, smoothed and blended over the image, the word written beneath.
+"""Attention heatmaps as one PNG, like the figures of Xu et al. (2015): the image, then one panel per content word
+with the attention that produced it upsampled, smoothed and blended over the image, the word written beneath.
+
+Only content words get a panel ("dog", "running", "grass"; not "a", "the", "is": ``inference/attention_words.py``),
+and each panel outlines its strongest grid cell (none when the map is flat). The PNG carries its own alt text in a
+``Description`` text chunk: where each content word was found, "dog: lower left; ball: centre"
+(:func:`heatmap_description` reads it back; the bot uses it as the attachment's description).
 
 Sized for a chat preview: panels of 192 px in rows of four (768 px wide), a legible word under each. The PNG is
 kept under ``max_bytes`` by palette quantisation and, if still needed, smaller panels.
@@ -8,13 +13,18 @@ kept under ``max_bytes`` by palette quantisation and, if still needed, smaller p
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from captionbot.inference.attention_words import content_indices, is_flat, strongest_cell, where_words_looked
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
+
+from captionbot.heatmap_text import DESCRIPTION_KEY, MAX_DESCRIPTION, heatmap_description  # noqa: F401
 
 PANEL = 192  # px, square image area of a panel
 COLUMNS = 4
 MAX_BYTES = 1_500_000
+log = logging.getLogger(__name__)
 
 # A perceptual-ish colour ramp (dark blue -> teal -> yellow), like viridis, as 5 stops interpolated linearly.
 _RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32)
@@ -29,7 +39,8 @@ def _colourise(a: np.ndarray) -> np.ndarray:
 
 
 def attention_overlay(img: Image.Image, alpha: np.ndarray, grid: tuple[int, int], size: int) -> Image.Image:
-    """One panel: ``alpha`` [P] over the ``grid`` (H', W') upsampled to ``size`` and blended over ``img``."""
+    """One panel: ``alpha`` [P] over the ``grid`` (H', W') upsampled to ``size`` and blended over ``img``, its
+    strongest cell outlined unless the map is flat."""
     a = np.asarray(alpha, dtype=np.float32).reshape(grid)
     a = a / max(float(a.max()), 1e-8)  # each word's map on its own scale: where it looked, not how sharply
     up = Image.fromarray((a * 255).astype(np.uint8), "L").resize((size, size), Image.Resampling.BICUBIC)
@@ -39,7 +50,22 @@ def attention_overlay(img: Image.Image, alpha: np.ndarray, grid: tuple[int, int]
     # Xu et al. show attended regions bright and the rest dimmed; the colour ramp makes the peak easy to find.
     weight = (0.35 + 0.65 * heat)[..., None]
     blended = 0.55 * base * weight + 0.45 * _colourise(heat).astype(np.float32) * (0.3 + 0.7 * heat[..., None])
-    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), "RGB")
+    panel = Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), "RGB")
+    if not is_flat(alpha):
+        _outline(panel, strongest_cell(alpha, grid), grid)
+    return panel
+
+
+def _outline(panel: Image.Image, cell: tuple[int, int], grid: tuple[int, int]) -> None:
+    """Draw a box around grid ``cell`` of ``panel``: white inside black, visible on light and dark images alike."""
+    size = panel.width
+    r, c = cell
+    x0, y0 = c * size / grid[1], r * size / grid[0]
+    x1, y1 = (c + 1) * size / grid[1], (r + 1) * size / grid[0]
+    width = max(2, size // 64)
+    draw = ImageDraw.Draw(panel)
+    draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=(0, 0, 0), width=width + 2)
+    draw.rectangle((x0 + 1, y0 + 1, x1 - 2, y1 - 2), outline=(255, 255, 255), width=width)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -87,15 +113,20 @@ def render_heatmap(
     panel: int = PANEL,
     max_bytes: int = MAX_BYTES,
 ) -> bytes:
-    """PNG bytes: ``img`` and one panel per word of ``words`` (``alphas`` [len(words), P]); at most ``max_bytes``."""
+    """PNG bytes: ``img`` and one panel per content word of ``words`` (``alphas`` [len(words), P]; every word
+    when none is a content word), with the alt text of :func:`heatmap_description`; at most ``max_bytes``."""
     if len(alphas) < len(words):
         raise ValueError(f"{len(words)} words but attention for {len(alphas)}")
+    keep = content_indices(words) or list(range(len(words)))
+    shown, shown_alphas = [words[i] for i in keep], np.asarray(alphas)[keep]
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(DESCRIPTION_KEY, where_words_looked(words, np.asarray(alphas), grid)[:MAX_DESCRIPTION])
     size = panel
     while True:
-        sheet = _layout(img.convert("RGB"), words, alphas, grid, size)
+        sheet = _layout(img.convert("RGB"), shown, shown_alphas, grid, size)
         for candidate in (sheet, sheet.quantize(256, method=Image.Quantize.MEDIANCUT)):
             buf = io.BytesIO()
-            candidate.save(buf, format="PNG", optimize=True)
+            candidate.save(buf, format="PNG", optimize=True, pnginfo=info)
             if buf.tell() <= max_bytes:
                 return buf.getvalue()
         if size <= 48:

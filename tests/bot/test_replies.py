@@ -33,6 +33,19 @@ def test_heatmaps_become_named_pngs_with_their_own_alt_text() -> None:
     assert files[0].description == "Attention heatmap: A cat."
 
 
+def test_heatmap_alt_text_says_where_each_content_word_was_found() -> None:
+    import numpy as np
+    from captionbot.inference.heatmap import render_heatmap
+    from PIL import Image
+
+    flat, lower_left, centre = np.full(49, 1 / 49), np.eye(49)[6 * 7], np.eye(49)[3 * 7 + 3]
+    png = render_heatmap(Image.new("RGB", (224, 224), (120, 90, 60)), ["a", "dog", "with", "a", "ball"],
+                         np.stack([flat, lower_left, flat, flat, centre]), (7, 7))
+    [file] = heatmap_files([ok("a dog with a ball", png)])
+    assert file.description == ("Attention heatmap: A dog with a ball. Where the model looked: dog: lower left; "
+                                "ball: centre.")
+
+
 def test_text_read_in_the_image_follows_the_description_verbatim() -> None:
     meme = Outcome("m.jpg", CaptionResult(job_id="m", ok=True, caption="a dog on a beach",
                                           text="WHEN THE CODE COMPILES ON THE FIRST TRY"))

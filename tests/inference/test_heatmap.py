@@ -1,11 +1,15 @@
-"""Attention heatmaps: the image, then one panel per word, each showing where the model looked."""
+"""Attention heatmaps: the image, then one panel per content word, each showing where the model looked, with
+its strongest region outlined; the PNG carries alt text saying where each content word was found."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
-from captionbot.inference.heatmap import COLUMNS, PANEL, panel_origin, render_heatmap
+import pytest
+from captionbot.inference.attention_words import content_indices, region_name, where_words_looked
+from captionbot.inference.captioner import Captioner, CaptionOutput
+from captionbot.inference.heatmap import COLUMNS, PANEL, heatmap_description, panel_origin, render_heatmap
 from PIL import Image
 
 GRID = (7, 7)
@@ -22,14 +26,48 @@ def panels_drawn(png: bytes, n_cells: int) -> list[bool]:
     return drawn
 
 
-def test_one_panel_per_word_plus_the_image():
+def test_one_panel_per_content_word_plus_the_image():
     img = Image.new("RGB", (300, 200), (90, 120, 60))
     rng = np.random.default_rng(0)
-    for words in (["a", "dog"], ["a", "dog", "runs", "on", "the", "grass"]):
+    cells = 2 * COLUMNS + 4  # more cells than could be used
+    for words, panels in ((["a", "dog"], 1), (["a", "dog", "runs", "on", "the", "grass"], 3),
+                          (["a", "brown", "dog", "is", "playing", "with", "a", "ball", "in", "the", "water"], 5)):
         alphas = rng.dirichlet(np.ones(49), size=len(words)).astype(np.float32)
         png = render_heatmap(img, words, alphas, GRID)
-        cells = 2 * COLUMNS + 4  # more cells than could be used
-        assert sum(panels_drawn(png, cells)) == len(words) + 1
+        assert sum(panels_drawn(png, cells)) == panels + 1
+
+
+def test_the_strongest_region_is_named_in_words():
+    lower_left, centre, upper_right = (np.zeros(49, dtype=np.float32) for _ in range(3))
+    lower_left[6 * 7 + 0] = 1.0
+    centre[3 * 7 + 3] = 1.0
+    upper_right[0 * 7 + 6] = 1.0
+    flat = np.full(49, 1 / 49, dtype=np.float32)
+    assert [region_name(a, GRID) for a in (lower_left, centre, upper_right)] == ["lower left", "centre", "upper right"]
+    assert region_name(flat, GRID) == "across the whole image"  # no place is claimed where the model had none
+    words = ["a", "dog", "with", "a", "ball"]
+    alphas = np.stack([flat, lower_left, flat, flat, centre])
+    assert where_words_looked(words, alphas, GRID) == "dog: lower left; ball: centre"
+    png = render_heatmap(Image.new("RGB", (224, 224), (128, 128, 128)), words, alphas, GRID)
+    assert heatmap_description(png) == "dog: lower left; ball: centre"
+
+
+def test_the_strongest_region_is_outlined():
+    img = Image.new("RGB", (224, 224), (128, 128, 128))
+    alpha = np.full(49, 0.5 / 48, dtype=np.float32)
+    alpha[6 * 7 + 0] = 0.5  # lower left cell
+    png = render_heatmap(img, ["dog"], alpha[None], GRID)
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int16)
+    x0, y0 = panel_origin(1)
+    cell = PANEL / 7
+    top_edge = sheet[y0 + round(6 * cell) + 1, x0 + 2 : x0 + round(cell) - 2]  # the box's white line
+    assert (top_edge > 240).mean() > 0.8
+    assert (sheet[y0 + round(2 * cell) + 1, x0 + 2 : x0 + round(cell) - 2] > 240).mean() < 0.2  # no box up there
+
+
+def test_not_a_png_has_no_description():
+    assert heatmap_description(b"\x89PNG not really") == ""
+    assert heatmap_description(b"") == ""
 
 
 def test_the_panel_lights_up_where_the_word_looked():
@@ -58,3 +96,32 @@ def test_png_size_is_bounded():
     png = render_heatmap(noisy, words, alphas, GRID, max_bytes=300_000)
     assert len(png) <= 300_000
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+@pytest.fixture(scope="module")
+def photo_outputs(caption_bundle, data_dir) -> list[CaptionOutput]:
+    """Served captions with heatmaps of the first 6 Flickr8k dev photos."""
+    names = sorted((data_dir / "flickr8k" / "Flickr_8k.devImages.txt").read_text().split())[:6]
+    cap = Captioner.load(caption_bundle, provider="cpu", threads=1, read_text=False)
+    outs = cap.caption_images([(data_dir / "flickr8k" / "images" / n).read_bytes() for n in names], heatmap=True)
+    assert all(isinstance(o, CaptionOutput) for o in outs)
+    return [o for o in outs if isinstance(o, CaptionOutput)]
+
+
+def test_real_photos_get_panels_only_for_content_words(photo_outputs):
+    for out in photo_outputs:
+        assert out.heatmap_png is not None
+        content = [out.words[i] for i in content_indices(out.words)]
+        assert content, out.caption
+        assert not {"a", "the", "is", "are", "in", "on", "of", "with"} & set(content)
+        assert sum(panels_drawn(out.heatmap_png, 4 * COLUMNS)) == len(content) + 1, out.caption
+
+
+def test_real_photos_alt_text_names_a_region_for_each_content_word(photo_outputs):
+    regions = {f"{r} {c}" for r in ("upper", "lower") for c in ("left", "centre", "right")}
+    regions |= {"middle left", "centre", "middle right", "across the whole image"}
+    for out in photo_outputs:
+        assert out.heatmap_png is not None
+        parts = [p.split(": ") for p in heatmap_description(out.heatmap_png).split("; ")]
+        assert [w for w, _ in parts] == [out.words[i] for i in content_indices(out.words)], out.caption
+        assert all(where in regions for _, where in parts), parts
