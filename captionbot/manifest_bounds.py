@@ -97,13 +97,8 @@ def _grid_within_input(value: Any, m: Manifest) -> str | None:
     return None
 
 
-def _max_len_above_min_words(value: Any, m: Manifest) -> str | None:
-    if m.decoding is not None and _is_int(m.decoding.min_words) and value <= m.decoding.min_words:
-        return f"{value} leaves no room for decoding.min_words {m.decoding.min_words}"
-    return None
-
-
 def _min_words(value: Any, m: Manifest) -> str | None:
+    """Fewer than decoder.max_len: a caption must be able to end."""
     hi = m.decoder.max_len - 1 if _is_int(m.decoder.max_len) else MAX_MAX_LEN - 1
     return integer(0, hi)(value, m)
 
@@ -167,8 +162,12 @@ def _list_of_dicts(value: Any, _m: Manifest) -> str | None:
     return None if isinstance(value, list) and all(isinstance(v, dict) for v in value) else "must be a list of objects"
 
 
-def _decoding(value: Any, _m: Manifest) -> str | None:
-    return None if value is None or isinstance(value, DecodingPolicy) else "must be null or a decoding policy"
+def section(cls: type, optional: bool = False) -> Rule:
+    """A nested part of the manifest (its own fields have rules of their own)."""
+    def rule(value: Any, _m: Manifest) -> str | None:
+        ok = isinstance(value, cls) or (optional and value is None)
+        return None if ok else f"must be {'null or ' if optional else ''}an object of {cls.__name__} fields"
+    return rule
 
 
 def _format_version(value: Any, _m: Manifest) -> str | None:
@@ -195,7 +194,9 @@ RULES: dict[str, Rule] = {
     "variants": _variants,
     "labels": _labels,
     "digest": _digest,
-    "decoding": _decoding,
+    "encoder": section(EncoderSpec),
+    "decoder": section(DecoderSpec),
+    "decoding": section(DecodingPolicy, optional=True),
     "encoder.arch": text(100),
     "encoder.input_size": sequence(2, integer(MIN_INPUT_SIDE, MAX_INPUT_SIDE)),
     "encoder.mean": sequence(3, number(0.0, 1.0)),
@@ -206,7 +207,7 @@ RULES: dict[str, Rule] = {
     "decoder.hidden_dim": WIDTH,
     "decoder.attention_dim": WIDTH,
     "decoder.vocab_size": integer(len(SPECIAL_TOKENS) + 1, MAX_VOCAB),
-    "decoder.max_len": all_of(integer(MIN_MAX_LEN, MAX_MAX_LEN), _max_len_above_min_words),
+    "decoder.max_len": integer(MIN_MAX_LEN, MAX_MAX_LEN),
     "decoding.beam_size": integer(MIN_BEAM_SIZE, MAX_BEAM_SIZE),
     "decoding.min_words": _min_words,
     "decoding.block_repeated_word": boolean,
