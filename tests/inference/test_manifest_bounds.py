@@ -126,7 +126,7 @@ def test_an_unsealed_manifest_is_refused_unless_allowed(
     shutil.copytree(caption_bundle, copy)
     _write(copy, shipped, seal=False)
     monkeypatch.delenv(ALLOW_UNSEALED_ENV, raising=False)
-    with pytest.raises(BundleError, match="has no digest.*--allow-unsealed"):
+    with pytest.raises(BundleError, match=r"has no digest.*--allow-unsealed"):
         load_bundle(copy, provider="cpu")
     with caplog.at_level(logging.WARNING):
         load_bundle(copy, provider="cpu", threads=1, allow_unsealed=True)
@@ -134,5 +134,5 @@ def test_an_unsealed_manifest_is_refused_unless_allowed(
     monkeypatch.setenv(ALLOW_UNSEALED_ENV, "true")
     load_bundle(copy, provider="cpu", threads=1)
     _write(copy, {**shipped, "decoder": {**shipped["decoder"], "max_len": 3}}, seal=False)
-    with pytest.raises(BundleError, match="decoder.max_len = 3"):
+    with pytest.raises(BundleError, match=r"decoder\.max_len = 3"):
         load_bundle(copy, provider="cpu")
