@@ -134,6 +134,24 @@ def check_graph_shapes(
         ):
             raise BundleError(f"bundle {where}: manifest implies {graph} {kind} {name} of shape "
                               f"{['N' if w is None else w for w in want]}, the graph has {shape}")
+    if not all(isinstance(d, int) for d in encoder.get_inputs()[0].shape[1:]):
+        probe_encoder(manifest, encoder, where)
+
+
+def probe_encoder(manifest: Manifest, encoder: ort.InferenceSession, where: Path | str = "") -> None:
+    """For an encoder whose input size the graph leaves open: run it once on a blank image of the manifest's
+    ``input_size`` and check that its features have the manifest's grid and channels (:class:`BundleError` if
+    not, or if the graph cannot take that size)."""
+    enc = manifest.encoder
+    want = (1, enc.grid[0] * enc.grid[1], enc.channels)
+    try:
+        have = tuple(encoder.run(["features"], {"images": np.zeros((1, 3, *enc.input_size), np.float32)})[0].shape)
+    except Exception as exc:  # onnxruntime's errors are plain exceptions with long messages
+        raise BundleError(f"bundle {where}: the encoder cannot take the manifest's input_size "
+                          f"{list(enc.input_size)} ({type(exc).__name__})") from exc
+    if have != want:
+        raise BundleError(f"bundle {where}: at the manifest's input_size {list(enc.input_size)} the encoder gives "
+                          f"features {list(have)}, the manifest's grid and channels imply {list(want)}")
 
 
 @dataclass

@@ -136,3 +136,26 @@ def test_an_unsealed_manifest_is_refused_unless_allowed(
     _write(copy, {**shipped, "decoder": {**shipped["decoder"], "max_len": 3}}, seal=False)
     with pytest.raises(BundleError, match=r"decoder\.max_len = 3"):
         load_bundle(copy, provider="cpu")
+
+
+def test_an_input_size_the_encoder_graph_leaves_open_is_checked_by_running_it(tmp_path: Path,
+                                                                               caption_bundle: Path) -> None:
+    """An encoder exported with open height and width: its input shape cannot refute the manifest's input_size,
+    so the loader runs it once at that size and compares the features with the grid."""
+    import onnx
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(caption_bundle, copy, ignore=shutil.ignore_patterns("int8"))
+    graph = onnx.load(copy / formats.ENCODER_FILE)
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_param, dims[3].dim_param = "height", "width"
+    onnx.save(graph, copy / formats.ENCODER_FILE)
+    d = _manifest(copy)
+    d["files"] = {k: v for k, v in d["files"].items() if not k.startswith("int8/")}
+    d["files"][formats.ENCODER_FILE] = formats.sha256_file(copy / formats.ENCODER_FILE)
+    d["variants"] = {}
+    _write(copy, d)
+    load_bundle(copy, provider="cpu", threads=1)  # the right size: loads
+    _write(copy, {**d, "encoder": {**d["encoder"], "input_size": [64, 64]}})
+    with pytest.raises(BundleError, match=r"input_size \[64, 64\] the encoder gives features"):
+        load_bundle(copy, provider="cpu", threads=1)
