@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     threads: int = 0  # 0 = onnxruntime's default
     # Decoder with I/O binding (its state stays on the GPU across steps, inference/device.py). Unset: on with CUDA.
     io_binding: bool | None = None
+    # Load a bundle whose manifest has no digest (exported before digests): refused unless set (docs/contracts.md).
+    allow_unsealed: bool = False
     beam_size: int = DEFAULT_BEAM_SIZE
     max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, gt=0)
     max_pixels: int = Field(default=MAX_PIXELS, gt=0)

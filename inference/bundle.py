@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from captionbot.inference.policy import check_policy
 
 from captionbot import formats
 from captionbot.formats import BundleError, Manifest
+from captionbot.manifest_bounds import check_manifest
 
 if TYPE_CHECKING:
     from captionbot.inference.device import Device
@@ -52,16 +54,28 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
     return opts
 
 
-def read_manifest(bundle_dir: Path) -> Manifest:
+ALLOW_UNSEALED_ENV = "CAPTIONBOT_ALLOW_UNSEALED"
+
+
+def read_manifest(bundle_dir: Path, allow_unsealed: bool = False) -> Manifest:
+    """Parse, verify the digest of, and bound-check ``manifest.json`` (:class:`BundleError` naming what is wrong).
+
+    A manifest without a digest (bundles exported before digests) is refused unless ``allow_unsealed``: nothing
+    would notice an edit to it, and every bundle export writes one (``docs/contracts.md``)."""
     path = Path(bundle_dir) / formats.MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a model bundle: no {formats.MANIFEST_FILE}")
     try:
         manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(f"{path}: bad manifest ({exc})") from exc
     if not manifest.digest:
-        log.warning("%s has no digest (a bundle from before digests): an edit to it would go unnoticed", path)
+        if not allow_unsealed:
+            raise BundleError(f"{path} has no digest (unsealed: an edit to it would go unnoticed); re-export the "
+                              f"bundle, or allow it with --allow-unsealed / {ALLOW_UNSEALED_ENV}=true")
+        log.warning("%s has no digest (allowed by --allow-unsealed / %s): an edit to it would go unnoticed", path,
+                    ALLOW_UNSEALED_ENV)
+    check_manifest(manifest, where=bundle_dir)
     return manifest
 
 
@@ -120,6 +134,24 @@ def check_graph_shapes(
         ):
             raise BundleError(f"bundle {where}: manifest implies {graph} {kind} {name} of shape "
                               f"{['N' if w is None else w for w in want]}, the graph has {shape}")
+    if not all(isinstance(d, int) for d in encoder.get_inputs()[0].shape[1:]):
+        probe_encoder(manifest, encoder, where)
+
+
+def probe_encoder(manifest: Manifest, encoder: ort.InferenceSession, where: Path | str = "") -> None:
+    """For an encoder whose input size the graph leaves open: run it once on a blank image of the manifest's
+    ``input_size`` and check that its features have the manifest's grid and channels (:class:`BundleError` if
+    not, or if the graph cannot take that size)."""
+    enc = manifest.encoder
+    want = (1, enc.grid[0] * enc.grid[1], enc.channels)
+    try:
+        have = tuple(encoder.run(["features"], {"images": np.zeros((1, 3, *enc.input_size), np.float32)})[0].shape)
+    except Exception as exc:  # onnxruntime's errors are plain exceptions with long messages
+        raise BundleError(f"bundle {where}: the encoder cannot take the manifest's input_size "
+                          f"{list(enc.input_size)} ({type(exc).__name__})") from exc
+    if have != want:
+        raise BundleError(f"bundle {where}: at the manifest's input_size {list(enc.input_size)} the encoder gives "
+                          f"features {list(have)}, the manifest's grid and channels imply {list(want)}")
 
 
 @dataclass
@@ -170,11 +202,14 @@ class Bundle:
 
 
 def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-                io_binding: bool | None = None) -> Bundle:
-    """Open ``bundle_dir`` after checking every file's sha256 against the manifest (:class:`BundleError` if not).
-    ``io_binding``: the decoder with I/O binding (None: where CUDA runs)."""
+                io_binding: bool | None = None, allow_unsealed: bool | None = None) -> Bundle:
+    """Open ``bundle_dir`` after checking its manifest (digest, bounds) and every file's sha256 against it
+    (:class:`BundleError` if not). ``io_binding``: the decoder with I/O binding (None: where CUDA runs).
+    ``allow_unsealed``: load a manifest without a digest (None: as ``$CAPTIONBOT_ALLOW_UNSEALED`` says)."""
     bundle_dir = Path(bundle_dir)
-    manifest = read_manifest(bundle_dir)
+    if allow_unsealed is None:
+        allow_unsealed = os.environ.get(ALLOW_UNSEALED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    manifest = read_manifest(bundle_dir, allow_unsealed)
     formats.verify_bundle_files(bundle_dir, manifest)
     required = (*GRAPH_FILES, formats.VOCAB_FILE, *([manifest.labels["file"]] if manifest.labels else []))
     for name in required:

@@ -102,18 +102,19 @@ class Captioner:
     @classmethod
     def load(
         cls, bundle_dir: Path | None = None, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-        read_text: bool | None = None, io_binding: bool | None = None,
+        read_text: bool | None = None, io_binding: bool | None = None, allow_unsealed: bool | None = None,
     ) -> Captioner:
         """Open a bundle (``None``: the default model, ``captionbot.settings.DEFAULT_BUNDLE``). Images are decoded
         on as many threads as onnxruntime computes on (``threads``; 0: one per CPU). Text in images
         (``captionbot.inference.text_reader``) is read where the object labels say it is likely (``read_text``
-        None), in every image the text gate passes (True), or never (False)."""
+        None), in every image the text gate passes (True), or never (False). ``allow_unsealed``: see
+        :func:`~captionbot.inference.bundle.load_bundle`."""
         if bundle_dir is None:
             from captionbot.settings import DEFAULT_BUNDLE
 
             bundle_dir = DEFAULT_BUNDLE
         bundle = load_bundle(Path(bundle_dir), variant=variant, provider=provider, threads=threads,
-                             io_binding=io_binding)
+                             io_binding=io_binding, allow_unsealed=allow_unsealed)
         reader = None
         if read_text:
             from captionbot.inference.text_reader import TextReader

@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0: its default)")
     parser.add_argument("--batch-size", type=int, default=None, help="jobs per batch (default: $CAPTIONBOT_BATCH_SIZE)")
     parser.add_argument("--name", default=None, help="consumer name in the group (default: host-pid)")
+    parser.add_argument("--allow-unsealed", action="store_true", default=None,
+                        help="load a bundle whose manifest has no digest (default: $CAPTIONBOT_ALLOW_UNSEALED)")
     parser.add_argument("--metrics-port", type=int, default=None, help="port for /healthz /readyz /metrics (0: off)")
     parser.add_argument("--test-model", choices=TEST_MODELS, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--test-model-delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -47,6 +49,7 @@ def main(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {
         "bundle": args.bundle, "variant": args.variant, "provider": args.provider, "threads": args.threads,
         "batch_size": args.batch_size, "metrics_port": args.metrics_port,
+        "allow_unsealed": args.allow_unsealed,
     }.items() if v is not None}
     settings = load_settings(**overrides)
     delay_s = args.test_model_delay_ms / 1000
@@ -94,7 +97,7 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
     try:
         captioner = Captioner.load(settings.bundle, variant=settings.variant, provider=settings.provider,
                                    threads=settings.threads, read_text=settings.read_text,
-                                   io_binding=settings.io_binding)
+                                   io_binding=settings.io_binding, allow_unsealed=settings.allow_unsealed)
     except Exception as exc:  # a tampered, truncated or foreign bundle: the worker cannot start (exit 2, one line)
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
         raise StartupError(f"cannot load the model bundle at {settings.bundle}: {type(exc).__name__}: {first_line}")\
@@ -105,26 +108,23 @@ def load_captioner(settings: Settings, test_model: str | None = None, delay_s: f
 
 
 def self_test(captioner: CaptionModel, settings: Settings) -> None:
-    """Caption a built-in test image, with a heatmap, before serving: a worker that cannot is never ready.
+    """Caption the built-in test image before serving (``inference/selftest.py``: a finished, confident sentence of
+    at least a few words, and a heatmap): a worker whose model cannot is never ready.
 
-    Raises :class:`~captionbot.process.StartupError` (exit 2) with what went wrong."""
-    import io
+    Raises :class:`~captionbot.process.StartupError` (exit 2, one line) with what went wrong."""
+    from captionbot.inference.captioner import Captioner
+    from captionbot.inference.selftest import SelfTestFailed, run_self_test
 
-    from PIL import Image, ImageDraw
-
-    from captionbot.formats import ImageRejected
     from captionbot.process import StartupError
 
-    image = Image.new("RGB", (320, 240), (90, 150, 220))  # sky over a green field, a red square
-    draw = ImageDraw.Draw(image)
-    draw.rectangle((0, 160, 320, 240), fill=(60, 160, 70))
-    draw.rectangle((130, 100, 190, 160), fill=(200, 40, 40))
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
+    if not isinstance(captioner, Captioner):
+        return
     try:
-        out = captioner.caption_images([buf.getvalue()], beam_size=settings.beam_size, heatmap=True)[0]
+        result = run_self_test(captioner, beam_size=settings.beam_size)
+    except SelfTestFailed as exc:
+        raise StartupError(f"the model at {settings.bundle} failed its self-test: {exc}") from None
     except Exception as exc:
         raise StartupError(f"the model at {settings.bundle} failed its self-test caption: "
                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    if isinstance(out, ImageRejected) or not getattr(out, "words", None) or not getattr(out, "heatmap_png", None):
-        raise StartupError(f"the model at {settings.bundle} failed its self-test caption: {out!r:.200}")
+    log.info("self-test caption of the built-in image: %r (mean log-probability %.2f per token)", result.caption,
+             result.mean_log_prob)

@@ -103,3 +103,50 @@ def test_worker_command_refuses_a_manifest_that_disagrees_with_its_graphs(tmp_pa
         out = proc.stdout + proc.stderr
         assert proc.returncode == 2, (label, out[-3000:])
         assert "Traceback" not in out and "manifest implies" in out, (label, out[-3000:])
+
+
+def _worker_fails_to_start(bundle: Path, *flags: str) -> str:
+    """Run ``captionbot worker`` on ``bundle``; assert exit 2 with one error line and no traceback; that line."""
+    env = dict(os.environ, CAPTIONBOT_BUNDLE=str(bundle), CAPTIONBOT_REDIS_URL="redis://127.0.0.1:1/0",
+               CAPTIONBOT_THREADS="1")
+    env.pop("CAPTIONBOT_ALLOW_UNSEALED", None)
+    proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "worker", *flags], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, out[-3000:]
+    return errors[0]
+
+
+def test_worker_command_with_a_model_that_fails_its_self_test_exits_2_in_one_line(tmp_path: Path) -> None:
+    """Hashes, bounds and graph shapes all pass, but the model is broken (shuffled decoder weights) or its max_len
+    cuts every caption: the worker never serves, and says why in one line."""
+    from test_selftest import with_max_len, with_scrambled_decoder
+
+    line = _worker_fails_to_start(with_scrambled_decoder(tmp_path / "scrambled"))
+    assert "failed its self-test" in line and "not confident" in line, line
+    line = _worker_fails_to_start(with_max_len(tmp_path / "short", 8))
+    assert "failed its self-test" in line and "cut at max_len 8" in line, line
+
+
+def test_worker_command_refuses_an_unsealed_or_out_of_bounds_manifest(tmp_path: Path, caption_bundle: Path) -> None:
+    """A manifest without a digest is refused unless --allow-unsealed; one whose max_len is 0 (re-sealed, so its
+    digest matches) is refused by the bounds, naming the field."""
+    unsealed = tmp_path / "unsealed"
+    shutil.copytree(caption_bundle, unsealed)
+    manifest = json.loads((unsealed / "manifest.json").read_text())
+    manifest["decoder"]["max_len"] = 8  # in bounds, too short for the shipped model (see test_selftest.py)
+    (unsealed / "manifest.json").write_text(json.dumps({**manifest, "digest": ""}))
+    line = _worker_fails_to_start(unsealed)
+    assert "has no digest" in line and "--allow-unsealed" in line, line
+    line = _worker_fails_to_start(unsealed, "--allow-unsealed")  # loaded: it gets as far as the self-test
+    assert "has no digest" not in line and "self-test" in line, line
+
+    zero = tmp_path / "zero"
+    shutil.copytree(caption_bundle, zero)
+    manifest["decoder"]["max_len"] = 0
+    (zero / "manifest.json").write_text(json.dumps({**manifest, "digest": formats.manifest_digest(manifest)}))
+    line = _worker_fails_to_start(zero)
+    assert "manifest field decoder.max_len = 0" in line, line
