@@ -20,6 +20,7 @@ from captionbot.bot.image_check import check_metadata, probe_image
 from captionbot.bot.image_fetch import download
 from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
 from captionbot.bot.services import Services
+from captionbot.bot.spoken_replies import UNAVAILABLE_NOTE, spoken_file
 from discord import app_commands
 from discord.ext import commands
 
@@ -156,15 +157,10 @@ class Captions(commands.Cog):
                            files: list[discord.File]) -> tuple[str, list[discord.File]]:
         """The answer with the description spoken (then the text in the image) as ``description.ogg``; where speech
         cannot be made, the answer says so and a log line says why."""
-        from captionbot.bot.speech import SpeechFailed, SpeechUnavailable, speak_async
-
-        assert outcome.result is not None
-        try:
-            audio = await speak_async(outcome.result.caption, outcome.result.text)
-        except (SpeechUnavailable, SpeechFailed, ValueError) as exc:
-            log.warning("spoken description not made: %s", exc)
-            return f"{content}\n(A spoken description is not available here.)", files
-        return content, [*files, audio.discord_file(f"Spoken description: {outcome.result.caption}"[:1024])]
+        audio = await spoken_file([outcome])
+        if audio is None:
+            return f"{content}\n{UNAVAILABLE_NOTE}", files
+        return content, [*files, audio]
 
     async def _channel_wants_heatmap(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None or interaction.channel_id is None:
@@ -223,8 +219,11 @@ class Captions(commands.Cog):
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:
+                files = heatmap_files(outcomes)
+                if wanted.voice and (audio := await spoken_file(outcomes, wanted.length)) is not None:
+                    files.append(audio)
                 await self._remember(message, await reply_to(message, caption_text(outcomes, wanted.length),
-                                                             heatmap_files(outcomes), retry=self.s.config.reply_retry))
+                                                             files, retry=self.s.config.reply_retry))
         await self._done(message.id)
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
