@@ -21,6 +21,7 @@ from captionbot.bot.image_fetch import download
 from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
 from captionbot.bot.services import Services
 from captionbot.bot.spoken_replies import UNAVAILABLE_NOTE, spoken_file
+from captionbot.bot.variant_text import variants_text
 from discord import app_commands
 from discord.ext import commands
 
@@ -28,7 +29,9 @@ from captionbot.formats import (
     DEFAULT_BEAM_SIZE,
     IMAGE_EXTENSIONS,
     MAX_BEAM_SIZE,
+    MAX_VARIANTS,
     MIN_BEAM_SIZE,
+    MIN_VARIANTS,
     USER_MESSAGES,
     ErrorCode,
     ImageRejected,
@@ -65,7 +68,7 @@ class Captions(commands.Cog):
     # -- the shared steps ------------------------------------------------------------------------------------
 
     async def caption_one(self, att: discord.Attachment, *, heatmap: bool, beam: int | None,
-                          context: dict[str, Any]) -> Outcome:
+                          context: dict[str, Any], variants: int = 1) -> Outcome:
         """Check, download, probe and caption one attachment. Never raises: refusals become an Outcome."""
         settings = self.s.config.settings
         try:
@@ -74,7 +77,7 @@ class Captions(commands.Cog):
                                   max_bytes=settings.max_image_bytes, timeout_s=self.s.config.download_timeout_s)
             await asyncio.to_thread(probe_image, data, settings.max_pixels)
             result = await self.s.client.caption(data, beam_size=beam or settings.beam_size, heatmap=heatmap,
-                                                 context=context)
+                                                 context=context, variants=variants)
         except ImageRejected as exc:
             log.info("image %s refused: %s", att.filename, exc)
             return Outcome(att.filename, error=exc.code)
@@ -86,7 +89,7 @@ class Captions(commands.Cog):
         return Outcome(att.filename, result=result)
 
     async def caption_all(self, atts: list[discord.Attachment], *, heatmap: bool, beam: int | None,
-                          context: dict[str, Any], person_waiting: bool = True) -> list[Outcome]:
+                          context: dict[str, Any], person_waiting: bool = True, variants: int = 1) -> list[Outcome]:
         """Each attachment's outcome. With a person waiting (a command, a mention), all of them ``NO_WORKER`` at
         once when no caption worker is alive: refused rather than left to time out. Automatic alt text has nobody
         waiting: its jobs are queued and answered when a worker comes (until their deadline)."""
@@ -94,7 +97,8 @@ class Captions(commands.Cog):
             log.warning("no caption worker is alive: %d image(s) refused (%s)", len(atts), context.get("kind"))
             return [Outcome(a.filename, error=ErrorCode.NO_WORKER) for a in atts]
         return list(await asyncio.gather(*(
-            self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)})
+            self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)},
+                             variants=variants)
             for a in atts)))
 
     def _command_refusal(self, user_id: int, channel_id: int | None, guild_id: int | None, n: int) -> str | None:
@@ -127,15 +131,21 @@ class Captions(commands.Cog):
                            heatmap="Also show where the model looked (default: this channel's setting)",
                            beam=f"Beam width: wider searches more captions ({MIN_BEAM_SIZE}-{MAX_BEAM_SIZE}, "
                                 f"default {DEFAULT_BEAM_SIZE})",
-                           voice="Also attach the description as speech (an audio file Discord plays)")
+                           voice="Also attach the description as speech (an audio file Discord plays)",
+                           variants=f"Up to this many different descriptions, each with its confidence "
+                                    f"({MIN_VARIANTS}-{MAX_VARIANTS}, default 1)")
     async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool | None = None,
                       beam: app_commands.Range[int, MIN_BEAM_SIZE, MAX_BEAM_SIZE] | None = None,
-                      voice: bool = False) -> None:
+                      voice: bool = False,
+                      variants: app_commands.Range[int, MIN_VARIANTS, MAX_VARIANTS] = 1) -> None:
         try:
             check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes, image.filename)
         except ImageRejected as exc:
             log.info("/caption refused %s: %s", image.filename, exc)
             return await answer_privately(interaction, exc.user_message)
+        if not MIN_VARIANTS <= variants <= MAX_VARIANTS:  # Discord enforces the range; a forged value is told so
+            log.info("/caption refused variants=%r", variants)
+            return await answer_privately(interaction, f"Sorry, `variants` must be {MIN_VARIANTS} to {MAX_VARIANTS}.")
         if refusal := self._command_refusal(interaction.user.id, interaction.channel_id, interaction.guild_id, 1):
             return await answer_privately(interaction, refusal)
         if not await defer(interaction):
@@ -143,9 +153,10 @@ class Captions(commands.Cog):
         if heatmap is None:
             heatmap = await self._channel_wants_heatmap(interaction)
         [outcome] = await self.caption_all([image], heatmap=heatmap, beam=beam,
-                                           context=self._context(interaction, "slash"))
+                                           context=self._context(interaction, "slash"), variants=variants)
         if outcome.ok:
-            content, files = caption_text([outcome]), heatmap_files([outcome])
+            content = variants_text(outcome, variants) if variants > 1 else caption_text([outcome])
+            files = heatmap_files([outcome])
             if voice:
                 content, files = await self._with_speech(outcome, content, files)
             await answer(interaction, content, files)
