@@ -16,6 +16,8 @@ from typing import Any
 
 import discord
 from captionbot.bot import services as services_mod
+from captionbot.bot.find import index_description
+from captionbot.bot.find_index import FindIndex
 from captionbot.bot.image_check import check_metadata, probe_image
 from captionbot.bot.image_fetch import download
 from captionbot.bot.replies import Outcome, answer, answer_privately, caption_text, defer, heatmap_files, reply_to
@@ -58,6 +60,7 @@ class Captions(commands.Cog):
         self.bot = bot
         self.s = services
         self.describe_menu = app_commands.ContextMenu(name="Describe image", callback=self.describe_image)
+        self.find_index = FindIndex(services.redis, services.keys)  # what the bot posts is found by /find
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.describe_menu)
@@ -159,7 +162,9 @@ class Captions(commands.Cog):
             files = heatmap_files([outcome])
             if voice:
                 content, files = await self._with_speech(outcome, content, files)
-            await answer(interaction, content, files)
+            if (sent := await answer(interaction, content, files)) is not None:
+                await index_description(self.find_index, interaction.guild_id, sent.channel.id, sent.id, content,
+                                        [outcome])
         else:
             await answer_privately(interaction, outcome.text)
 
@@ -193,6 +198,8 @@ class Captions(commands.Cog):
                                           context={**self._context(interaction, "menu"), "message_id": str(message.id)})
         if any(o.ok for o in outcomes):
             await answer(interaction, caption_text(outcomes))
+            await index_description(self.find_index, interaction.guild_id, message.channel.id, message.id,
+                                    caption_text(outcomes), outcomes)
         else:
             await answer_privately(interaction, caption_text(outcomes))
 
@@ -233,8 +240,12 @@ class Captions(commands.Cog):
                 files = heatmap_files(outcomes)
                 if wanted.voice and (audio := await spoken_file(outcomes, wanted.length)) is not None:
                     files.append(audio)
-                await self._remember(message, await reply_to(message, caption_text(outcomes, wanted.length),
-                                                             files, retry=self.s.config.reply_retry))
+                content = caption_text(outcomes, wanted.length)
+                reply = await reply_to(message, content, files, retry=self.s.config.reply_retry)
+                await self._remember(message, reply)
+                if reply is not None:
+                    await index_description(self.find_index, message.guild.id, message.channel.id, message.id,
+                                            content, outcomes)
         await self._done(message.id)
 
     # -- a mention: describe the images it carries or replies to, else a short help ---------------------------
@@ -243,9 +254,11 @@ class Captions(commands.Cog):
         """Someone mentioned the bot: describe the images in that message, or in the message it replies to;
         with no images in either, answer with a short help. Each mention is answered once."""
         images = [a for a in message.attachments if looks_like_image(a)]
+        holder = message  # the message whose images are described (indexed for /find under its id)
         if not images and message.reference is not None and message.reference.message_id is not None:
             target = await self._referenced(message)
             images = [a for a in target.attachments if looks_like_image(a)] if target else []
+            holder = target or message
         if not await self._claim(message.id):
             return
         retry = self.s.config.reply_retry
@@ -259,7 +272,11 @@ class Captions(commands.Cog):
             context = {"kind": "mention", "guild_id": str(message.guild.id), "channel_id": str(message.channel.id),
                        "message_id": str(message.id), "user_id": str(message.author.id)}
             outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
-            await self._remember(message, await reply_to(message, caption_text(outcomes), retry=retry))
+            reply = await reply_to(message, caption_text(outcomes), retry=retry)
+            await self._remember(message, reply)
+            if reply is not None:
+                await index_description(self.find_index, message.guild.id, holder.channel.id, holder.id,
+                                        caption_text(outcomes), outcomes)
         await self._done(message.id)
 
     # -- a reply goes when its message goes --------------------------------------------------------------------

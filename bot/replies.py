@@ -138,13 +138,16 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
         return False
 
 
-async def answer(interaction: discord.Interaction, content: str, files: list[discord.File] | None = None) -> None:
-    """Complete a deferred interaction with a public answer. (discord.py's webhook client, which sends
-    follow-ups, retries every 5xx itself, unlike its channel-message client.)"""
+async def answer(interaction: discord.Interaction, content: str,
+                 files: list[discord.File] | None = None) -> discord.WebhookMessage | None:
+    """Complete a deferred interaction with a public answer; returns the message (None when sending failed).
+    (discord.py's webhook client, which sends follow-ups, retries every 5xx itself, unlike its channel-message
+    client.)"""
     try:
-        await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS)
+        return await interaction.followup.send(content, files=files or [], allowed_mentions=NO_MENTIONS, wait=True)
     except discord.HTTPException as exc:
         log.error("follow-up for interaction %s failed: %s", interaction.id, exc)
+        return None
 
 
 async def answer_privately(interaction: discord.Interaction, content: str) -> None:

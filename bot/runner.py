@@ -14,7 +14,7 @@ from captionbot.bot.config import BotConfig
 from discord.ext import commands
 
 log = logging.getLogger(__name__)
-EXTENSIONS = ("captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats")
+EXTENSIONS = ("captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats", "captionbot.bot.find")
 
 
 def minimal_intents(alt_text: bool = True) -> discord.Intents:
