@@ -1,8 +1,8 @@
 """The caption worker: serves the job stream in batches with a captioner, answering every job exactly once.
 
 One loop: read a batch (reclaimed jobs first, then new ones, up to ``batch_size`` or ``batch_wait_ms``), run the
-model on it in a thread (grouped by beam size and heatmap option), publish each result and acknowledge it in one
-atomic step. Failure handling follows :mod:`captionbot.queue` (at least once, reclaimed after, dead-lettered
+model on it in a thread (grouped by beam size, heatmap and variants), publish each result and acknowledge it in
+one atomic step. Failure handling follows :mod:`captionbot.queue` (at least once, reclaimed after, dead-lettered
 after); whether a failed job is retried or dead-lettered is the consumer's call (:func:`~.consumer.next_step`).
 Stopping (SIGTERM) finishes the batch in hand, answers it, and returns.
 
