@@ -198,8 +198,9 @@ class Captions(commands.Cog):
                                           context={**self._context(interaction, "menu"), "message_id": str(message.id)})
         if any(o.ok for o in outcomes):
             await answer(interaction, caption_text(outcomes))
-            await index_description(self.find_index, interaction.guild_id, message.channel.id, message.id,
-                                    caption_text(outcomes), outcomes)
+            if not await self._opted_out(interaction.guild_id, message.author.id):
+                await index_description(self.find_index, interaction.guild_id, message.channel.id, message.id,
+                                        caption_text(outcomes), outcomes)
         else:
             await answer_privately(interaction, caption_text(outcomes))
 
@@ -274,7 +275,7 @@ class Captions(commands.Cog):
             outcomes = await self.caption_all(images, heatmap=False, beam=None, context=context)
             reply = await reply_to(message, caption_text(outcomes), retry=retry)
             await self._remember(message, reply)
-            if reply is not None:
+            if reply is not None and not await self._opted_out(message.guild.id, holder.author.id):
                 await index_description(self.find_index, message.guild.id, holder.channel.id, holder.id,
                                         caption_text(outcomes), outcomes)
         await self._done(message.id)
@@ -303,6 +304,11 @@ class Captions(commands.Cog):
         except discord.HTTPException as exc:
             log.warning("could not delete description %s of deleted message %s: %s", reply_id,
                         payload.message_id, exc)
+
+    async def _opted_out(self, guild_id: int | None, user_id: int) -> bool:
+        """Whether the poster of an image opted out of automatic alt text here: their images are then not indexed
+        for /find either, whoever asks for a description."""
+        return guild_id is not None and await self.s.store.opted_out(guild_id, user_id)
 
     @staticmethod
     async def _referenced(message: discord.Message) -> discord.Message | None:

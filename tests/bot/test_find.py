@@ -93,3 +93,17 @@ async def test_caption_answers_are_found_and_a_server_can_turn_indexing_off_and_
     again = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[2]))
     assert again.message is not None
     assert [m for _, _, m in links(await find(standin, "bob", words))] == [again.message.id], "old one stays wiped"
+
+
+async def test_images_of_members_who_opted_out_are_described_on_request_but_not_indexed(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    await answered(standin, await standin.slash("general", "alice", "alttext optout"))
+    theirs = await standin.post_message("general", "alice", files=[photos[4]])
+    described = await answered(standin, await standin.context_menu("general", "bob", "Describe image", theirs))
+    assert described.content.startswith("Image description: ")
+    mine = await standin.post_message("general", "bob", files=[photos[4]])
+    also = await answered(standin, await standin.context_menu("general", "alice", "Describe image", mine))
+    assert query_for(also.content) == query_for(described.content)
+
+    found = await find(standin, "bob", query_for(described.content))
+    assert [m for _, _, m in links(found)] == [mine.id], "only the image of the member who did not opt out"
