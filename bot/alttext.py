@@ -17,6 +17,7 @@ from captionbot.bot.channel_settings import DEFAULT_LENGTH, DEFAULT_MODE, AltTex
 from captionbot.bot.replies import NO_MENTIONS, answer_privately, defer
 from captionbot.bot.repost import missing_permissions
 from captionbot.bot.services import Services
+from captionbot.bot.spoken_replies import speech_problem
 from discord import app_commands
 from discord.ext import commands
 
@@ -68,8 +69,9 @@ def describe(settings: AltTextSettings, where: str) -> str:
     uncertain = ("descriptions the model is unsure of are not posted" if settings.skip_uncertain
                  else "descriptions the model is unsure of are posted, marked \"Possibly\"")
     mode = MODE_NAMES.get(settings.mode, settings.mode)
+    spoken = ", also spoken (an audio file)" if settings.voice else ""
     return (f"Automatic alt text in {where} is **{state}** ({source[settings.source]}): {images}, {heatmap} heatmaps, "
-            f"descriptions {LENGTH_NAMES.get(settings.length, settings.length)}, posted {mode}; {uncertain}.")
+            f"descriptions {LENGTH_NAMES.get(settings.length, settings.length)}{spoken}, posted {mode}; {uncertain}.")
 
 
 def repost_refusal(interaction: discord.Interaction, channel_id: int) -> str | None:
@@ -101,17 +103,18 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
                                           "\"Possibly\")",
                            length="How much a description says (default: with text read in the image)",
                            mode="Reply under the image (default), or repost it with the description as its alt text "
-                                "(one channel; needs Manage Webhooks and Manage Messages)")
+                                "(one channel; needs Manage Webhooks and Manage Messages)",
+                           voice="Also attach each description spoken, as an audio file Discord plays")
     @app_commands.choices(length=[app_commands.Choice(name=name, value=value) for value, name in LENGTH_NAMES.items()],
                           mode=[app_commands.Choice(name=name, value=name) for name in MODE_NAMES])
     @can_change_alttext()
     async def turn_on(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None,
                       all_images: bool = False, heatmap: bool = False, skip_uncertain: bool = False,
                       length: app_commands.Choice[str] | None = None,
-                      mode: app_commands.Choice[str] | None = None) -> None:
+                      mode: app_commands.Choice[str] | None = None, voice: bool = False) -> None:
         await self._set(interaction, channel, enabled=True, all_images=all_images, heatmap=heatmap,
                         skip_uncertain=skip_uncertain, length=length.value if length else DEFAULT_LENGTH,
-                        mode=mode.value if mode else DEFAULT_MODE)
+                        mode=mode.value if mode else DEFAULT_MODE, voice=voice)
 
     @app_commands.command(name="off", description="Stop describing posted images")
     @app_commands.describe(channel="Only this channel (default: the whole server)")
@@ -178,8 +181,13 @@ class AltText(commands.GroupCog, group_name="alttext", group_description="Automa
                  interaction.guild_id, interaction.user.id)
         settings = await self.s.store.effective(interaction.guild_id, channel.id if channel else
                                                 interaction.channel_id or 0)
-        await interaction.followup.send(f"Done. {describe(settings, where)}{note}", ephemeral=True,
-                                        allowed_mentions=NO_MENTIONS)
+        text = f"Done. {describe(settings, where)}{note}"
+        if fields.get("voice") and (problem := speech_problem()) is not None:
+            log.warning("spoken alt text switched on in guild %s, but speech cannot be made here: %s",
+                        interaction.guild_id, problem)
+            text += (" Spoken descriptions are not available on this bot's host right now, so replies will carry "
+                     "text only until whoever runs it installs `espeak-ng`.")
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     async def cog_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:

@@ -18,6 +18,8 @@ import discord
 from captionbot.bot import services as services_mod
 from captionbot.bot.corrections import DescribedImage, Description
 from captionbot.bot.feedback import buttons_to_send, store_for
+from captionbot.bot.find import index_description
+from captionbot.bot.find_index import FindIndex
 from captionbot.bot.image_check import check_metadata
 from captionbot.bot.image_fetch import download
 from captionbot.bot.image_hash import perceptual_hash
@@ -34,6 +36,8 @@ from captionbot.bot.replies import (
 )
 from captionbot.bot.repost import Result, alt_texts
 from captionbot.bot.services import Services
+from captionbot.bot.spoken_replies import UNAVAILABLE_NOTE, spoken_file
+from captionbot.bot.variant_text import variants_text
 from discord import app_commands
 from discord.ext import commands
 
@@ -41,7 +45,9 @@ from captionbot.formats import (
     DEFAULT_BEAM_SIZE,
     IMAGE_EXTENSIONS,
     MAX_BEAM_SIZE,
+    MAX_VARIANTS,
     MIN_BEAM_SIZE,
+    MIN_VARIANTS,
     USER_MESSAGES,
     CaptionResult,
     ErrorCode,
@@ -71,6 +77,7 @@ class Captions(commands.Cog):
         self.s = services
         self.feedback = store_for(services)
         self.describe_menu = app_commands.ContextMenu(name="Describe image", callback=self.describe_image)
+        self.find_index = FindIndex(services.redis, services.keys)  # what the bot posts is found by /find
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.describe_menu)
@@ -81,7 +88,7 @@ class Captions(commands.Cog):
     # -- the shared steps ------------------------------------------------------------------------------------
 
     async def caption_one(self, att: discord.Attachment, *, heatmap: bool, beam: int | None,
-                          context: dict[str, Any], priority: Priority = Priority.HIGH) -> Outcome:
+                          context: dict[str, Any], priority: Priority = Priority.HIGH, variants: int = 1) -> Outcome:
         """Check, download, probe and caption one attachment (in the queue's ``priority`` lane). Never raises:
         refusals become an Outcome."""
         settings = self.s.config.settings
@@ -94,7 +101,7 @@ class Captions(commands.Cog):
             if image_hash and (fixed := await self._corrected(att, image_hash, context)):
                 return fixed
             result = await self.s.client.caption(data, beam_size=beam or settings.beam_size, heatmap=heatmap,
-                                                 context=context, priority=priority)
+                                                 context=context, priority=priority, variants=variants)
         except ImageRejected as exc:
             log.info("image %s refused: %s", att.filename, exc)
             return Outcome(att.filename, error=exc.code)
@@ -144,7 +151,7 @@ class Captions(commands.Cog):
                                                  images))
 
     async def caption_all(self, atts: list[discord.Attachment], *, heatmap: bool, beam: int | None,
-                          context: dict[str, Any], person_waiting: bool = True) -> list[Outcome]:
+                          context: dict[str, Any], person_waiting: bool = True, variants: int = 1) -> list[Outcome]:
         """Each attachment's outcome. With a person waiting (a command, a mention), all of them ``NO_WORKER`` at
         once when no caption worker is alive: refused rather than left to time out. Automatic alt text has nobody
         waiting: its jobs are queued and answered when a worker comes (until their deadline).
@@ -157,7 +164,7 @@ class Captions(commands.Cog):
         priority = Priority.HIGH if person_waiting else Priority.LOW
         return list(await asyncio.gather(*(
             self.caption_one(a, heatmap=heatmap, beam=beam, context={**context, "attachment_id": str(a.id)},
-                             priority=priority)
+                             priority=priority, variants=variants)
             for a in atts)))
 
     def _command_refusal(self, user_id: int, channel_id: int | None, guild_id: int | None, n: int) -> str | None:
@@ -190,15 +197,21 @@ class Captions(commands.Cog):
                            heatmap="Also show where the model looked (default: this channel's setting)",
                            beam=f"Beam width: wider searches more captions ({MIN_BEAM_SIZE}-{MAX_BEAM_SIZE}, "
                                 f"default {DEFAULT_BEAM_SIZE})",
-                           voice="Also attach the description as speech (an audio file Discord plays)")
+                           voice="Also attach the description as speech (an audio file Discord plays)",
+                           variants=f"Up to this many different descriptions, each with its confidence "
+                                    f"({MIN_VARIANTS}-{MAX_VARIANTS}, default 1)")
     async def caption(self, interaction: discord.Interaction, image: discord.Attachment, heatmap: bool | None = None,
                       beam: app_commands.Range[int, MIN_BEAM_SIZE, MAX_BEAM_SIZE] | None = None,
-                      voice: bool = False) -> None:
+                      voice: bool = False,
+                      variants: app_commands.Range[int, MIN_VARIANTS, MAX_VARIANTS] = 1) -> None:
         try:
             check_metadata(image.content_type, image.size, self.s.config.settings.max_image_bytes, image.filename)
         except ImageRejected as exc:
             log.info("/caption refused %s: %s", image.filename, exc)
             return await answer_privately(interaction, exc.user_message)
+        if not MIN_VARIANTS <= variants <= MAX_VARIANTS:  # Discord enforces the range; a forged value is told so
+            log.info("/caption refused variants=%r", variants)
+            return await answer_privately(interaction, f"Sorry, `variants` must be {MIN_VARIANTS} to {MAX_VARIANTS}.")
         if refusal := self._command_refusal(interaction.user.id, interaction.channel_id, interaction.guild_id, 1):
             return await answer_privately(interaction, refusal)
         if not await defer(interaction):
@@ -206,14 +219,18 @@ class Captions(commands.Cog):
         if heatmap is None:
             heatmap = await self._channel_wants_heatmap(interaction)
         [outcome] = await self.caption_all([image], heatmap=heatmap, beam=beam,
-                                           context=self._context(interaction, "slash"))
+                                           context=self._context(interaction, "slash"), variants=variants)
         if outcome.ok:
-            content, files = caption_text([outcome]), heatmap_files([outcome])
+            content = variants_text(outcome, variants) if variants > 1 else caption_text([outcome])
+            files = heatmap_files([outcome])
             if voice:
                 content, files = await self._with_speech(outcome, content, files)
             posted = await answer(interaction, content, files, view=self._buttons([outcome]))
             await self._posted(posted, [outcome], "text", poster_id=interaction.user.id,
                                guild_id=interaction.guild_id, channel_id=interaction.channel_id)
+            if posted is not None:
+                await index_description(self.find_index, interaction.guild_id, posted.channel.id, posted.id, content,
+                                        [outcome])
         else:
             await answer_privately(interaction, outcome.text)
 
@@ -222,15 +239,10 @@ class Captions(commands.Cog):
                            files: list[discord.File]) -> tuple[str, list[discord.File]]:
         """The answer with the description spoken (then the text in the image) as ``description.ogg``; where speech
         cannot be made, the answer says so and a log line says why."""
-        from captionbot.bot.speech import SpeechFailed, SpeechUnavailable, speak_async
-
-        assert outcome.result is not None
-        try:
-            audio = await speak_async(outcome.result.caption, outcome.result.text)
-        except (SpeechUnavailable, SpeechFailed, ValueError) as exc:
-            log.warning("spoken description not made: %s", exc)
-            return f"{content}\n(A spoken description is not available here.)", files
-        return content, [*files, audio.discord_file(f"Spoken description: {outcome.result.caption}"[:1024])]
+        audio = await spoken_file([outcome])
+        if audio is None:
+            return f"{content}\n{UNAVAILABLE_NOTE}", files
+        return content, [*files, audio]
 
     async def _channel_wants_heatmap(self, interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None or interaction.channel_id is None:
@@ -254,6 +266,9 @@ class Captions(commands.Cog):
             posted = await answer(interaction, caption_text(outcomes), view=self._buttons(outcomes))
             await self._posted(posted, outcomes, "text", poster_id=message.author.id, guild_id=interaction.guild_id,
                                channel_id=interaction.channel_id)
+            if not await self._opted_out(interaction.guild_id, message.author.id):
+                await index_description(self.find_index, interaction.guild_id, message.channel.id, message.id,
+                                        caption_text(outcomes), outcomes)
         else:
             await answer_privately(interaction, caption_text(outcomes))
 
@@ -294,11 +309,18 @@ class Captions(commands.Cog):
             if wanted.skip_uncertain:
                 outcomes = self._without_uncertain(outcomes, message)
             if outcomes:
-                posted = await reply_to(message, caption_text(outcomes, wanted.length), heatmap_files(outcomes),
-                                        retry=self.s.config.reply_retry, view=self._buttons(outcomes))
+                files = heatmap_files(outcomes)
+                if wanted.voice and (audio := await spoken_file(outcomes, wanted.length)) is not None:
+                    files.append(audio)
+                content = caption_text(outcomes, wanted.length)
+                posted = await reply_to(message, content, files, retry=self.s.config.reply_retry,
+                                        view=self._buttons(outcomes))
                 await self._remember(message, posted)
                 await self._posted(posted, outcomes, wanted.length, poster_id=message.author.id,
                                    guild_id=message.guild.id, channel_id=message.channel.id)
+                if posted is not None:
+                    await index_description(self.find_index, message.guild.id, message.channel.id, message.id,
+                                            content, outcomes)
         await self._done(message.id)
 
     async def _reposted(self, message: discord.Message, images: list[discord.Attachment], outcomes: list[Outcome],
@@ -337,10 +359,12 @@ class Captions(commands.Cog):
         with no images in either, answer with a short help. Each mention is answered once."""
         images = [a for a in message.attachments if looks_like_image(a)]
         poster_id = message.author.id  # whose images these are (who may edit their description)
+        holder = message  # the message whose images are described (indexed for /find under its id)
         if not images and message.reference is not None and message.reference.message_id is not None:
             target = await self._referenced(message)
             images = [a for a in target.attachments if looks_like_image(a)] if target else []
             poster_id = target.author.id if target else poster_id
+            holder = target or message
         if not await self._claim(message.id):
             return
         retry = self.s.config.reply_retry
@@ -358,6 +382,9 @@ class Captions(commands.Cog):
             await self._remember(message, posted)
             await self._posted(posted, outcomes, "text", poster_id=poster_id, guild_id=message.guild.id,
                                channel_id=message.channel.id)
+            if posted is not None and not await self._opted_out(message.guild.id, holder.author.id):
+                await index_description(self.find_index, message.guild.id, holder.channel.id, holder.id,
+                                        caption_text(outcomes), outcomes)
         await self._done(message.id)
 
     # -- a reply goes when its message goes --------------------------------------------------------------------
@@ -384,6 +411,11 @@ class Captions(commands.Cog):
         except discord.HTTPException as exc:
             log.warning("could not delete description %s of deleted message %s: %s", reply_id,
                         payload.message_id, exc)
+
+    async def _opted_out(self, guild_id: int | None, user_id: int) -> bool:
+        """Whether the poster of an image opted out of automatic alt text here: their images are then not indexed
+        for /find either, whoever asks for a description."""
+        return guild_id is not None and await self.s.store.opted_out(guild_id, user_id)
 
     @staticmethod
     async def _referenced(message: discord.Message) -> discord.Message | None:

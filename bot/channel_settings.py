@@ -1,8 +1,8 @@
 """Alt-text settings per guild and per channel, kept in Redis: one hash per guild (``RedisKeys.guild_settings``).
 
 A channel setting overrides the guild's, field by field; anything unset falls back to the defaults (alt text
-off, only images without alt text, no heatmap, uncertain descriptions posted). Turning alt text on or off for the
-whole server clears the per-channel overrides, so "off for the server" means off everywhere.
+off, only images without alt text, no heatmap, uncertain descriptions posted, nothing spoken). Turning alt text on
+or off for the whole server clears the per-channel overrides, so "off for the server" means off everywhere.
 
 In the guild's hash, ``enabled`` is the server's value and ``<channel id>:enabled`` a channel's: reading what
 applies in a channel is one HMGET, and a server-wide change is one script over that hash, never a SCAN.
@@ -20,7 +20,7 @@ from redis.typing import EncodableT
 from captionbot.formats import RedisKeys
 
 log = logging.getLogger(__name__)
-FIELDS = ("enabled", "all_images", "heatmap", "skip_uncertain")  # flags, stored as "1" / "0"
+FIELDS = ("enabled", "all_images", "heatmap", "skip_uncertain", "voice")  # flags, stored as "1" / "0"
 LENGTHS = ("short", "model", "text")  # how much a description says (AltTextSettings.length)
 DEFAULT_LENGTH = "text"
 MODES = ("reply", "repost")  # how a description is posted (AltTextSettings.mode); repost: see bot/repost.py
@@ -54,6 +54,7 @@ class AltTextSettings:
     # reply: a reply under the image; repost: the image posted again through a webhook with the description as
     # its alt text, the original deleted (a channel setting only: it needs Manage Webhooks and Manage Messages)
     mode: str = DEFAULT_MODE
+    voice: bool = False  # True: the reply also carries the description spoken, as description.ogg (bot/speech.py)
     source: str = "default"  # default | server | channel: where ``enabled`` comes from
 
 

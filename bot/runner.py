@@ -22,7 +22,7 @@ from captionbot.sharding import ShardPlan
 
 log = logging.getLogger(__name__)
 EXTENSIONS = ("captionbot.bot.captions", "captionbot.bot.alttext", "captionbot.bot.stats",
-              "captionbot.bot.feedback")
+              "captionbot.bot.feedback", "captionbot.bot.find")
 
 
 def minimal_intents(alt_text: bool = True) -> discord.Intents:

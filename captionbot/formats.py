@@ -69,6 +69,7 @@ DEFAULT_BEAM_SIZE = 3
 # dev and 4 of 107 COCO dev captions fall below it (docs/model.md, "Knowing when not to guess").
 UNCERTAIN_BELOW = 0.1
 MIN_BEAM_SIZE, MAX_BEAM_SIZE = 1, 8  # the beam widths a job may ask for (``/caption beam:``, the queue client)
+MIN_VARIANTS, MAX_VARIANTS = 1, 3  # how many different captions a job may ask for (``/caption variants:``)
 
 
 def _or_list(words: list[str]) -> str:
@@ -172,6 +173,8 @@ class CaptionJob:
     beam_size: int = DEFAULT_BEAM_SIZE
     heatmap: bool = False
     job_id: str = field(default_factory=new_job_id)
+    # up to this many different captions (diverse beam search); 1 is not written, so such jobs read as before
+    variants: int = 1
     created_at: float = field(default_factory=time.time)
     context: dict[str, Any] = field(default_factory=dict)  # opaque to the worker: where to deliver
     # the asker's clock time after which it no longer waits for the answer (a worker then skips the job); None: never
@@ -184,6 +187,8 @@ class CaptionJob:
     def to_fields(self) -> dict[str, bytes | str]:
         """Flat Redis stream fields (values are bytes/str)."""
         expires = {} if self.expires_at is None else {"expires_at": repr(self.expires_at)}
+        if self.variants != 1:
+            expires["variants"] = str(self.variants)
         return {**expires,
             "v": str(JOB_FORMAT_VERSION),
             "job_id": self.job_id,
@@ -241,6 +246,9 @@ class CaptionJob:
         heatmap = _text(f, "heatmap")
         if heatmap not in ("0", "1"):
             raise invalid(f"heatmap {str(heatmap)[:20]!r} is not 0 or 1")
+        variants = _text(f, "variants") if "variants" in f else "1"  # jobs from before variants ask for one
+        if variants is None or not variants.isdigit() or not MIN_VARIANTS <= int(variants) <= MAX_VARIANTS:
+            raise invalid(f"variants {str(variants)[:20]!r} is not {MIN_VARIANTS}..{MAX_VARIANTS}")
         created = _text(f, "created_at")
         try:
             created_at = float(created or "")
@@ -260,7 +268,7 @@ class CaptionJob:
         return cls(
             image=image if isinstance(image, bytes) else image.encode("latin-1"), reply_to=str(reply_to),
             beam_size=int(beam), heatmap=heatmap == "1", job_id=job_id, created_at=created_at, context=context,
-            expires_at=expires_at,
+            expires_at=expires_at, variants=int(variants),
         )
 
 
@@ -306,6 +314,9 @@ class CaptionResult:
     # already hedged ("Possibly a cat.") below ``UNCERTAIN_BELOW``. Channels may choose not to post such alt text.
     confidence: float = 1.0
     labels: list[tuple[str, float]] = field(default_factory=list)  # top object words with their probabilities
+    # for a job with variants > 1: up to that many different captions, each (caption, confidence), ``caption``
+    # first; empty otherwise (and then not written, so results read as before)
+    variants: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def uncertain(self) -> bool:
@@ -319,6 +330,8 @@ class CaptionResult:
     def to_fields(self) -> dict[str, bytes | str]:
         d = asdict(self)
         png = d.pop("heatmap_png")
+        if not d["variants"]:
+            del d["variants"]
         d["error"] = self.error.value if self.error else None
         out: dict[str, bytes | str] = {"v": str(JOB_FORMAT_VERSION), "meta": json.dumps(d)}
         if png is not None:
@@ -333,6 +346,7 @@ class CaptionResult:
         png = f.get("heatmap_png")
         d["heatmap_png"] = png if png is None or isinstance(png, bytes) else png.encode("latin-1")
         d["labels"] = [(str(w), float(p)) for w, p in d.get("labels", [])]
+        d["variants"] = [(str(c), float(p)) for c, p in d.get("variants", [])]
         return cls(**d)
 
 

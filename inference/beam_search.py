@@ -24,7 +24,15 @@ Options beyond the evaluated rules (off by default, so default captions are the 
 - ``no_repeat_ngram`` = n >= 2: no word n-gram appears twice in a caption;
 - ``repeatable``: a word outside this set of (function) words never appears twice in a caption;
 - ``min_words``: ``<end>`` is masked until a caption has that many words (the served policy uses 1, so a
-  user never gets an empty caption; training's rules allow one).
+  user never gets an empty caption; training's rules allow one);
+- ``groups`` > 1 with ``diversity`` λ: diverse beam search (Vijayakumar et al. 2016, "Diverse Beam Search",
+  arXiv:1610.02424) for several different captions of one image (:func:`beam_search_variants`). Each image gets
+  ``groups`` beams of ``beam_size`` hypotheses each (all rows of all groups still go through ONE decoder call per
+  step). At each step the groups choose in turn; group g ranks its candidates by score − λ · (how many times
+  groups 0..g−1 chose that word at this step), the Hamming diversity term. The penalty only steers the choice:
+  scores stay true log-probabilities. Group 0 is never penalised, so its caption is exactly the one
+  :func:`beam_search` gives; each group's answer is its best finished hypothesis that is not word for word an
+  earlier group's (else the group gives none).
 The options a bundle is served with come from its manifest's decoding policy (``inference/policy.py``).
 Every emission rule is applied in :func:`mask_log_probs`, the one place a wrapper extends to add rules.
 """
@@ -46,7 +54,7 @@ StepFn = Callable[[np.ndarray, Any, Any, Any, Any], tuple[np.ndarray, Any, Any, 
 
 DEFAULT_SPECIAL = SPECIAL_IDS
 __all__ = ["DEFAULT_SPECIAL", "BeamOptions", "Hypothesis", "SpecialIds", "StepFn", "banned_tokens", "beam_search",
-           "greedy_search", "mask_log_probs"]
+           "beam_search_variants", "greedy_search", "mask_log_probs"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class BeamOptions:
     # when set: [B, V] booleans, image b's captions may only use the words marked in row b (guided captions:
     # inference/guided.py); None = any word
     allowed_words: np.ndarray | None = field(default=None, compare=False)
+    groups: int = 1  # diverse beam search: this many groups of beam_size hypotheses, one answer each (variants)
+    diversity: float = 0.0  # λ, the Hamming diversity penalty per earlier group's choice of the same word
 
 
 @dataclass
@@ -200,13 +210,14 @@ def _choose_for_image(
 
 
 def _answer_known(top: np.ndarray, top_val: np.ndarray, n_live: int, K: int, V: int, last: bool,
-                  options: BeamOptions, special: SpecialIds) -> bool:
+                  options: BeamOptions, special: SpecialIds, penalised: bool = False) -> bool:
     """Whether an image's search is over. Besides "no live hypothesis" and the last step: under the raw-sum rule
     (length_alpha 0), when the best entry is a finished caption no live one can overtake it (each further word
-    only lowers a score), so the image's rows leave the decoder batch now instead of when all K have ended."""
+    only lowers a score), so the image's rows leave the decoder batch now instead of when all K have ended. Not for
+    a diversity-penalised group: its ranking is not by true scores, so a live one may still overtake."""
     best = top[0]
     best_done = bool(np.isfinite(top_val[0])) and (best >= K * V or best % V == special.end)
-    return n_live == 0 or last or (best_done and options.length_alpha == 0)
+    return n_live == 0 or last or (best_done and options.length_alpha == 0 and not penalised)
 
 
 def _next_rows(rows: _Rows, chosen: _Extensions, keep: list[int], alpha: np.ndarray, h: Any, c: Any,
@@ -240,36 +251,89 @@ def beam_search(
     special: SpecialIds = DEFAULT_SPECIAL,
 ) -> list[Hypothesis]:
     """Best caption of each of the B images. ``features`` [B,P,C], ``h``/``c`` [B,D], ``att_proj`` [B,P,A] are
-    the decoder-init outputs for the batch. Returns one :class:`Hypothesis` per image, in order."""
-    B, K = features.shape[0], options.beam_size
+    the decoder-init outputs for the batch. Returns one :class:`Hypothesis` per image, in order (with
+    ``options.groups`` > 1: group 0's, which is the caption without groups)."""
+    return [variants[0] for variants in beam_search_variants(step, features, h, c, att_proj, options, special)]
+
+
+def beam_search_variants(
+    step: StepFn,
+    features: Any,
+    h: Any,
+    c: Any,
+    att_proj: Any,
+    options: BeamOptions,
+    special: SpecialIds = DEFAULT_SPECIAL,
+) -> list[list[Hypothesis]]:
+    """Up to ``options.groups`` different captions of each image (diverse beam search; module docstring), group 0's
+    first. With ``groups`` 1 this is :func:`beam_search`'s one caption per image."""
+    B, K, G = features.shape[0], options.beam_size, options.groups
     if K < 1:
         raise ValueError(f"beam_size must be >= 1, got {K}")
-    result: list[Hypothesis | None] = [None] * B
-    kept_finished: list[list[Hypothesis]] = [[] for _ in range(B)]  # finished hypotheses still in the beam
+    if G < 1:
+        raise ValueError(f"groups must be >= 1, got {G}")
+    if G > 1:  # one search "image" per (image, group), rows in image-major order: image b's group g is b * G + g
+        per_group = np.repeat(np.arange(B), G)
+        features, h, c, att_proj = features[per_group], h[per_group], c[per_group], att_proj[per_group]
+    n = B * G
+    result: list[Hypothesis | None] = [None] * n
+    kept_finished: list[list[Hypothesis]] = [[] for _ in range(n)]  # finished hypotheses still in the beam
     rows = _Rows.start(features, h, c, att_proj, special)
     steps = options.max_len + 1
     for t in range(steps):
         log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
-        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, rows.img)
+        real_images = rows.img // G
+        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, real_images)
         cand += rows.scores[:, None]  # [N, V]
         V = cand.shape[1]
-        imgs, first_row, table = _candidate_table(cand, rows.img, kept_finished, K)
-        top, top_val = _top_k(table, K)
         last = t == steps - 1
         chosen = _Extensions([], [], [], [])
-        for g, img in enumerate(imgs):
-            kept_finished[img], n_live = _choose_for_image(img, first_row[g], top[g], top_val[g], rows, alpha,
-                                                           kept_finished[img], V, last, special, chosen)
-            if _answer_known(top[g], top_val[g], n_live, K, V, last, options, special):
-                result[img] = max(kept_finished[img], key=lambda hyp: hyp.score(options.length_alpha))
+        used = np.zeros((B, V)) if G > 1 else None  # words chosen at this step by the groups before, per image
+        for g in range(G):
+            sel = np.flatnonzero(rows.img % G == g) if G > 1 else np.arange(len(rows.img))
+            if sel.size == 0:
+                continue
+            imgs, first_row, table = _candidate_table(cand[sel], rows.img[sel], kept_finished, K)
+            ranked = table
+            if used is not None and g > 0 and options.diversity:
+                penalty = np.zeros_like(table)
+                penalty[:, : K * V] = np.tile(options.diversity * used[imgs // G], (1, K))
+                ranked = table - penalty
+            top, _ = _top_k(ranked, K)
+            top_val = np.take_along_axis(table, top, axis=1)
+            for j, img in enumerate(imgs):
+                kept_finished[img], n_live = _choose_for_image(img, sel[first_row[j]], top[j], top_val[j], rows, alpha,
+                                                               kept_finished[img], V, last, special, chosen)
+                if _answer_known(top[j], top_val[j], n_live, K, V, last, options, special,
+                                 penalised=g > 0 and options.diversity > 0):
+                    result[img] = max(kept_finished[img], key=lambda hyp: hyp.score(options.length_alpha))
+                if used is not None:
+                    words = top[j][(top[j] < K * V) & np.isfinite(top_val[j])] % V
+                    np.add.at(used[img // G], words, 1.0)
+        order = np.argsort(np.asarray(chosen.img, dtype=np.int64), kind="stable")  # rows grouped by image again
+        chosen = _Extensions(*([x[i] for i in order] for x in (chosen.parent, chosen.word, chosen.score, chosen.img)))
         keep = [i for i, img in enumerate(chosen.img) if result[img] is None]
         if not keep:
             break
         rows = _next_rows(rows, chosen, keep, alpha, h, c, features, att_proj)
-    done = [hyp for hyp in result if hyp is not None]
-    if len(done) != B:  # every image gets its result by the last step
-        raise RuntimeError(f"beam search ended with {B - len(done)} of {B} images unanswered")
-    return done
+    if any(hyp is None for hyp in result):  # every image gets its result by the last step
+        raise RuntimeError(f"beam search ended with {result.count(None)} of {n} searches unanswered")
+    return [_distinct(result[b * G: (b + 1) * G], kept_finished[b * G: (b + 1) * G], options.length_alpha)
+            for b in range(B)]
+
+
+def _distinct(best: Sequence[Hypothesis | None], finished: Sequence[list[Hypothesis]],
+              alpha: float) -> list[Hypothesis]:
+    """One answer per group, in group order: its best caption unless an earlier group gave the same words, then its
+    next best finished one that differs; a group with nothing new gives none."""
+    out: list[Hypothesis] = []
+    for first, pool in zip(best, finished, strict=True):
+        assert first is not None
+        for hyp in [first, *sorted(pool, key=lambda x: x.score(alpha), reverse=True)]:
+            if all(hyp.tokens != other.tokens for other in out):
+                out.append(hyp)
+                break
+    return out
 
 
 def greedy_search(

@@ -1,4 +1,5 @@
-"""``captionbot caption IMG… [--beam K] [--heatmap OUT.png] [--json] [--text] [--bundle DIR]``: caption files.
+"""``captionbot caption IMG… [--beam K] [--variants N] [--heatmap OUT.png] [--json] [--text] [--bundle DIR]``:
+caption files.
 
 One line per image (``path: caption``, then ``Text in image: …`` where text was read), or one JSON object per
 image with ``--json`` (``"text"``: the text read, "" if none: by default where the object labels say text is
@@ -7,6 +8,9 @@ A file that cannot be captioned (missing, not a regular file, over ``CAPTIONBOT_
 gets its reason on its own line (or ``"error"`` in JSON) while the others are captioned, and makes the exit
 status 1.
 With several images, ``--heatmap OUT.png`` writes ``OUT-1.png``, ``OUT-2.png``, … in the order given.
+``--variants N`` (1-3): up to N different captions of each image (diverse beam search), each on its own line after
+the image's line as ``  1. caption (confidence 0.62)``, the first being the image's caption (JSON: ``"variants"``,
+a list of ``{"caption", "confidence"}``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", type=Path, nargs="+", metavar="IMG", help="image files")
     parser.add_argument("--beam", type=int, default=None, help="beam size (default $CAPTIONBOT_BEAM_SIZE or 3)")
+    parser.add_argument("--variants", type=_variants, default=1, metavar="N",
+                        help="up to N different captions of each image, 1-3 (default 1)")
     parser.add_argument("--heatmap", type=Path, default=None, metavar="OUT.png", help="write attention heatmaps")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default $CAPTIONBOT_BUNDLE)")
@@ -30,6 +36,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text", action=argparse.BooleanOptionalAction, default=None,
                         help="read text in every image the text gate passes (--no-text: never; default "
                              "$CAPTIONBOT_READ_TEXT, else where the object labels say text is likely)")
+
+
+def _variants(text: str) -> int:
+    from captionbot.formats import MAX_VARIANTS, MIN_VARIANTS
+
+    if not text.isdigit() or not MIN_VARIANTS <= int(text) <= MAX_VARIANTS:
+        raise argparse.ArgumentTypeError(f"must be a whole number {MIN_VARIANTS}-{MAX_VARIANTS}, not {text!r}")
+    return int(text)
 
 
 def heatmap_paths(out: Path, n: int) -> list[Path]:
@@ -64,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
             errors[i] = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     order = sorted(blobs)
     outputs = dict(zip(order, captioner.caption_images(
-        [blobs[i] for i in order], beam_size=args.beam or settings.beam_size, heatmap=bool(args.heatmap)
+        [blobs[i] for i in order], beam_size=args.beam or settings.beam_size, heatmap=bool(args.heatmap),
+        variants=args.variants,
     ), strict=True)) if order else {}
     png_paths = heatmap_paths(args.heatmap, len(args.images)) if args.heatmap else []
     failed = 0
@@ -84,6 +99,9 @@ def main(args: argparse.Namespace) -> int:
                       "confidence": round(out.confidence, 3), "labels": out.labels,
                       "model_version": captioner.model_version, "text": out.text}
             line = f"{path}: {out.caption}" + (f"  Text in image: {out.text}" if out.text else "")
+            if args.variants > 1:
+                record["variants"] = [{"caption": c, "confidence": round(p, 3)} for c, p in out.variants]
+                line += "".join(f"\n  {n}. {c} (confidence {p:.2f})" for n, (c, p) in enumerate(out.variants, 1))
             if out.heatmap_png is not None:
                 png_paths[i].write_bytes(out.heatmap_png)
                 record["heatmap"] = str(png_paths[i])

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search
+from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search, beam_search_variants
 from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
 from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.policy import beam_options, bundle_policy
 from captionbot.inference.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_array
+from captionbot.inference.variants import variant_options
 from PIL import Image
 
 from captionbot.formats import ErrorCode, ImageRejected, SpecialIds
@@ -45,6 +46,8 @@ class CaptionOutput:
     text: str = ""  # text read in the image (TextReader), "" when none was found or reading is off
     confidence: float = 1.0  # 0-1: estimated chance the caption is right (inference/confidence.py)
     labels: list[tuple[str, float]] = field(default_factory=list)  # top object words and their probabilities
+    # up to ``variants`` different captions, each (sentence, confidence), this caption first (inference/variants.py)
+    variants: list[tuple[str, float]] = field(default_factory=list)
 
 
 def caption_arrays(bundle: Bundle, images: np.ndarray, options: BeamOptions) -> list[Hypothesis]:
@@ -62,6 +65,13 @@ def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) ->
         return bound_caption_features(bundle, bundle.device, feats, options)
     h, c, att_proj = bundle.init(feats)
     return beam_search(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
+
+
+def caption_feature_variants(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[list[Hypothesis]]:
+    """Encoded images [B,P,C] -> up to ``options.groups`` different hypotheses per image (diverse beam search),
+    the one :func:`caption_features` gives first."""
+    h, c, att_proj = bundle.init(feats)
+    return beam_search_variants(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
 
 def as_sentence(words: list[str]) -> str:
@@ -150,10 +160,11 @@ class Captioner:
             return ImageRejected(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
     def caption_images(
-        self, images: Sequence[bytes], beam_size: int | None = None, heatmap: bool = False
+        self, images: Sequence[bytes], beam_size: int | None = None, heatmap: bool = False, variants: int = 1
     ) -> list[CaptionOutput | ImageRejected]:
         """Caption each image (``beam_size`` None: the options' own); a refused image is returned (not raised) as
-        :class:`ImageRejected` in its place."""
+        :class:`ImageRejected` in its place. ``variants`` > 1: each output's ``variants`` holds up to that many
+        different captions with their confidences (diverse beam search, ``inference/variants.py``)."""
         results: list[CaptionOutput | ImageRejected | None] = [None] * len(images)
         decoded: list[tuple[int, Image.Image, np.ndarray]] = []
         for i, out in enumerate(self.preprocess_many(images)):
@@ -171,14 +182,21 @@ class Captioner:
         if decoded:
             readings = [self._start_reading(images[i], img) for i, img, _ in decoded]
             batch = np.stack([arr for _, _, arr in decoded])
-            options = replace(self.options, beam_size=beam_size or self.options.beam_size)
+            options = variant_options(replace(self.options, beam_size=beam_size or self.options.beam_size), variants)
             if self.labels is None:
-                hyps = caption_arrays(self.bundle, batch, options)
-                for (i, img, _), hyp, reading in zip(decoded, hyps, readings, strict=True):
+                feats = np.concatenate([self.bundle.encode(batch[i: i + ENCODER_CHUNK])
+                                        for i in range(0, len(batch), ENCODER_CHUNK)])
+                found = caption_feature_variants(self.bundle, feats, options)
+                for (i, img, _), hyps, reading in zip(decoded, found, readings, strict=True):
+                    hyp = hyps[0]
                     words = [self.bundle.itos[t] for t in hyp.tokens]
                     png = render_heatmap(img, words, hyp.alphas, self.grid) if heatmap else None
-                    results[i] = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png,
-                                               reading.result() if reading else "")
+                    found_out = CaptionOutput(as_sentence(words), words, hyp.score(1.0), hyp.alphas, png,
+                                              reading.result() if reading else "")
+                    if variants > 1:  # no label head, no confidence model: 1.0, as for the caption itself
+                        found_out.variants = [(as_sentence([self.bundle.itos[t] for t in h.tokens]), 1.0)
+                                              for h in hyps]
+                    results[i] = found_out
             else:
                 described = describe_arrays(self.bundle, self.labels, batch, options)
                 for (i, img, _), d, reading in zip(decoded, described, readings, strict=True):
@@ -186,8 +204,11 @@ class Captioner:
                     text = reading.result() if reading else ""
                     if self._label_led_text and not text and (d.document or (d.text_likely and not self._gate_all)):
                         text = self._read_where_labels_say(images[i], img, document=d.document)
-                    results[i] = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, text, d.confidence,
-                                               d.labels)
+                    described_out = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, text, d.confidence,
+                                                  d.labels)
+                    if variants > 1:
+                        described_out.variants = [(d.caption, d.confidence), *d.alternatives][:variants]
+                    results[i] = described_out
         filled = [out for out in results if out is not None]
         assert len(filled) == len(images), "every slot is filled above"
         return filled

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from captionbot.inference.beam_search import BeamOptions
@@ -41,6 +41,8 @@ class Description:
     labels: list[tuple[str, float]]
     document: bool = False  # a screenshot, menu or page: its text is worth reading
     text_likely: bool = False  # the labels say the image may show text: worth running the text detector
+    # with options.groups > 1: the other different captions (diverse beam search), each (sentence, confidence)
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
 
 
 def describe_arrays(
@@ -48,18 +50,19 @@ def describe_arrays(
 ) -> list[Description]:
     """Preprocessed images [B,3,H,W] -> one :class:`Description` each (encoder with labels, free beam search,
     guided second pass for the images whose confident label the free caption misses)."""
-    from captionbot.inference.captioner import ENCODER_CHUNK, as_sentence, caption_features
+    from captionbot.inference.captioner import ENCODER_CHUNK, as_sentence, caption_feature_variants
 
     enc = [bundle.encode_with_labels(images[i : i + ENCODER_CHUNK]) for i in range(0, len(images), ENCODER_CHUNK)]
     feats = np.concatenate([f for f, _ in enc])
     probs = np.concatenate([p for _, p in enc])
     labels = table.top(probs)
     text_likely = table.text_mass(probs) >= TEXT_LIKELY_MIN
-    free = caption_features(bundle, feats, options)
+    found = caption_feature_variants(bundle, feats, options)
+    free = [v[0] for v in found]  # group 0: the caption without groups
     out = []
     ent = entropy(probs)
-    guided = guide_captions(bundle, feats, free, labels, options, policy)
-    for g, labs, h, likely in zip(guided, labels, ent, text_likely, strict=True):
+    guided = guide_captions(bundle, feats, free, labels, replace(options, groups=1), policy)
+    for g, labs, h, likely, others in zip(guided, labels, ent, text_likely, found, strict=True):
         doc = document_label(labs)
         if doc is not None:
             words = f"{article(doc.word)} {doc.word}".split()
@@ -71,8 +74,16 @@ def describe_arrays(
         names_top = bool(labs) and mentions(g.words, labs[0].word)
         conf = confidence(features(g.score, labs, float(h), g.label is not None, names_top))
         sentence = hedged(as_sentence(g.words), labs, conf)
+        alternatives = []
+        for hyp in others[1:]:
+            words = [bundle.itos[t] for t in hyp.tokens]
+            if words == g.words:
+                continue  # the guided pass may have turned the first caption into this one
+            alt_conf = confidence(features(hyp.score(1.0), labs, float(h), False,
+                                           bool(labs) and mentions(words, labs[0].word)))
+            alternatives.append((hedged(as_sentence(words), labs, alt_conf), alt_conf))
         out.append(
             Description(sentence, g.words, g.alphas, g.score, conf, [(lab.word, round(lab.prob, 4)) for lab in labs],
-                        text_likely=bool(likely))
+                        text_likely=bool(likely), alternatives=alternatives)
         )
     return out

@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from captionbot.formats import CHAT_FORMATS, ErrorCode, ImageRejected
 
@@ -35,6 +35,7 @@ class NullOutput:
     words: list[str]
     score: float
     heatmap_png: bytes | None = None
+    variants: list[tuple[str, float]] = field(default_factory=list)  # the null model has one caption: itself
 
 
 def null_caption(image: bytes) -> str:
@@ -52,18 +53,19 @@ class NullCaptioner:
         self.batches: list[int] = []  # size of each batch seen (tests read this)
 
     def caption_images(
-        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False, variants: int = 1
     ) -> list[NullOutput | ImageRejected]:
         self.batches.append(len(images))
         if self.delay_s:
             time.sleep(self.delay_s)
-        return [self._one(img, heatmap) for img in images]
+        return [self._one(img, heatmap, variants) for img in images]
 
-    def _one(self, image: bytes, heatmap: bool) -> NullOutput | ImageRejected:
+    def _one(self, image: bytes, heatmap: bool, variants: int = 1) -> NullOutput | ImageRejected:
         if not image.startswith(IMAGE_MAGIC):
             return ImageRejected(ErrorCode.NOT_AN_IMAGE, "null model: no image signature")
         caption = null_caption(image)
-        return NullOutput(caption, caption.split(), -1.0, TINY_PNG if heatmap else None)
+        return NullOutput(caption, caption.split(), -1.0, TINY_PNG if heatmap else None,
+                          [(caption, 1.0)] if variants > 1 else [])
 
 
 class PoisonCaptioner(NullCaptioner):
@@ -72,12 +74,12 @@ class PoisonCaptioner(NullCaptioner):
     model_version = "poison-0"
 
     def caption_images(
-        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False, variants: int = 1
     ) -> list[NullOutput | ImageRejected]:
         if any(POISON_MARK in img for img in images):
             self.batches.append(len(images))
             raise RuntimeError("poison image: the model crashed on it")
-        return super().caption_images(images, beam_size, heatmap)
+        return super().caption_images(images, beam_size, heatmap, variants)
 
 
 class CrashCaptioner(NullCaptioner):
@@ -86,8 +88,8 @@ class CrashCaptioner(NullCaptioner):
     model_version = "crash-0"
 
     def caption_images(
-        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False
+        self, images: Sequence[bytes], beam_size: int = 3, heatmap: bool = False, variants: int = 1
     ) -> list[NullOutput | ImageRejected]:
         if any(CRASH_MARK in img for img in images):
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().caption_images(images, beam_size, heatmap)
+        return super().caption_images(images, beam_size, heatmap, variants)

@@ -124,11 +124,14 @@ class Channel:
     guild_id: str
     bot_denied: int = 0  # permission bits denied to the bot here (fault: "can't send", "can't attach")
     bot_allowed: int = 0  # permission bits granted to the bot here (e.g. Manage Webhooks for repost mode)
+    hidden_from: set[str] = field(default_factory=set)  # ids of members who cannot see this channel
 
     def payload(self, bot_id: str) -> dict[str, Any]:
         overwrites = []
         if self.bot_denied or self.bot_allowed:
             overwrites.append({"id": bot_id, "type": 1, "allow": str(self.bot_allowed), "deny": str(self.bot_denied)})
+        for member_id in sorted(self.hidden_from):
+            overwrites.append({"id": member_id, "type": 1, "allow": "0", "deny": str(VIEW_CHANNEL)})
         return {"id": self.id, "type": 0, "name": self.name, "guild_id": self.guild_id, "position": 0,
                 "permission_overwrites": overwrites, "nsfw": False, "parent_id": None, "topic": None,
                 "last_message_id": None, "rate_limit_per_user": 0}

@@ -26,7 +26,9 @@ from captionbot.formats import (
     DEFAULT_BEAM_SIZE,
     MAX_BEAM_SIZE,
     MAX_CONTEXT_BYTES,
+    MAX_VARIANTS,
     MIN_BEAM_SIZE,
+    MIN_VARIANTS,
     CaptionJob,
     CaptionResult,
     ErrorCode,
@@ -92,17 +94,21 @@ class CaptionClient:
     async def caption(
         self, image: bytes, *, beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False,
         context: dict[str, Any] | None = None, timeout: float | None = None, priority: Priority = Priority.LOW,
+        variants: int = 1,
     ) -> CaptionResult:
         """Queue one image and wait for its caption (or a failure result). ``timeout`` defaults to the settings'.
 
-        ``priority``: ``HIGH`` for a person waiting (a command), served before every ``LOW`` job (automation)."""
+        ``priority``: ``HIGH`` for a person waiting (a command), served before every ``LOW`` job (automation).
+        ``variants`` > 1: the result's ``variants`` holds up to that many different captions."""
         if not MIN_BEAM_SIZE <= beam_size <= MAX_BEAM_SIZE:
             raise ValueError(f"beam_size must be {MIN_BEAM_SIZE}..{MAX_BEAM_SIZE}, not {beam_size}")
+        if not MIN_VARIANTS <= variants <= MAX_VARIANTS:
+            raise ValueError(f"variants must be {MIN_VARIANTS}..{MAX_VARIANTS}, not {variants}")
         if not self.settings.priority_lane:  # workers older than the lanes: everything in the old stream
             priority = Priority.LOW
         wait_s = self.settings.result_timeout_s if timeout is None else timeout
         job = CaptionJob(image=image, reply_to=self.reply_to, beam_size=beam_size, heatmap=heatmap,
-                         context=dict(context or {}), expires_at=time.time() + wait_s)
+                         context=dict(context or {}), expires_at=time.time() + wait_s, variants=variants)
         too_large = self._too_large(job)
         if too_large:
             return self._failure(job, ErrorCode.TOO_LARGE, too_large)

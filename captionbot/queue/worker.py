@@ -1,8 +1,8 @@
 """The caption worker: serves the job stream in batches with a captioner, answering every job exactly once.
 
 One loop: read a batch (reclaimed jobs first, then new ones, up to ``batch_size`` or ``batch_wait_ms``), run the
-model on it in a thread (grouped by beam size and heatmap option), publish each result and acknowledge it in one
-atomic step. Failure handling follows :mod:`captionbot.queue` (at least once, reclaimed after, dead-lettered
+model on it in a thread (grouped by beam size, heatmap and variants), publish each result and acknowledge it in
+one atomic step. Failure handling follows :mod:`captionbot.queue` (at least once, reclaimed after, dead-lettered
 after); whether a failed job is retried or dead-lettered is the consumer's call (:func:`~.consumer.next_step`).
 Stopping (SIGTERM) finishes the batch in hand, answers it, and returns.
 
@@ -45,7 +45,7 @@ class CaptionModel(Protocol):
     def model_version(self) -> str: ...
 
     def caption_images(
-        self, images: Sequence[bytes], beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False
+        self, images: Sequence[bytes], beam_size: int = DEFAULT_BEAM_SIZE, heatmap: bool = False, variants: int = 1
     ) -> list[Any]: ...
 
 
@@ -167,17 +167,18 @@ class Worker:
     async def _run_and_answer(self, consumer: JobConsumer, runnable: list[Delivery], beside: bool = False) -> None:
         """Run jobs (kept alive by the caller) and answer them; failures are retried or dead-lettered. ``beside``:
         another batch is running at the same time (so none of these is ever "alone")."""
-        # Jobs of one beam size and heatmap option run together.
-        groups: dict[tuple[int, bool], list[Delivery]] = defaultdict(list)
+        # Jobs of one beam size, heatmap option and number of variants run together.
+        groups: dict[tuple[int, bool, int], list[Delivery]] = defaultdict(list)
         for d in runnable:
             assert d.job is not None
-            groups[(d.job.beam_size, d.job.heatmap)].append(d)
+            groups[(d.job.beam_size, d.job.heatmap, d.job.variants)].append(d)
 
         answers: list[tuple[Delivery, CaptionResult]] = []
         failed: list[tuple[Delivery, BaseException]] = []
         started = time.monotonic()
-        for (beam_size, heatmap), group in groups.items():
-            for d, out in zip(group, await self._caption(consumer, group, beam_size, heatmap, beside), strict=True):
+        for (beam_size, heatmap, variants), group in groups.items():
+            outs = await self._caption(consumer, group, beam_size, heatmap, variants, beside)
+            for d, out in zip(group, outs, strict=True):
                 if isinstance(out, BaseException) and not isinstance(out, ImageRejected):
                     failed.append((d, out))
                 else:
@@ -195,29 +196,35 @@ class Worker:
             if await consumer.failed(d, f"model error: {type(exc).__name__}: {exc}") is Step.DEAD_LETTER:
                 self.jobs_answered += 1
 
+    def _run_model(self, images: list[bytes], beam_size: int, heatmap: bool, variants: int) -> list[Any]:
+        """The model on a batch; ``variants`` is passed only when more than one is asked for."""
+        if variants > 1:
+            return list(self.captioner.caption_images(images, beam_size, heatmap, variants=variants))
+        return list(self.captioner.caption_images(images, beam_size, heatmap))
+
     async def _caption(self, consumer: JobConsumer, group: list[Delivery], beam_size: int, heatmap: bool,
-                       beside: bool = False) -> list[Any]:
+                       variants: int = 1, beside: bool = False) -> list[Any]:
         """Model outputs in order; a job whose inference raised gets its exception in its place.
 
         When the whole batch raises, each job is run alone, so one poison image fails only its own job. A job run
         alone is marked so while it runs (unless ``beside`` another batch): should the process die then, the job
         is known to be what killed it."""
         if len(group) == 1:
-            return [await self._caption_alone(consumer, group[0], beam_size, heatmap, mark=not beside)]
+            return [await self._caption_alone(consumer, group[0], beam_size, heatmap, variants, mark=not beside)]
         images = [d.job.image for d in group if d.job]
         try:
-            return list(await asyncio.to_thread(self.captioner.caption_images, images, beam_size, heatmap))
+            return await asyncio.to_thread(self._run_model, images, beam_size, heatmap, variants)
         except Exception as exc:
             log.warning("batch of %d failed (%s): captioning each image alone", len(images), type(exc).__name__)
-        return [await self._caption_alone(consumer, d, beam_size, heatmap, mark=not beside) for d in group]
+        return [await self._caption_alone(consumer, d, beam_size, heatmap, variants, mark=not beside) for d in group]
 
     async def _caption_alone(self, consumer: JobConsumer, d: Delivery, beam_size: int, heatmap: bool,
-                             mark: bool = True) -> Any:
+                             variants: int = 1, mark: bool = True) -> Any:
         assert d.job is not None
         if mark:
             await consumer.running_alone(d)
         try:
-            return (await asyncio.to_thread(self.captioner.caption_images, [d.job.image], beam_size, heatmap))[0]
+            return (await asyncio.to_thread(self._run_model, [d.job.image], beam_size, heatmap, variants))[0]
         except Exception as exc:
             log.warning("inference failed on one image: %s: %s", type(exc).__name__, exc)
             return exc
@@ -236,6 +243,7 @@ class Worker:
         return CaptionResult(ok=True, caption=out.caption, words=list(out.words), score=float(out.score),
                              heatmap_png=out.heatmap_png, text=getattr(out, "text", ""),
                              confidence=float(getattr(out, "confidence", 1.0)), labels=list(getattr(out, "labels", [])),
+                             variants=[(str(c), float(p)) for c, p in getattr(out, "variants", [])][:job.variants],
                              **common)
 
     async def _keep_alive(self, consumer: JobConsumer, deliveries: list[Delivery], done: asyncio.Event) -> None:

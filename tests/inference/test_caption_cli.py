@@ -68,3 +68,30 @@ def test_a_pipe_a_device_a_large_file_or_a_missing_path_fails_alone(caption_bund
     assert "No such file" in lines[1]["message"]
     assert lines[2]["message"] == lines[3]["message"] == "not a regular file"
     assert "over the 4000-byte limit" in lines[4]["message"]
+
+
+def test_variants_print_up_to_n_different_captions_with_their_confidence(caption_bundle, data_dir, capsys):
+    import re
+
+    import pytest
+
+    photo = sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[1]
+    assert main(["caption", str(photo), "--bundle", str(caption_bundle), "--variants", "3"]) == 0
+    first, *rest = capsys.readouterr().out.splitlines()
+    assert first.startswith(f"{photo}: ")
+    assert 2 <= len(rest) <= 3
+    found = [re.fullmatch(r"  (\d)\. (.+\.) \(confidence (0\.\d\d|1\.00)\)", line) for line in rest]
+    assert all(found), rest
+    assert [m.group(1) for m in found if m] == [str(n) for n in range(1, len(rest) + 1)]
+    captions = [m.group(2) for m in found if m]
+    assert captions[0] == first.removeprefix(f"{photo}: ") and len(set(captions)) == len(captions)
+
+    assert main(["caption", str(photo), "--bundle", str(caption_bundle), "--variants", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["variants"][0] == {"caption": record["caption"], "confidence": round(record["confidence"], 3)}
+    assert len(record["variants"]) == 2
+
+    with pytest.raises(SystemExit) as bad:
+        main(["caption", str(photo), "--bundle", str(caption_bundle), "--variants", "4"])
+    assert bad.value.code == 2
+    assert "must be a whole number 1-3, not '4'" in capsys.readouterr().err

@@ -102,3 +102,23 @@ def test_served_captions_never_repeat_a_word_or_a_trigram_and_never_say_unk(capt
         assert len(trigrams) == len(set(trigrams)), words
         content = [w for w in words if w not in repeatable]  # "a dog and a dog" never
         assert len(content) == len(set(content)), words
+
+
+def test_variants_are_different_captions_the_first_being_the_caption_without_variants(caption_bundle, data_dir):
+    photos = [p.read_bytes() for p in sorted((data_dir / "flickr8k" / "images").glob("*.jpg"))[:6]]
+    captioner = Captioner.load(caption_bundle, provider="cpu", threads=1)
+    plain = captioner.caption_images(photos)
+    three = captioner.caption_images(photos, variants=3)
+    several = 0
+    for one, out in zip(plain, three, strict=True):
+        assert isinstance(one, CaptionOutput) and isinstance(out, CaptionOutput)
+        assert out.caption == one.caption and out.confidence == one.confidence, "the caption itself is unchanged"
+        assert 1 <= len(out.variants) <= 3 and out.variants[0] == (one.caption, one.confidence)
+        captions = [c for c, _ in out.variants]
+        assert len(set(captions)) == len(captions), "no caption twice"
+        assert all(0.0 <= p <= 1.0 for _, p in out.variants)
+        several += len(out.variants) > 1
+    assert several >= 5, "most photos get more than one caption"
+    assert all(isinstance(o, CaptionOutput) and o.variants == [] for o in plain), "no variants unless asked"
+    with pytest.raises(ValueError, match=r"variants must be 1\.\.3"):
+        captioner.caption_images(photos[:1], variants=4)
