@@ -13,10 +13,17 @@ other work on the machine comes and goes (each round gives every method its shar
   encoder    the ONNX encoder alone, decoding and preprocessing included, batches of 32: the ceiling for the runtime
   decoder    the runtime's batched beam search alone, on features encoded beforehand: the other half of its time
 
-All at beam 3 on the same Flickr8k dev images, with the same model (a checkpoint and its bundle).
+All at beam 3 on the same Flickr8k dev images, with the same model. By default that model is the shipped bundle
+(models/default) and the PyTorch methods run a PyTorch captioner rebuilt from its fp32 graphs
+(``captionbot.export.from_bundle``), so a fresh clone reruns this without training anything; ``--checkpoint``
+benchmarks a training checkpoint instead (exported to a temporary bundle unless ``--bundle`` is its bundle).
+
+``--photos phone`` (or ``both``) adds phone-sized photos: 12-megapixel JPEGs made at run time from real Flickr8k dev
+photos (``bench/phone_photos.py``, never committed), for the baseline and for the worker's served path.
 
     MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 \\
-    .venv/bin/python bench/inference_throughput.py --checkpoint runs/smoke/best.pt [--bundle DIR] [--quick]
+    .venv/bin/python bench/inference_throughput.py --threads 2 --photos both \\
+        [--checkpoint CKPT [--bundle DIR]] [--quick]
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from captionbot.export.compact import fuse_encoder_batchnorm, round_weights_to_fp16  # noqa: E402
 from captionbot.export.exporter import ExportOptions, export_bundle  # noqa: E402
+from captionbot.export.from_bundle import captioner_from_bundle  # noqa: E402
 from captionbot.inference.beam_search import BeamOptions  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner, caption_features  # noqa: E402
 from captionbot.inference.policy import ENGLISH_SERVED_POLICY  # noqa: E402
@@ -44,14 +53,21 @@ from captionbot.inference.preprocess import decode_image, to_array  # noqa: E402
 from captionbot.training.checkpoint import load_captioner  # noqa: E402
 from captionbot.training.data import read_flickr8k  # noqa: E402
 from captionbot.training.decode import decode  # noqa: E402
+from phone_photos import phone_photos  # noqa: E402
 
 BEAM = 3
 BATCH = 32
+SERVED = "runtime int8, served rules (what the worker runs)"
+PHONE_BASELINE = "tutorial on 12 MP phone photos (batch 1)"
+PHONE_SERVED = "runtime int8, served rules, 12 MP phone photos"
 
 
-def dev_images(n: int) -> list[bytes]:
+def dev_images(n: int, aspect_kept: bool = False) -> list[bytes]:
+    """The first ``n`` Flickr8k dev photos by name (``aspect_kept``: only those not squashed to 224x224)."""
     root = REPO.parent / "shared" / "data" / "flickr8k"
     items = sorted((it for it in read_flickr8k(root) if it.split == "dev"), key=lambda it: it.path.name)
+    if aspect_kept:
+        items = [it for it in items if decode_image(it.path.read_bytes()).size != (224, 224)]
     return [it.path.read_bytes() for it in items[:n]]
 
 
@@ -129,9 +145,10 @@ def torch_batched(model, images: list[bytes], max_len: int) -> list[list[int]]:
 
 
 def runtime(captioner: Captioner, images: list[bytes]) -> list[list[str]]:
-    words = []
+    words: list[list[str]] = []
     for i in range(0, len(images), BATCH):
-        words += [o.words for o in captioner.caption_images(images[i : i + BATCH], beam_size=BEAM)]
+        for o in captioner.caption_images(images[i : i + BATCH], beam_size=BEAM):
+            words.append([] if isinstance(o, Exception) else o.words)
     return words
 
 
@@ -153,8 +170,12 @@ def decoder_only(captioner: Captioner, features: dict[int, np.ndarray], images: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "smoke" / "best.pt")
-    ap.add_argument("--bundle", type=Path, default=None, help="its bundle (default: export one to a temp dir)")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="a training checkpoint (default: none; PyTorch is rebuilt from --bundle's graphs)")
+    ap.add_argument("--bundle", type=Path, default=None, help="the bundle (default: models/default; with "
+                    "--checkpoint: its bundle, or none to export one to a temp dir)")
+    ap.add_argument("--photos", choices=("flickr8k", "phone", "both"), default="flickr8k",
+                    help="phone/both: also the baseline and the served path on 12 MP phone-sized photos")
     ap.add_argument("--quick", action="store_true", help="3 rounds instead of 8")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--slow-per-round", type=int, default=2, help="images per round for the batch-1 methods")
@@ -169,10 +190,17 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, vocab = load_captioner(args.checkpoint)
-    if args.bundle is not None:  # the bundle was exported with --fp16-weights: give PyTorch the very same weights
-        fuse_encoder_batchnorm(model)
-        round_weights_to_fp16(model)
+    if args.checkpoint is None:  # a fresh clone: PyTorch from the shipped bundle's own weights
+        args.bundle = args.bundle or REPO / "models" / "default"
+        model, itos = captioner_from_bundle(args.bundle)
+        source = f"bundle {args.bundle} (PyTorch rebuilt from its graphs)"
+    else:
+        model, vocab = load_captioner(args.checkpoint)
+        itos = vocab.itos
+        source = f"checkpoint {args.checkpoint}"
+        if args.bundle is not None:  # the bundle was exported with --fp16-weights: give PyTorch the same weights
+            fuse_encoder_batchnorm(model)
+            round_weights_to_fp16(model)
     max_len = model.decoder.cfg.max_len
     images = dev_images(max(args.rounds * BATCH, 64))
     tmp = None
@@ -181,7 +209,7 @@ def main() -> int:
         tmp = tempfile.TemporaryDirectory()
         bundle_dir = Path(tmp.name) / "bundle"
         print("exporting the checkpoint to a temporary bundle (parity on 16 images, int8 variants) ...", flush=True)
-        export_bundle(model, vocab.itos, bundle_dir, images[:16],
+        export_bundle(model, itos, bundle_dir, images[:16],
                       ExportOptions(variants=("int8", "int8-full"), model_version="bench",
                                     decoding=ENGLISH_SERVED_POLICY))
     fp32 = Captioner.load(bundle_dir, provider="cpu", threads=args.threads)
@@ -205,20 +233,27 @@ def main() -> int:
         "decoder only fp32 (beam search, batch 32)": (lambda ims: decoder_only(fp32, encoded, ims), BATCH),
         "decoder only int8 (beam search, batch 32)": (lambda ims: decoder_only(int8, encoded, ims), BATCH),
     }
+    phone: list[bytes] = []
+    if args.photos != "flickr8k":
+        print(f"making {BATCH} phone-sized photos (~12 MP JPEGs) from Flickr8k dev photos ...", flush=True)
+        phone = phone_photos(dev_images(BATCH, aspect_kept=True))
+        methods[PHONE_BASELINE] = (lambda ims: tutorial_per_image(model, ims, max_len), 1)
+        methods[PHONE_SERVED] = (lambda ims: runtime(served, ims), BATCH)
     if int8_full is not None:
         methods["runtime int8-full (ONNX, batch 32)"] = (lambda ims: runtime(int8_full, ims), BATCH)
         methods["encoder only int8-full (ONNX, batch 32)"] = (lambda ims: encoder_only(int8_full, ims), BATCH)
-    for fn, _ in methods.values():  # warm-up: allocations, thread pools
-        fn(images[:2])
+    for name, (fn, _) in methods.items():  # warm-up: allocations, thread pools
+        fn((phone if "phone" in name else images)[:2])
     seconds = dict.fromkeys(methods, 0.0)
     counts = dict.fromkeys(methods, 0)
     outputs: dict[str, list] = {name: [] for name in methods}
     for r in range(args.rounds):
         for name, (fn, per_round) in methods.items():
-            if name.startswith(("tutorial", "PyTorch per image")):
-                ims = images[r * args.slow_per_round : (r + 1) * args.slow_per_round]
+            pool = phone if "phone" in name else images
+            if per_round == 1:
+                ims = [pool[(r * args.slow_per_round + j) % len(pool)] for j in range(args.slow_per_round)]
             else:
-                ims = [images[(r * per_round + j) % len(images)] for j in range(per_round)]
+                ims = [pool[(r * per_round + j) % len(pool)] for j in range(per_round)]
             t, out = timed(fn, ims)
             seconds[name] += t
             counts[name] += len(ims)
@@ -229,7 +264,7 @@ def main() -> int:
 
     def words(name: str, n: int) -> list[list[str]]:
         out = outputs[name][:n]
-        return [o if o and isinstance(o[0], str) else [vocab.itos[i] for i in o] for o in out]
+        return [o if o and isinstance(o[0], str) else [itos[i] for i in o] for o in out]
 
     n_slow = counts["tutorial: PyTorch per image (batch 1), BASELINE"]
     fp32_words = words("runtime fp32 (ONNX, batch 32)", n_slow)
@@ -248,13 +283,17 @@ def main() -> int:
     mean_len = np.mean([len(w) for w in words("runtime fp32 (ONNX, batch 32)", n_fast)])
 
     baseline = rows["tutorial: PyTorch per image (batch 1), BASELINE"]
-    print(f"\ncheckpoint {args.checkpoint}, beam {BEAM}, {args.rounds} interleaved rounds "
+    print(f"\n{source}, beam {BEAM}, {args.rounds} interleaved rounds "
           f"({args.slow_per_round} image(s)/round for batch-1 methods, {BATCH} for batched ones), "
           f"threads: torch {torch.get_num_threads()}, onnxruntime {args.threads or 'default'}, "
           f"mean caption {mean_len:.1f} words")
     print(f"{'':52s} {'images/s':>9s} {'vs baseline':>12s}")
     for name, ips in rows.items():
         print(f"{name:52s} {ips:9.2f} {ips / baseline:11.1f}x")
+    if phone:
+        print(f"phone-sized photos ({np.mean([len(d) for d in phone]) / 1e6:.1f} MB JPEGs, 12 MP): served path "
+              f"{rows[PHONE_SERVED] / rows[PHONE_BASELINE]:.1f}x the baseline on the same photos, "
+              f"{rows[PHONE_SERVED] / rows[SERVED]:.2f}x the served path on Flickr8k")
     print(f"captions identical to runtime fp32: tutorial {agree_tut:.0%} (different finished-beam rule), "
           f"PyTorch step batch 1 {agree_b1:.0%}; int8 vs fp32 {agree_int8:.0%}")
     agree_base = agree_b1

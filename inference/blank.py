@@ -44,7 +44,8 @@ def describe_blank(img: Image.Image) -> str | None:
         small = np.asarray(img.convert("RGB"), dtype=np.float32).reshape(-1, 3)
         return f"A tiny {colour_name(small.mean(0))} image of {img.size[0]}×{img.size[1]} pixels."
     # nearest-neighbour samples: a blank image has the same value everywhere, and this costs next to nothing
-    thumb = np.asarray(img.convert("RGB").resize((64, 64), Image.Resampling.NEAREST), dtype=np.float32).reshape(-1, 3)
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # the served path gives RGB already: no copy
+    thumb = np.asarray(rgb.resize((64, 64), Image.Resampling.NEAREST), dtype=np.float32).reshape(-1, 3)
     if thumb.mean(1).std() < MAX_STD and thumb.std(0).max() < MAX_STD:
         return f"A blank {colour_name(thumb.mean(0))} image."
     return None

@@ -16,6 +16,7 @@ What real uploads bring, and what happens to it:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import warnings
 
@@ -104,11 +105,26 @@ def decode_image(data: bytes, size: tuple[int, int] | None = None, max_pixels: i
         raise ImageRejected(ErrorCode.UNSUPPORTED_FORMAT, f"mode {img.mode}: {type(exc).__name__}: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=8)
+def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """[3, 256] float32: channel c's normalised value of each 8-bit level, computed with the very float32 operations
+    ``(x / 255 - mean) / std`` that an array of pixels would go through, so a look-up gives bit-identical values."""
+    levels = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    table = (levels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(table.T)
+
+
 def to_array(
     img: Image.Image, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]
 ) -> np.ndarray:
-    """RGB image -> float32 [3, H, W], resized to ``size`` (H, W) (aspect not kept, as in training) and normalised."""
+    """RGB image -> float32 [3, H, W], resized to ``size`` (H, W) (aspect not kept, as in training) and normalised.
+
+    Normalisation is a per-channel table look-up straight into the [3, H, W] layout: the same values as converting,
+    scaling and transposing the whole array, in one pass instead of four (``bench/served_path_profile.py``)."""
     resized = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    x: np.ndarray = np.asarray(resized, dtype=np.float32) / 255.0  # [H, W, 3]
-    x = (x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    pixels = np.asarray(resized)  # [H, W, 3] uint8
+    table = _normalise_table(tuple(mean), tuple(std))
+    out = np.empty((3, size[0], size[1]), dtype=np.float32)
+    for ch in range(3):
+        np.take(table[ch], pixels[:, :, ch], out=out[ch])
+    return out

@@ -160,3 +160,17 @@ def test_probe_reads_the_header():
     with pytest.raises(ImageRejected) as info:
         probe_image(b"hello")
     assert info.value.code == ErrorCode.NOT_AN_IMAGE
+
+
+@pytest.mark.parametrize("mean, std", [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                                       ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+def test_normalising_by_table_gives_exactly_the_arithmetic_values(mean, std):
+    """The look-up table must give the model bit-for-bit the input that `(x / 255 - mean) / std` gives (the inputs
+    training's features and the shipped scores were computed on), for every 8-bit level in every channel."""
+    levels = np.arange(256 * 3, dtype=np.uint16).reshape(16, 48, 1) % 256
+    img = Image.fromarray(np.concatenate([levels, np.roll(levels, 7), np.roll(levels, 101)], axis=2).astype(np.uint8))
+    got = to_array(img, (16, 48), mean, std)
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    want = ((x - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)).transpose(2, 0, 1)
+    assert got.dtype == np.float32 and got.shape == (3, 16, 48) and got.flags.c_contiguous
+    assert np.array_equal(got, want)
