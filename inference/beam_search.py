@@ -24,7 +24,11 @@ Options beyond the evaluated rules (off by default, so default captions are the 
 - ``no_repeat_ngram`` = n >= 2: no word n-gram appears twice in a caption;
 - ``repeatable``: a word outside this set of (function) words never appears twice in a caption;
 - ``min_words``: ``<end>`` is masked until a caption has that many words (the served policy uses 1, so a
-  user never gets an empty caption; training's rules allow one).
+  user never gets an empty caption; training's rules allow one);
+- ``lm`` with ``lm_weight`` > 0 (shallow fusion): every hypothesis is ranked by its decoder log-probability plus
+  ``lm_weight`` × a caption language model's (``inference/caption_lm.py``), at every step and in the final
+  choice; a :class:`Hypothesis` keeps the two sums apart (``log_prob`` is the decoder's alone, so confidence and
+  guidance read the decoder as before).
 The options a bundle is served with come from its manifest's decoding policy (``inference/policy.py``).
 Every emission rule is applied in :func:`mask_log_probs`, the one place a wrapper extends to add rules.
 """
@@ -43,10 +47,12 @@ from captionbot.formats import SPECIAL_IDS, SpecialIds
 # log_probs and alpha are numpy; h, c, features and att_proj may be any array type whose rows a numpy int array
 # selects (numpy arrays for the ONNX step, torch tensors for the PyTorch step): the search only gathers rows.
 StepFn = Callable[[np.ndarray, Any, Any, Any, Any], tuple[np.ndarray, Any, Any, np.ndarray]]
+# (words so far of each of N rows, image of each row [N]) -> next-word log-probabilities [N, V] of a language model
+LmFn = Callable[[Sequence[Sequence[int]], np.ndarray], np.ndarray]
 
 DEFAULT_SPECIAL = SPECIAL_IDS
-__all__ = ["DEFAULT_SPECIAL", "BeamOptions", "Hypothesis", "SpecialIds", "StepFn", "banned_tokens", "beam_search",
-           "greedy_search", "mask_log_probs"]
+__all__ = ["DEFAULT_SPECIAL", "BeamOptions", "Hypothesis", "LmFn", "SpecialIds", "StepFn", "banned_tokens",
+           "beam_search", "greedy_search", "mask_log_probs"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,13 @@ class BeamOptions:
     # when set: [B, V] booleans, image b's captions may only use the words marked in row b (guided captions:
     # inference/guided.py); None = any word
     allowed_words: np.ndarray | None = field(default=None, compare=False)
+    # shallow fusion with a caption language model (see the module docstring); None or weight 0 = off
+    lm: LmFn | None = field(default=None, compare=False)
+    lm_weight: float = 0.0
+
+    @property
+    def fused(self) -> bool:
+        return self.lm is not None and self.lm_weight != 0.0
 
 
 @dataclass
@@ -71,11 +84,17 @@ class Hypothesis:
     log_prob: float  # sum of log-probabilities (<end> included when finished)
     finished: bool  # ended with <end> (False: cut at max_len + 1 words)
     alphas: np.ndarray  # [len(tokens), P]: the attention that produced each word
+    lm_log_prob: float = 0.0  # the language model's sum over the same words (0 without fusion)
 
     def score(self, alpha: float = 0.0) -> float:
-        """Length-normalised log-probability; alpha 0 = the raw sum."""
+        """Length-normalised decoder log-probability; alpha 0 = the raw sum."""
         n_tokens = len(self.tokens) + (1 if self.finished else 0)
         return self.log_prob / max(n_tokens, 1) ** alpha
+
+    def rank(self, alpha: float = 0.0, lm_weight: float = 0.0) -> float:
+        """What the search ranks by: decoder plus weighted LM log-probability, length-normalised."""
+        n_tokens = len(self.tokens) + (1 if self.finished else 0)
+        return (self.log_prob + lm_weight * self.lm_log_prob) / max(n_tokens, 1) ** alpha
 
 
 def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
@@ -120,7 +139,9 @@ class _Rows:
 
     img: np.ndarray  # [N] image of each row
     words: np.ndarray  # [N] last word (the next step's input)
-    scores: np.ndarray  # [N] float64 summed log-probabilities
+    scores: np.ndarray  # [N] float64 summed log-probabilities the search ranks by (decoder + weighted LM)
+    dec: np.ndarray  # [N] float64 the decoder's part of ``scores``
+    lm: np.ndarray  # [N] float64 the language model's sum (unweighted; 0 without fusion)
     tokens: np.ndarray  # [N, t] words so far
     alphas: np.ndarray  # [N, t, P] attention per word
     h: Any
@@ -131,12 +152,13 @@ class _Rows:
     @classmethod
     def start(cls, features: Any, h: Any, c: Any, att_proj: Any, special: SpecialIds) -> _Rows:
         B, P = features.shape[0], features.shape[1]
-        return cls(np.arange(B), np.full(B, special.start, dtype=np.int64), np.zeros(B, dtype=np.float64),
+        zeros = np.zeros(B, dtype=np.float64)
+        return cls(np.arange(B), np.full(B, special.start, dtype=np.int64), zeros, zeros.copy(), zeros.copy(),
                    np.zeros((B, 0), dtype=np.int64), np.zeros((B, 0, P), dtype=np.float32), h, c, features, att_proj)
 
 
 def _candidate_table(
-    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int
+    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int, lm_weight: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One padded table per image: its live rows' continuations (K×V) then its kept finished hypotheses (K,
     frozen scores). Returns (images [G], first row of each image [G], table [G, K*V + K])."""
@@ -147,7 +169,7 @@ def _candidate_table(
     done = np.full((G, K), -np.inf)
     for g, img in enumerate(imgs):
         for j, hyp in enumerate(kept_finished[img]):
-            done[g, j] = hyp.log_prob
+            done[g, j] = hyp.log_prob + lm_weight * hyp.lm_log_prob
     return imgs, first_row, np.concatenate([live.reshape(G, K * V), done], axis=1)
 
 
@@ -166,18 +188,22 @@ class _Extensions:
     parent: list[int]
     word: list[int]
     score: list[float]
+    dec: list[float]
+    lm: list[float]
     img: list[int]
 
 
 def _choose_for_image(
     img: int, first_row: int, top: np.ndarray, top_val: np.ndarray, rows: _Rows, alpha: np.ndarray,
     kept: list[Hypothesis], V: int, last: bool, special: SpecialIds, chosen: _Extensions,
+    step_lp: tuple[np.ndarray, np.ndarray | None],
 ) -> tuple[list[Hypothesis], int]:
     """Sort one image's K best entries into finished hypotheses (returned, with the count of live ones) and live
     extensions (appended to ``chosen``). At the last step a live extension is also taken as it is."""
     K = len(top)
     finished: list[Hypothesis] = []
     n_live = 0
+    dec_lp, lm_lp = step_lp
     for idx, val in zip(top, top_val, strict=True):
         if not np.isfinite(val):
             continue  # fewer than K possible continuations
@@ -185,17 +211,21 @@ def _choose_for_image(
             finished.append(kept[idx - K * V])
             continue
         parent, tok = first_row + idx // V, int(idx % V)
+        dec = float(val) if lm_lp is None else float(rows.dec[parent] + dec_lp[parent, tok])
+        lm = 0.0 if lm_lp is None else float(rows.lm[parent] + lm_lp[parent, tok])
         if tok == special.end:
-            finished.append(Hypothesis(rows.tokens[parent].tolist(), float(val), True, rows.alphas[parent]))
+            finished.append(Hypothesis(rows.tokens[parent].tolist(), dec, True, rows.alphas[parent], lm))
             continue
         n_live += 1
         chosen.parent.append(parent)
         chosen.word.append(tok)
         chosen.score.append(val)
+        chosen.dec.append(dec)
+        chosen.lm.append(lm)
         chosen.img.append(img)
         if last:  # cut at max_len + 1 words: taken as it is
-            finished.append(Hypothesis([*rows.tokens[parent].tolist(), tok], float(val), False,
-                                       np.concatenate([rows.alphas[parent], alpha[parent][None]])))
+            finished.append(Hypothesis([*rows.tokens[parent].tolist(), tok], dec, False,
+                                       np.concatenate([rows.alphas[parent], alpha[parent][None]]), lm))
     return finished, n_live
 
 
@@ -221,6 +251,8 @@ def _next_rows(rows: _Rows, chosen: _Extensions, keep: list[int], alpha: np.ndar
         img=img,
         words=words,
         scores=np.asarray(chosen.score, dtype=np.float64)[keep],
+        dec=np.asarray(chosen.dec, dtype=np.float64)[keep],
+        lm=np.asarray(chosen.lm, dtype=np.float64)[keep],
         tokens=np.concatenate([rows.tokens[parent], words[:, None]], axis=1),
         alphas=np.concatenate([rows.alphas[parent], alpha[parent][:, None, :].astype(np.float32)], axis=1),
         h=h[parent],
@@ -250,18 +282,23 @@ def beam_search(
     steps = options.max_len + 1
     for t in range(steps):
         log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
-        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, rows.img)
-        cand += rows.scores[:, None]  # [N, V]
+        dec_lp = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, rows.img)
+        lm_lp = options.lm(rows.tokens.tolist(), rows.img) if options.lm is not None and options.fused else None
+        cand = dec_lp + rows.scores[:, None]  # [N, V]
+        if lm_lp is not None:
+            cand += options.lm_weight * lm_lp
         V = cand.shape[1]
-        imgs, first_row, table = _candidate_table(cand, rows.img, kept_finished, K)
+        w = options.lm_weight if lm_lp is not None else 0.0
+        imgs, first_row, table = _candidate_table(cand, rows.img, kept_finished, K, w)
         top, top_val = _top_k(table, K)
         last = t == steps - 1
-        chosen = _Extensions([], [], [], [])
+        chosen = _Extensions([], [], [], [], [], [])
         for g, img in enumerate(imgs):
             kept_finished[img], n_live = _choose_for_image(img, first_row[g], top[g], top_val[g], rows, alpha,
-                                                           kept_finished[img], V, last, special, chosen)
+                                                           kept_finished[img], V, last, special, chosen,
+                                                           (dec_lp, lm_lp))
             if _answer_known(top[g], top_val[g], n_live, K, V, last, options, special):
-                result[img] = max(kept_finished[img], key=lambda hyp: hyp.score(options.length_alpha))
+                result[img] = max(kept_finished[img], key=lambda hyp: hyp.rank(options.length_alpha, w))
         keep = [i for i, img in enumerate(chosen.img) if result[img] is None]
         if not keep:
             break
@@ -289,6 +326,8 @@ def greedy_search(
     for _ in range(options.max_len + 1):
         log_probs, h, c, _ = step(words, h, c, features, att_proj)
         lp = mask_log_probs(log_probs.astype(np.float64), out, special, options, np.arange(B))
+        if options.lm is not None and options.fused:
+            lp += options.lm_weight * options.lm(out, np.arange(B))
         words = lp.argmax(axis=1).astype(np.int64)
         for b in range(B):
             if not done[b]:
