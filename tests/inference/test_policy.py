@@ -84,7 +84,10 @@ def test_a_bundle_from_before_policies_in_another_language_gets_no_english_word_
 
 def test_the_shipped_bundle_carries_its_policy_explicitly() -> None:
     manifest = formats.Manifest.from_json((DEFAULT_BUNDLE / formats.MANIFEST_FILE).read_text())
-    assert manifest.decoding == ENGLISH_SERVED_POLICY
+    assert manifest.decoding is not None
+    # the English served rules, plus (since 1.2.0) fusion with the bundle's caption language models
+    assert replace(manifest.decoding, lm_weight=0.0, lm_max_free_score=0.0) == ENGLISH_SERVED_POLICY
+    assert manifest.decoding.lm_weight > 0 and manifest.lm
     formats.verify_bundle_files(DEFAULT_BUNDLE, manifest)
 
 

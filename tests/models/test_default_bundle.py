@@ -25,7 +25,9 @@ def test_the_default_bundle_is_shipped_small_and_verified() -> None:
     manifest = formats.Manifest.from_json((DEFAULT_BUNDLE / formats.MANIFEST_FILE).read_text())
     formats.verify_bundle_files(DEFAULT_BUNDLE, manifest)
     size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.rglob("*") if p.is_file())
-    assert size <= 40 * 1024 * 1024
+    # 41 MiB since 1.2.0: the graphs are as small as they were (40.0 MiB); the 0.4 MiB on top are the caption
+    # language models (caption_lm.npz) that raised served CIDEr on out-of-domain photos (docs/model.md)
+    assert size <= 41 * 1024 * 1024
     assert manifest.trained_on and manifest.encoder.arch == "efficientnet_lite0"
 
 
