@@ -16,6 +16,7 @@ import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search
 from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
+from captionbot.inference.chart import CHART_CONFIDENCE, describe_chart
 from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.policy import beam_options, bundle_policy
@@ -160,6 +161,12 @@ class Captioner:
                 alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
                 png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
                 results[i] = CaptionOutput(text, words, 0.0, alphas, png, confidence=1.0)
+            elif text := describe_chart(img):  # a drawn chart: say so, and read its title, labels and values
+                words = text.rstrip(".").lower().split()
+                alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
+                png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
+                read = self._read_where_labels_say(images[i], img, document=True) if self._label_led_text else ""
+                results[i] = CaptionOutput(text, words, 0.0, alphas, png, read, confidence=CHART_CONFIDENCE)
         decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
             readings = [self._start_reading(images[i], img) for i, img, _ in decoded]
