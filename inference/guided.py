@@ -165,7 +165,8 @@ class Guided:
 
     words: list[str]
     alphas: np.ndarray  # [len(words), P]
-    score: float  # mean log-probability per token of the decoded words (the forced prefix not counted)
+    score: float  # mean log-probability per token of the decoded words (the forced prefix not counted; for a
+    # caption the language models rephrased, the free caption's: inference/fused.py)
     label: Label | None
     free_words: list[str]
     free_score: float
