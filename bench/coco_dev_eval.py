@@ -3,6 +3,10 @@ out of domain): BLEU-4 / METEOR / CIDEr on half A (first half by image id), half
 threshold; per-image records (caption, labels, scores, per-image CIDEr) go to a JSON file for the confidence fit.
 
     .venv/bin/python bench/coco_dev_eval.py --out bench/results/coco_dev_eval.json
+
+Its "served policy" is 1.1.0's: since 1.2.0 the served captions also go through the caption language models and
+the article fixes, measured by ``bench/lm_fusion_eval.py`` (and as users get them, hedging included, by
+``bench/served_cider.py``).
 """
 
 from __future__ import annotations

@@ -499,6 +499,11 @@ class DecodingPolicy:
     # None: any word may repeat; a list: only these (function) words may appear twice in a caption
     repeatable_words: tuple[str, ...] | None = None
     length_alpha: float = 0.0  # final choice by log-prob / n_tokens ** alpha; 0 = raw sum
+    # shallow fusion with the bundle's caption language models (manifest ``lm``): an image whose caption the
+    # decoder is unsure of (mean log-prob per token <= lm_max_free_score) is captioned again with lm_weight x
+    # their log-ratio added to every step (inference/fused.py); 0 = off (bundles before 1.3)
+    lm_weight: float = 0.0
+    lm_max_free_score: float = 0.0
 
     def __post_init__(self) -> None:  # a set of words: kept sorted, so equal policies compare and write equal
         if self.repeatable_words is not None:
@@ -561,6 +566,10 @@ class Manifest:
     # {"file": "labels.json", "output": "label_probs", "classes": 1000, "source": "..."}: encoder.onnx has a second
     # output ``label_probs`` [B,1000] (ImageNet class probabilities) and ``file`` maps classes to caption words.
     labels: dict[str, Any] = field(default_factory=dict)
+    # the caption language models; {} = none (bundles before 1.3). When set, e.g. {"file": "caption_lm.npz",
+    # "kind": "kn-trigram-ratio", "target": "...", "source": "..."}: ``file`` holds the target and source trigram
+    # tables (inference/caption_lm.py) whose log-ratio the decoding policy's ``lm_weight`` fuses in.
+    lm: dict[str, Any] = field(default_factory=dict)
     # sha256 of the manifest's own content (this field empty), written by to_json: an edit after export (the
     # normalisation, max_len, the policy) is refused at load. "" in bundles written before it existed.
     digest: str = ""

@@ -158,6 +158,16 @@ def _labels(value: Any, _m: Manifest) -> str | None:
     return None
 
 
+def _lm(value: Any, _m: Manifest) -> str | None:
+    if value == {}:
+        return None
+    if not isinstance(value, dict) or not PLAIN_NAME.fullmatch(str(value.get("file", ""))):
+        return "must be {} or name its language-model file (a plain file name inside the bundle)"
+    if any(not isinstance(v, str) or len(v) > 2000 for v in value.values()):
+        return "must hold short texts only (file, kind, provenance)"
+    return None
+
+
 def _list_of_dicts(value: Any, _m: Manifest) -> str | None:
     return None if isinstance(value, list) and all(isinstance(v, dict) for v in value) else "must be a list of objects"
 
@@ -181,6 +191,9 @@ def _special_tokens(value: Any, _m: Manifest) -> str | None:
 WIDTH = integer(1, MAX_WIDTH)
 
 # Dotted field path -> its rule. ``decoding.*`` applies when the manifest has a policy.
+MAX_LM_WEIGHT = 5.0  # shallow fusion: the language models' log-ratio at most 5x the decoder's log-probability
+MIN_LM_FREE_SCORE = -20.0  # the gate on the free caption's mean log-probability per word (0 = never, -20 = all)
+
 RULES: dict[str, Rule] = {
     "model_name": text(100),
     "model_version": text(64),
@@ -193,6 +206,7 @@ RULES: dict[str, Rule] = {
     "scores": _list_of_dicts,
     "variants": _variants,
     "labels": _labels,
+    "lm": _lm,
     "digest": _digest,
     "encoder": section(EncoderSpec),
     "decoder": section(DecoderSpec),
@@ -214,6 +228,8 @@ RULES: dict[str, Rule] = {
     "decoding.no_repeat_ngram": _no_repeat_ngram,
     "decoding.repeatable_words": _repeatable_words,
     "decoding.length_alpha": number(0.0, MAX_LENGTH_ALPHA),
+    "decoding.lm_weight": number(0.0, MAX_LM_WEIGHT),
+    "decoding.lm_max_free_score": number(MIN_LM_FREE_SCORE, 0.0),
 }
 
 # The dataclass behind each dotted prefix: every one of their fields needs a rule (see the module docstring).

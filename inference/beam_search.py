@@ -33,6 +33,10 @@ Options beyond the evaluated rules (off by default, so default captions are the 
   scores stay true log-probabilities. Group 0 is never penalised, so its caption is exactly the one
   :func:`beam_search` gives; each group's answer is its best finished hypothesis that is not word for word an
   earlier group's (else the group gives none).
+- ``lm`` with ``lm_weight`` > 0 (shallow fusion): every hypothesis is ranked by its decoder log-probability plus
+  ``lm_weight`` × a caption language model's (``inference/caption_lm.py``), at every step and in the final
+  choice; a :class:`Hypothesis` keeps the two sums apart (``log_prob`` is the decoder's alone, so confidence and
+  guidance read the decoder as before).
 The options a bundle is served with come from its manifest's decoding policy (``inference/policy.py``).
 Every emission rule is applied in :func:`mask_log_probs`, the one place a wrapper extends to add rules.
 """
@@ -51,10 +55,12 @@ from captionbot.formats import SPECIAL_IDS, SpecialIds
 # log_probs and alpha are numpy; h, c, features and att_proj may be any array type whose rows a numpy int array
 # selects (numpy arrays for the ONNX step, torch tensors for the PyTorch step): the search only gathers rows.
 StepFn = Callable[[np.ndarray, Any, Any, Any, Any], tuple[np.ndarray, Any, Any, np.ndarray]]
+# (words so far of each of N rows, image of each row [N]) -> next-word log-probabilities [N, V] of a language model
+LmFn = Callable[[Sequence[Sequence[int]], np.ndarray], np.ndarray]
 
 DEFAULT_SPECIAL = SPECIAL_IDS
-__all__ = ["DEFAULT_SPECIAL", "BeamOptions", "Hypothesis", "SpecialIds", "StepFn", "banned_tokens", "beam_search",
-           "beam_search_variants", "greedy_search", "mask_log_probs"]
+__all__ = ["DEFAULT_SPECIAL", "BeamOptions", "Hypothesis", "LmFn", "SpecialIds", "StepFn", "banned_tokens",
+           "beam_search", "beam_search_variants", "greedy_search", "mask_log_probs"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,13 @@ class BeamOptions:
     allowed_words: np.ndarray | None = field(default=None, compare=False)
     groups: int = 1  # diverse beam search: this many groups of beam_size hypotheses, one answer each (variants)
     diversity: float = 0.0  # λ, the Hamming diversity penalty per earlier group's choice of the same word
+    # shallow fusion with a caption language model (see the module docstring); None or weight 0 = off
+    lm: LmFn | None = field(default=None, compare=False)
+    lm_weight: float = 0.0
+
+    @property
+    def fused(self) -> bool:
+        return self.lm is not None and self.lm_weight != 0.0
 
 
 @dataclass
@@ -81,11 +94,17 @@ class Hypothesis:
     log_prob: float  # sum of log-probabilities (<end> included when finished)
     finished: bool  # ended with <end> (False: cut at max_len + 1 words)
     alphas: np.ndarray  # [len(tokens), P]: the attention that produced each word
+    lm_log_prob: float = 0.0  # the language model's sum over the same words (0 without fusion)
 
     def score(self, alpha: float = 0.0) -> float:
-        """Length-normalised log-probability; alpha 0 = the raw sum."""
+        """Length-normalised decoder log-probability; alpha 0 = the raw sum."""
         n_tokens = len(self.tokens) + (1 if self.finished else 0)
         return self.log_prob / max(n_tokens, 1) ** alpha
+
+    def rank(self, alpha: float = 0.0, lm_weight: float = 0.0) -> float:
+        """What the search ranks by: decoder plus weighted LM log-probability, length-normalised."""
+        n_tokens = len(self.tokens) + (1 if self.finished else 0)
+        return (self.log_prob + lm_weight * self.lm_log_prob) / max(n_tokens, 1) ** alpha
 
 
 def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
@@ -130,7 +149,9 @@ class _Rows:
 
     img: np.ndarray  # [N] image of each row
     words: np.ndarray  # [N] last word (the next step's input)
-    scores: np.ndarray  # [N] float64 summed log-probabilities
+    scores: np.ndarray  # [N] float64 summed log-probabilities the search ranks by (decoder + weighted LM)
+    dec: np.ndarray  # [N] float64 the decoder's part of ``scores``
+    lm: np.ndarray  # [N] float64 the language model's sum (unweighted; 0 without fusion)
     tokens: np.ndarray  # [N, t] words so far
     alphas: np.ndarray  # [N, t, P] attention per word
     h: Any
@@ -141,12 +162,13 @@ class _Rows:
     @classmethod
     def start(cls, features: Any, h: Any, c: Any, att_proj: Any, special: SpecialIds) -> _Rows:
         B, P = features.shape[0], features.shape[1]
-        return cls(np.arange(B), np.full(B, special.start, dtype=np.int64), np.zeros(B, dtype=np.float64),
+        zeros = np.zeros(B, dtype=np.float64)
+        return cls(np.arange(B), np.full(B, special.start, dtype=np.int64), zeros, zeros.copy(), zeros.copy(),
                    np.zeros((B, 0), dtype=np.int64), np.zeros((B, 0, P), dtype=np.float32), h, c, features, att_proj)
 
 
 def _candidate_table(
-    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int
+    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int, lm_weight: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One padded table per image: its live rows' continuations (K×V) then its kept finished hypotheses (K,
     frozen scores). Returns (images [G], first row of each image [G], table [G, K*V + K])."""
@@ -157,7 +179,7 @@ def _candidate_table(
     done = np.full((G, K), -np.inf)
     for g, img in enumerate(imgs):
         for j, hyp in enumerate(kept_finished[img]):
-            done[g, j] = hyp.log_prob
+            done[g, j] = hyp.log_prob + lm_weight * hyp.lm_log_prob
     return imgs, first_row, np.concatenate([live.reshape(G, K * V), done], axis=1)
 
 
@@ -176,18 +198,22 @@ class _Extensions:
     parent: list[int]
     word: list[int]
     score: list[float]
+    dec: list[float]
+    lm: list[float]
     img: list[int]
 
 
 def _choose_for_image(
     img: int, first_row: int, top: np.ndarray, top_val: np.ndarray, rows: _Rows, alpha: np.ndarray,
     kept: list[Hypothesis], V: int, last: bool, special: SpecialIds, chosen: _Extensions,
+    step_lp: tuple[np.ndarray, np.ndarray | None],
 ) -> tuple[list[Hypothesis], int]:
     """Sort one image's K best entries into finished hypotheses (returned, with the count of live ones) and live
     extensions (appended to ``chosen``). At the last step a live extension is also taken as it is."""
     K = len(top)
     finished: list[Hypothesis] = []
     n_live = 0
+    dec_lp, lm_lp = step_lp
     for idx, val in zip(top, top_val, strict=True):
         if not np.isfinite(val):
             continue  # fewer than K possible continuations
@@ -195,17 +221,21 @@ def _choose_for_image(
             finished.append(kept[idx - K * V])
             continue
         parent, tok = first_row + idx // V, int(idx % V)
+        dec = float(val) if lm_lp is None else float(rows.dec[parent] + dec_lp[parent, tok])
+        lm = 0.0 if lm_lp is None else float(rows.lm[parent] + lm_lp[parent, tok])
         if tok == special.end:
-            finished.append(Hypothesis(rows.tokens[parent].tolist(), float(val), True, rows.alphas[parent]))
+            finished.append(Hypothesis(rows.tokens[parent].tolist(), dec, True, rows.alphas[parent], lm))
             continue
         n_live += 1
         chosen.parent.append(parent)
         chosen.word.append(tok)
         chosen.score.append(val)
+        chosen.dec.append(dec)
+        chosen.lm.append(lm)
         chosen.img.append(img)
         if last:  # cut at max_len + 1 words: taken as it is
-            finished.append(Hypothesis([*rows.tokens[parent].tolist(), tok], float(val), False,
-                                       np.concatenate([rows.alphas[parent], alpha[parent][None]])))
+            finished.append(Hypothesis([*rows.tokens[parent].tolist(), tok], dec, False,
+                                       np.concatenate([rows.alphas[parent], alpha[parent][None]]), lm))
     return finished, n_live
 
 
@@ -232,6 +262,8 @@ def _next_rows(rows: _Rows, chosen: _Extensions, keep: list[int], alpha: np.ndar
         img=img,
         words=words,
         scores=np.asarray(chosen.score, dtype=np.float64)[keep],
+        dec=np.asarray(chosen.dec, dtype=np.float64)[keep],
+        lm=np.asarray(chosen.lm, dtype=np.float64)[keep],
         tokens=np.concatenate([rows.tokens[parent], words[:, None]], axis=1),
         alphas=np.concatenate([rows.alphas[parent], alpha[parent][:, None, :].astype(np.float32)], axis=1),
         h=h[parent],
@@ -283,17 +315,21 @@ def beam_search_variants(
     for t in range(steps):
         log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
         real_images = rows.img // G
-        cand = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, real_images)
-        cand += rows.scores[:, None]  # [N, V]
+        dec_lp = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, real_images)
+        lm_lp = options.lm(rows.tokens.tolist(), real_images) if options.lm is not None and options.fused else None
+        cand = dec_lp + rows.scores[:, None]  # [N, V]
+        if lm_lp is not None:
+            cand += options.lm_weight * lm_lp
         V = cand.shape[1]
+        w = options.lm_weight if lm_lp is not None else 0.0
         last = t == steps - 1
-        chosen = _Extensions([], [], [], [])
+        chosen = _Extensions([], [], [], [], [], [])
         used = np.zeros((B, V)) if G > 1 else None  # words chosen at this step by the groups before, per image
         for g in range(G):
             sel = np.flatnonzero(rows.img % G == g) if G > 1 else np.arange(len(rows.img))
             if sel.size == 0:
                 continue
-            imgs, first_row, table = _candidate_table(cand[sel], rows.img[sel], kept_finished, K)
+            imgs, first_row, table = _candidate_table(cand[sel], rows.img[sel], kept_finished, K, w)
             ranked = table
             if used is not None and g > 0 and options.diversity:
                 penalty = np.zeros_like(table)
@@ -303,15 +339,17 @@ def beam_search_variants(
             top_val = np.take_along_axis(table, top, axis=1)
             for j, img in enumerate(imgs):
                 kept_finished[img], n_live = _choose_for_image(img, sel[first_row[j]], top[j], top_val[j], rows, alpha,
-                                                               kept_finished[img], V, last, special, chosen)
+                                                               kept_finished[img], V, last, special, chosen,
+                                                               (dec_lp, lm_lp))
                 if _answer_known(top[j], top_val[j], n_live, K, V, last, options, special,
                                  penalised=g > 0 and options.diversity > 0):
-                    result[img] = max(kept_finished[img], key=lambda hyp: hyp.score(options.length_alpha))
+                    result[img] = max(kept_finished[img], key=lambda hyp: hyp.rank(options.length_alpha, w))
                 if used is not None:
                     words = top[j][(top[j] < K * V) & np.isfinite(top_val[j])] % V
                     np.add.at(used[img // G], words, 1.0)
         order = np.argsort(np.asarray(chosen.img, dtype=np.int64), kind="stable")  # rows grouped by image again
-        chosen = _Extensions(*([x[i] for i in order] for x in (chosen.parent, chosen.word, chosen.score, chosen.img)))
+        chosen = _Extensions(*([x[i] for i in order] for x in (chosen.parent, chosen.word, chosen.score, chosen.dec,
+                                                               chosen.lm, chosen.img)))
         keep = [i for i, img in enumerate(chosen.img) if result[img] is None]
         if not keep:
             break
@@ -353,6 +391,8 @@ def greedy_search(
     for _ in range(options.max_len + 1):
         log_probs, h, c, _ = step(words, h, c, features, att_proj)
         lp = mask_log_probs(log_probs.astype(np.float64), out, special, options, np.arange(B))
+        if options.lm is not None and options.fused:
+            lp += options.lm_weight * options.lm(out, np.arange(B))
         words = lp.argmax(axis=1).astype(np.int64)
         for b in range(B):
             if not done[b]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
+from captionbot.inference.caption_lm import DomainRatio
 from captionbot.inference.policy import check_policy
 
 from captionbot import formats
@@ -167,6 +168,7 @@ class Bundle:
     decoder_init: ort.InferenceSession
     decoder_step: ort.InferenceSession
     device: Device | None = None  # set: the search runs with I/O binding there (inference/device.py)
+    lm: DomainRatio | None = None  # the caption language models (manifest ``lm``; bundles >= 1.3)
 
     @property
     def model_version(self) -> str:
@@ -211,13 +213,15 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
         allow_unsealed = os.environ.get(ALLOW_UNSEALED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     manifest = read_manifest(bundle_dir, allow_unsealed)
     formats.verify_bundle_files(bundle_dir, manifest)
-    required = (*GRAPH_FILES, formats.VOCAB_FILE, *([manifest.labels["file"]] if manifest.labels else []))
+    required = (*GRAPH_FILES, formats.VOCAB_FILE, *([manifest.labels["file"]] if manifest.labels else []),
+                *([manifest.lm["file"]] if manifest.lm else []))
     for name in required:
         if name not in manifest.files:
             raise BundleError(f"{bundle_dir}: manifest lists no sha256 for {name}")
     itos = read_vocab(bundle_dir, manifest)
     if manifest.decoding is not None:
         check_policy(manifest.decoding, itos)
+    lm = load_lm(bundle_dir, manifest, len(itos))
     paths = variant_paths(bundle_dir, manifest, variant)
     providers = choose_providers(provider)
     opts = session_options(threads)
@@ -228,4 +232,18 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     device = Device(providers, opts) if wants_io_binding(providers, io_binding) else None
     log.info("loaded bundle %s (%s, %s) on %s%s", bundle_dir, manifest.model_version, variant, providers[0],
              f", decoder with I/O binding on {device.kind}" if device else "")
-    return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device)
+    return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device, lm=lm)
+
+
+def load_lm(bundle_dir: Path, manifest: Manifest, vocab_size: int) -> DomainRatio | None:
+    """The bundle's caption language models, checked against its vocabulary; None for a bundle without them.
+    A decoding policy that fuses a language model the bundle lacks is a :class:`BundleError`."""
+    fuses = manifest.decoding is not None and manifest.decoding.lm_weight > 0
+    if not manifest.lm:
+        if fuses:
+            raise BundleError(f"bundle {bundle_dir}: its decoding policy fuses a language model (lm_weight "
+                              f"{manifest.decoding.lm_weight if manifest.decoding else 0}) but the manifest has no lm")
+        return None
+    if "file" not in manifest.lm:
+        raise BundleError(f"bundle {bundle_dir}: manifest lm names no file")
+    return DomainRatio.load(Path(bundle_dir) / manifest.lm["file"], vocab_size)

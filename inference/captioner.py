@@ -16,6 +16,7 @@ import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search, beam_search_variants
 from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
+from captionbot.inference.chart import CHART_CONFIDENCE, describe_chart
 from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.policy import beam_options, bundle_policy
@@ -69,7 +70,10 @@ def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) ->
 
 def caption_feature_variants(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[list[Hypothesis]]:
     """Encoded images [B,P,C] -> up to ``options.groups`` different hypotheses per image (diverse beam search),
-    the one :func:`caption_features` gives first."""
+    the one :func:`caption_features` gives first. One caption per image goes through :func:`caption_features`
+    (with I/O binding where the bundle has a device); several run the plain search."""
+    if options.groups == 1:
+        return [[hyp] for hyp in caption_features(bundle, feats, options)]
     h, c, att_proj = bundle.init(feats)
     return beam_search_variants(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
@@ -178,6 +182,12 @@ class Captioner:
                 alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
                 png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
                 results[i] = CaptionOutput(text, words, 0.0, alphas, png, confidence=1.0)
+            elif text := describe_chart(img):  # a drawn chart: say so, and read its title, labels and values
+                words = text.rstrip(".").lower().split()
+                alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
+                png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
+                read = self._read_where_labels_say(images[i], img, document=True) if self._label_led_text else ""
+                results[i] = CaptionOutput(text, words, 0.0, alphas, png, read, confidence=CHART_CONFIDENCE)
         decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
             readings = [self._start_reading(images[i], img) for i, img, _ in decoded]

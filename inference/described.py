@@ -8,6 +8,8 @@ import numpy as np
 from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.bundle import Bundle
 from captionbot.inference.confidence import confidence, features, hedged
+from captionbot.inference.fused import bundle_fusion, refine_unguided
+from captionbot.inference.grammar import fix_articles
 from captionbot.inference.guided import SERVED_POLICY, GuidePolicy, article, guide_captions
 from captionbot.inference.labels import Label, LabelTable, entropy, mentions
 
@@ -46,10 +48,12 @@ class Description:
 
 
 def describe_arrays(
-    bundle: Bundle, table: LabelTable, images: np.ndarray, options: BeamOptions, policy: GuidePolicy = SERVED_POLICY
+    bundle: Bundle, table: LabelTable, images: np.ndarray, options: BeamOptions, policy: GuidePolicy = SERVED_POLICY,
+    use_lm: bool = True,
 ) -> list[Description]:
     """Preprocessed images [B,3,H,W] -> one :class:`Description` each (encoder with labels, free beam search,
-    guided second pass for the images whose confident label the free caption misses)."""
+    guided pass for the images whose confident label the free caption misses, then a second search with the caption
+    language models for the other captions the decoder is unsure of, where the bundle has them and ``use_lm``)."""
     from captionbot.inference.captioner import ENCODER_CHUNK, as_sentence, caption_feature_variants
 
     enc = [bundle.encode_with_labels(images[i : i + ENCODER_CHUNK]) for i in range(0, len(images), ENCODER_CHUNK)]
@@ -61,7 +65,9 @@ def describe_arrays(
     free = [v[0] for v in found]  # group 0: the caption without groups
     out = []
     ent = entropy(probs)
-    guided = guide_captions(bundle, feats, free, labels, replace(options, groups=1), policy)
+    single = replace(options, groups=1)
+    guided = guide_captions(bundle, feats, free, labels, single, policy)
+    guided = refine_unguided(bundle, feats, guided, single, bundle_fusion(bundle) if use_lm else None)
     for g, labs, h, likely, others in zip(guided, labels, ent, text_likely, found, strict=True):
         doc = document_label(labs)
         if doc is not None:
@@ -71,6 +77,7 @@ def describe_arrays(
                                    [(lab.word, round(lab.prob, 4)) for lab in labs], document=True,
                                    text_likely=True))
             continue
+        g.words = fix_articles(g.words)  # "a apple", "a broccoli" from a forced phrase or the decoder
         names_top = bool(labs) and mentions(g.words, labs[0].word)
         conf = confidence(features(g.score, labs, float(h), g.label is not None, names_top))
         sentence = hedged(as_sentence(g.words), labs, conf)

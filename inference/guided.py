@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from captionbot.inference.beam_search import StepFn
-from captionbot.inference.labels import PLURALS, Label, mentions
+from captionbot.inference.beam_search import LmFn, StepFn
+from captionbot.inference.grammar import article, disagreeing_verbs
+from captionbot.inference.labels import Label, mentions
 
 # the in-vocabulary word fed to the LSTM in place of a label word it does not know, by the label's group
 ANCHORS = {
@@ -68,10 +69,6 @@ class Prefix:
     fed: list[int]  # word ids fed to the LSTM for them (same length or shorter)
 
 
-def article(phrase: str) -> str:
-    if phrase.split()[-1] in PLURALS:
-        return "some"
-    return "an" if phrase[:1] in "aeiou" else "a"
 
 
 def make_prefix(label: Label, stoi: dict[str, int]) -> Prefix:
@@ -152,6 +149,15 @@ def prefixed_step(step: StepFn, prefixes: Sequence[list[int]]) -> tuple[StepFn, 
     return wrapped, prefix_alphas
 
 
+def prefixed_lm(lm: LmFn, prefixes: Sequence[list[int]]) -> LmFn:
+    """A language model that sees image ``b``'s forced ``prefixes[b]`` before the words the search made."""
+
+    def wrapped(tokens: Sequence[Sequence[int]], images: np.ndarray) -> np.ndarray:
+        return lm([[*prefixes[int(b)], *toks] for toks, b in zip(tokens, images, strict=True)], images)
+
+    return wrapped
+
+
 @dataclass
 class Guided:
     """One image's caption after guidance: its words and attention, the label that started it (None: the free
@@ -159,7 +165,8 @@ class Guided:
 
     words: list[str]
     alphas: np.ndarray  # [len(words), P]
-    score: float  # mean log-probability per token of the decoded words (the forced prefix not counted)
+    score: float  # mean log-probability per token of the decoded words (the forced prefix not counted; for a
+    # caption the language models rephrased, the free caption's: inference/fused.py)
     label: Label | None
     free_words: list[str]
     free_score: float
@@ -196,8 +203,12 @@ def guide_captions(
             allowed[row] = inanimate
             nouns = [t for t in prefix.fed if itos[t] not in ("a", "an", "some", "of")]
             allowed[row, nouns] = False  # no "a laptop laptop"
+        allowed[row, [stoi[v] for v in disagreeing_verbs(label.word) if v in stoi]] = False  # no "a bus are"
     step, pre_alphas = prefixed_step(bundle.step, [p.fed for p in prefixes])
-    hyps = beam_search(step, sub, h, c, att_proj, replace(options, allowed_words=allowed), SPECIAL_IDS)
+    sub_options = replace(options, allowed_words=allowed)
+    if options.lm is not None and options.fused:  # the language model reads the forced prefix too ("a bus" -> "is")
+        sub_options = replace(sub_options, lm=prefixed_lm(options.lm, [p.fed for p in prefixes]))
+    hyps = beam_search(step, sub, h, c, att_proj, sub_options, SPECIAL_IDS)
     for i, prefix, pa, hyp in zip(todo, prefixes, pre_alphas, hyps, strict=True):
         shown = list(prefix.shown)
         pa = (pa + [pa[-1]] * len(shown))[: len(shown)]  # one map per shown prefix word

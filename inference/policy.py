@@ -43,7 +43,7 @@ NAMED_POLICIES = {"english-served": ENGLISH_SERVED_POLICY, "served-rules": SERVE
 
 def check_policy(policy: DecodingPolicy, itos: Sequence[str]) -> None:
     """Raise :class:`BundleError` if ``policy`` names words that ``itos`` lacks, or has impossible values."""
-    if policy.beam_size < 1 or policy.min_words < 0 or policy.no_repeat_ngram < 0:
+    if policy.beam_size < 1 or policy.min_words < 0 or policy.no_repeat_ngram < 0 or policy.lm_weight < 0:
         raise BundleError(f"decoding policy has impossible values: {policy}")
     if policy.repeatable_words is not None:
         vocab = set(itos)

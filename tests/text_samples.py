@@ -166,3 +166,35 @@ def word_recall(expected: str, transcribed: str) -> tuple[int, int]:
     """(drawn words found as separate words in the transcription, drawn words), counting repeats."""
     want, got = Counter(words(expected)), Counter(words(transcribed))
     return sum(min(n, got[w]) for w, n in want.items()), sum(want.values())
+
+
+def line_chart() -> Sample:
+    """A line chart on a light grey background with a grid, two coloured series and a legend."""
+    img = Image.new("RGB", (800, 500), (245, 245, 245))
+    d = ImageDraw.Draw(img)
+    tick = font("DejaVuSans.ttf", 16)
+    x0, y0, x1, y1 = 80, 40, 760, 440
+    for k in range(5):
+        y = y1 - (y1 - y0) * k / 4
+        d.line((x0, y, x1, y), fill=(210, 210, 210))
+        d.text((20, y - 9), str(25 * k), font=tick, fill="black")
+    d.line((x0, y0, x0, y1), fill="black", width=2)
+    d.line((x0, y1, x1, y1), fill="black", width=2)
+    for series, colour in (([10, 35, 30, 60, 80, 70], (220, 60, 50)), ([20, 25, 45, 40, 55, 90], (40, 110, 200))):
+        pts = [(x0 + (x1 - x0) * i / 5, y1 - (y1 - y0) * v / 100) for i, v in enumerate(series)]
+        d.line(pts, fill=colour, width=4)
+    d.text((600, 50), "sales", font=tick, fill=(220, 60, 50))
+    d.text((600, 75), "costs", font=tick, fill=(40, 110, 200))
+    return Sample("chart", png(img), "0 25 50 75 100 sales costs")
+
+
+def pie_chart() -> Sample:
+    """A pie chart of four coloured wedges with a title."""
+    img = Image.new("RGB", (600, 500), "white")
+    d = ImageDraw.Draw(img)
+    d.text((220, 15), "Market share", font=font("DejaVuSans-Bold.ttf", 24), fill="black")
+    start = 0.0
+    for share, colour in ((0.4, (66, 133, 244)), (0.3, (219, 68, 55)), (0.2, (244, 180, 0)), (0.1, (15, 157, 88))):
+        d.pieslice((120, 70, 480, 430), start, start + 360 * share, fill=colour)
+        start += 360 * share
+    return Sample("chart", png(img), "Market share")

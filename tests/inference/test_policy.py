@@ -84,7 +84,10 @@ def test_a_bundle_from_before_policies_in_another_language_gets_no_english_word_
 
 def test_the_shipped_bundle_carries_its_policy_explicitly() -> None:
     manifest = formats.Manifest.from_json((DEFAULT_BUNDLE / formats.MANIFEST_FILE).read_text())
-    assert manifest.decoding == ENGLISH_SERVED_POLICY
+    assert manifest.decoding is not None
+    # the English served rules, plus (since 1.2.0) fusion with the bundle's caption language models
+    assert replace(manifest.decoding, lm_weight=0.0, lm_max_free_score=0.0) == ENGLISH_SERVED_POLICY
+    assert manifest.decoding.lm_weight > 0 and manifest.lm
     formats.verify_bundle_files(DEFAULT_BUNDLE, manifest)
 
 
@@ -99,4 +102,8 @@ def test_the_word_list_of_the_policy_decides_what_may_repeat(data_dir, tmp_path)
     shipped = Captioner.load(DEFAULT_BUNDLE, provider="cpu", threads=1).caption_images(images)
     strict = Captioner.load(bundle, provider="cpu", threads=1).caption_images(images)
     assert any(len(set(o.words)) < len(o.words) for o in shipped)
-    assert all(len(set(o.words)) == len(o.words) for o in strict)
+    # the search may use "a" once and "an" once: under the empty list it wrote "in front of an colorful slide" to
+    # dodge the rule, and the article fix (inference/grammar.py) made that "a colorful slide"
+    rest = [[w for w in o.words if w not in ("a", "an")] for o in strict]
+    assert all(len(set(words)) == len(words) for words in rest)
+    assert all(sum(w in ("a", "an") for w in o.words) <= 2 for o in strict)

@@ -25,7 +25,9 @@ def test_the_default_bundle_is_shipped_small_and_verified() -> None:
     manifest = formats.Manifest.from_json((DEFAULT_BUNDLE / formats.MANIFEST_FILE).read_text())
     formats.verify_bundle_files(DEFAULT_BUNDLE, manifest)
     size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.rglob("*") if p.is_file())
-    assert size <= 40 * 1024 * 1024
+    # 41 MiB since 1.2.0: the graphs are as small as they were (40.0 MiB); the 0.4 MiB on top are the caption
+    # language models (caption_lm.npz) that raised served CIDEr on out-of-domain photos (docs/model.md)
+    assert size <= 41 * 1024 * 1024
     assert manifest.trained_on and manifest.encoder.arch == "efficientnet_lite0"
 
 
@@ -58,7 +60,8 @@ SERVED_CAPTIONS = Path(__file__).resolve().parents[2] / "docs" / "model" / "dev-
 def test_served_captions_are_the_ones_docs_model_reports(data_dir: Path) -> None:
     """The first 100 dev photos get, word for word, the captions docs/model.md's scores were measured on
     (`captionbot evaluate models/default --as-served`) from the decoder under the bundle's own policy; what users
-    get differs only where an object label guided the caption (docs/model.md, "Object labels")."""
+    get differs only where an object label guided the caption or the caption language models rephrased an unsure
+    one (docs/model.md, "Object labels", "Caption language models"), and where an article was fixed."""
     stored = json.loads(SERVED_CAPTIONS.read_text())[:100]
     images = data_dir / "flickr8k" / "images"
     captioner = Captioner.load(variant="fp32", provider="cpu")
@@ -67,5 +70,9 @@ def test_served_captions_are_the_ones_docs_model_reports(data_dir: Path) -> None
     assert [" ".join(captioner.bundle.itos[t] for t in hyp.tokens) for hyp in decoded] == [s["caption"] for s in stored]
 
     served = captioner.caption_images([(images / s["image_id"]).read_bytes() for s in stored])
-    changed = [out for out, s in zip(served, stored, strict=True) if " ".join(out.words) != s["caption"]]
-    assert len(changed) <= 10, [out.caption for out in changed]  # 27 of 1,000 on the whole split
+    changed = [(out, hyp) for out, hyp, s in zip(served, decoded, stored, strict=True)
+               if " ".join(out.words) != s["caption"]]
+    # since 1.2.0 also where the caption language models rephrased a caption the decoder was unsure of; both act
+    # only on unsure captions (guidance: mean log-prob per token <= -1.1, the language models: <= -1.2)
+    assert len(changed) <= 30, [out.caption for out, _ in changed]
+    assert all(hyp.score(1.0) <= -1.1 for _, hyp in changed), [out.caption for out, _ in changed]
