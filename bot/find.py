@@ -20,11 +20,13 @@ from captionbot.bot.services import Services
 from discord import app_commands
 from discord.ext import commands
 
+from captionbot.formats import MAX_FIND_QUERY_CHARS
+
 log = logging.getLogger(__name__)
 RESULTS = 5
 SHOWN_CHARS = 160  # each hit's description is cut to this in the answer
 LABEL_MIN_PROB = 0.3  # object labels at least this likely are searchable too (not shown)
-MAX_QUERY_CHARS = 200
+MAX_QUERY_CHARS = MAX_FIND_QUERY_CHARS
 
 
 def visible_channels(guild: discord.Guild, member: discord.Member) -> list[int]:

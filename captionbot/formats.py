@@ -70,6 +70,7 @@ DEFAULT_BEAM_SIZE = 3
 UNCERTAIN_BELOW = 0.1
 MIN_BEAM_SIZE, MAX_BEAM_SIZE = 1, 8  # the beam widths a job may ask for (``/caption beam:``, the queue client)
 MIN_VARIANTS, MAX_VARIANTS = 1, 3  # how many different captions a job may ask for (``/caption variants:``)
+MAX_FIND_QUERY_CHARS = 200  # the longest ``/find words:`` (the command declares it; the local page refuses longer)
 
 
 def _or_list(words: list[str]) -> str:

@@ -1,8 +1,8 @@
-"""The local page (``/``): post an image into a channel, or ask ``/caption``, and watch the bot's replies.
+"""The local page (``/``): post an image into a channel, or ask ``/caption`` or ``/find``, and watch the bot's replies.
 
 Also a small JSON API used by the page and by ``captionbot standin`` users: ``/_standin/state``,
 ``/_standin/channels/{id}/messages`` (GET: the channel's messages as the page draws them; POST: upload as a
-user, or run ``/caption``), ``/_standin/faults`` and ``/_standin/sent``. Button clicks and modals:
+user, or run ``/caption`` or ``/find``), ``/_standin/faults`` and ``/_standin/sent``. Button clicks and modals:
 :mod:`captionbot.bot.standin.page_buttons`.
 """
 
@@ -16,7 +16,7 @@ from aiohttp import web
 from captionbot.bot.standin.page_buttons import Buttons
 from captionbot.bot.standin.world import EPHEMERAL, Message
 
-from captionbot.formats import MAX_BEAM_SIZE, MIN_BEAM_SIZE
+from captionbot.formats import MAX_BEAM_SIZE, MAX_FIND_QUERY_CHARS, MAX_VARIANTS, MIN_BEAM_SIZE, MIN_VARIANTS
 
 if TYPE_CHECKING:
     from captionbot.bot.standin.server import StandIn
@@ -58,8 +58,9 @@ class Page:
         return web.json_response([_view(m) for m in msgs])
 
     async def upload(self, request: web.Request) -> web.Response:
-        """Form fields: user, content, file (one or more), mode = post | caption; for ``/caption`` also
-        heatmap = on | off (absent or empty: the channel's setting), voice = on, beam = 1..8.
+        """Form fields: user, content, file (one or more), mode = post | caption | find; for ``/caption`` also
+        heatmap = on | off (absent or empty: the channel's setting), voice = on, beam = 1..8, variants = 1..3;
+        for ``/find`` words (1 to 200 characters).
 
         Answers ``{"message_id"}`` or ``{"interaction_id"}``, or a 400/404 ``{"error"}`` the page shows."""
         from captionbot.bot.standin.server import FileToPost
@@ -79,12 +80,21 @@ class Page:
                 return _refuse(400, "Choose an image first.")
             options: dict[str, Any] = {"image": files[0], "heatmap": _heatmap(form.get("heatmap")),
                                        "voice": True if form.get("voice") == "on" else None}
-            beam = str(form.get("beam") or "").strip()
-            if beam:
-                if not beam.isdigit() or not MIN_BEAM_SIZE <= int(beam) <= MAX_BEAM_SIZE:
-                    return _refuse(400, f"beam must be a whole number from {MIN_BEAM_SIZE} to {MAX_BEAM_SIZE}.")
-                options["beam"] = int(beam)
+            for name, low, high in (("beam", MIN_BEAM_SIZE, MAX_BEAM_SIZE), ("variants", MIN_VARIANTS, MAX_VARIANTS)):
+                value = str(form.get(name) or "").strip()
+                if value:  # Discord's client allows only the command's declared range
+                    if not value.isdigit() or not low <= int(value) <= high:
+                        return _refuse(400, f"{name} must be a whole number from {low} to {high}.")
+                    options[name] = int(value)
             state = await self.standin.slash(channel, user, "caption", **options)
+            return web.json_response({"interaction_id": state.id})
+        if form.get("mode") == "find":
+            words = " ".join(str(form.get("words") or "").split())
+            if not words:
+                return _refuse(400, "Write what to look for first.")
+            if len(words) > MAX_FIND_QUERY_CHARS:
+                return _refuse(400, f"words must be at most {MAX_FIND_QUERY_CHARS} characters.")
+            state = await self.standin.slash(channel, user, "find", words=words)
             return web.json_response({"interaction_id": state.id})
         if not files and not str(form.get("content") or "").strip():
             return _refuse(400, "Write a message or choose an image first.")

@@ -129,7 +129,7 @@ def photo(data_dir: Path) -> Path:
 
 
 def ask_caption(browser: WebDriver, url: str, image: Path, channel: str, *, heatmap: str = "",
-                voice: bool = False) -> WebElement:
+                voice: bool = False, variants: int | None = None) -> WebElement:
     """Choose ``image`` on the page, run /caption with those options in ``channel``; the answer's element once it
     shows (the page is never reloaded after the click)."""
     from selenium.webdriver.common.by import By
@@ -141,10 +141,25 @@ def ask_caption(browser: WebDriver, url: str, image: Path, channel: str, *, heat
     Select(browser.find_element(By.ID, "heatmap")).select_by_value(heatmap)
     if voice:
         browser.find_element(By.ID, "voice").click()
+    if variants is not None:
+        browser.find_element(By.ID, "variants").send_keys(str(variants))
     browser.find_element(By.ID, "caption-button").click()
     return wait(browser, "answer to /caption", lambda d: next(
         (m for m in d.find_elements(By.CSS_SELECTOR, ".msg[data-interaction]")
-         if m.get_attribute("id") not in before and "Image description:" in m.text), None))
+         if m.get_attribute("id") not in before and "Image description" in m.text), None))
+
+
+def ask_find(browser: WebDriver, words: str) -> WebElement:
+    """Run /find in the shown channel as the chosen member (typing the words and pressing Enter); the private
+    answer's element once it shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    before = {m.get_attribute("id") for m in browser.find_elements(By.CSS_SELECTOR, ".msg")}
+    browser.find_element(By.ID, "find-words").send_keys(words + Keys.ENTER)
+    return wait(browser, "answer to /find", lambda d: next(
+        (m for m in d.find_elements(By.CSS_SELECTOR, ".msg[data-interaction]")
+         if m.get_attribute("id") not in before and "match" in m.text), None))
 
 
 def test_caption_with_heatmap_and_voice_from_the_page_shows_the_description_heatmap_and_player(
@@ -191,6 +206,76 @@ def test_a_photo_posted_into_alt_text_shows_inline_and_its_description_appears_u
     [heatmap] = reply.find_elements(By.CSS_SELECTOR, "figure img")
     wait(browser, "loaded heatmap image", lambda d: loaded(d, heatmap), 10)
     assert heatmap.get_attribute("alt").startswith("Attention heatmap: ")
+
+
+def test_caption_with_three_variants_from_the_page_shows_more_than_one_numbered_caption(
+        browser: WebDriver, page_url: str, data_dir: Path) -> None:
+    answer = ask_caption(browser, page_url, photo(data_dir), "general", heatmap="off", variants=3)
+    numbered = re.findall(r"^(\d)\. (.+) \((\d+)%\)$", answer.text, re.MULTILINE)
+    assert "Image descriptions (" in answer.text and len(numbered) > 1, answer.text
+    assert [int(n) for n, _, _ in numbered] == list(range(1, len(numbered) + 1))
+    assert len({caption for _, caption, _ in numbered}) == len(numbered), "different captions"
+
+
+def test_caption_with_variants_out_of_range_is_refused_on_the_page_in_red(
+        browser: WebDriver, page_url: str, data_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_channel(browser, page_url, "general")
+    browser.find_element(By.ID, "file").send_keys(str(photo(data_dir)))
+    browser.find_element(By.ID, "variants").send_keys("7")
+    browser.find_element(By.ID, "caption-button").click()
+    notice = wait(browser, "red sentence", lambda d: d.find_element(By.ID, "notice").text and d.find_element(
+        By.ID, "notice"), 10)
+    assert notice.text == "variants must be a whole number from 1 to 3."
+    assert notice.value_of_css_property("color") == "rgba(250, 119, 124, 1)"  # the page's red
+    assert browser.find_element(By.ID, "variants").get_attribute("value") == "7", "kept, to be corrected"
+    assert browser.find_element(By.ID, "pending").text == "", "nothing was asked of the bot"
+
+
+def test_find_on_the_page_answers_privately_with_a_jump_link_that_highlights_the_photo(
+        browser: WebDriver, page_url: str, data_dir: Path) -> None:
+    """Issue 16: a photo described in #alt-text is found by a word of its description; the answer's jump link
+    scrolls to and highlights the photo's message in the shown channel, and is a plain link from elsewhere."""
+    from captionbot.bot.find_index import STOPWORDS
+    from selenium.webdriver.common.by import By
+
+    open_channel(browser, page_url, "alt-text")
+    before = {m.get_attribute("id") for m in browser.find_elements(By.CSS_SELECTOR, ".msg")}
+    browser.find_element(By.ID, "file").send_keys(str(photo(data_dir)))
+    browser.find_element(By.ID, "post-button").click()
+    posted = wait(browser, "posted photo", lambda d: next(
+        (m for m in d.find_elements(By.CSS_SELECTOR, ".msg") if m.get_attribute("id") not in before
+         and m.find_element(By.CLASS_NAME, "who").text == "alice"), None), 10)
+    photo_id = posted.get_attribute("id").removeprefix("m-")
+    reply = wait(browser, "description", lambda d: next(
+        (m for m in d.find_elements(By.CSS_SELECTOR, ".msg") if m.get_attribute("id") not in before
+         and "Image description:" in m.text), None))
+    said = re.search(r"Image description: (.+)", reply.text)
+    assert said, reply.text
+    word = max((w for w in re.findall(r"[a-z]+", said.group(1).lower()) if w not in STOPWORDS), key=len)
+
+    answer = ask_find(browser, word)
+    assert "Only you can see this" in answer.text and f"Images matching **{word}**" in answer.text
+    link = answer.find_element(By.CSS_SELECTOR, f"a.jump[data-jump='{photo_id}']")
+    channel_id = browser.execute_script("return channel;")
+    url = link.text
+    assert re.fullmatch(rf"https://discord\.com/channels/\d+/{channel_id}/{photo_id}", url), url
+    assert link.get_attribute("href").endswith(f"#m-{photo_id}")
+    browser.execute_script("document.getElementById('log').scrollTop = 1e9;")  # the answer at the bottom
+    link.click()
+    target = wait(browser, "highlighted photo", lambda d: d.find_element(By.ID, f"m-{photo_id}").get_attribute(
+        "class").split().count("highlight") and d.find_element(By.ID, f"m-{photo_id}"), 3)
+    assert browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(), l = document.getElementById('log').getBoundingClientRect();"
+        " return r.top >= l.top - 1 && r.top < l.bottom;", target), "scrolled into view"
+    assert browser.find_element(By.ID, "notice").text == ""
+
+    open_channel(browser, page_url, "general")  # from another channel the same link stays a link to Discord
+    elsewhere = ask_find(browser, word)
+    assert not elsewhere.find_elements(By.CSS_SELECTOR, f"a.jump[data-jump='{photo_id}']")
+    [plain] = [a for a in elsewhere.find_elements(By.TAG_NAME, "a") if a.text == url]
+    assert plain.get_attribute("href") == url
 
 
 @pytest.mark.skipif(not all(hasattr(StandIn, m) for m in ("press_button", "submit_modal")),

@@ -38,6 +38,12 @@ async def test_bad_posts_and_clicks_are_refused_with_a_sentence_and_a_log_line(
             assert no_image == (400, {"error": "Choose an image first."})
             status, body = await post_form(http, url, user="alice", mode="caption", beam="9", file="cat.png")
             assert status == 400 and body["error"] == "beam must be a whole number from 1 to 8."
+            status, body = await post_form(http, url, user="alice", mode="caption", variants="two", file="cat.png")
+            assert status == 400 and body["error"] == "variants must be a whole number from 1 to 3."
+            assert await post_form(http, url, user="alice", mode="find", words="  ") == (
+                400, {"error": "Write what to look for first."})
+            assert await post_form(http, url, user="alice", mode="find", words="dog " * 51) == (
+                400, {"error": "words must be at most 200 characters."})
             assert await post_form(http, url, user="captionbot", mode="post", content="hi") == (
                 400, {"error": "Unknown member."})
             assert (await post_form(http, f"{standin.base_url}/_standin/channels/123/messages", user="alice",
@@ -61,7 +67,7 @@ async def test_bad_posts_and_clicks_are_refused_with_a_sentence_and_a_log_line(
     finally:
         await standin.stop()
     refused = [r.getMessage() for r in caplog.records if "local page: refused" in r.getMessage()]
-    assert len(refused) == 7 and "no such button" in refused[4]
+    assert len(refused) == 10 and "no such button" in refused[7]
 
 
 def test_a_modal_the_bot_opens_becomes_the_pages_form_with_its_inputs_labels_and_values() -> None:
