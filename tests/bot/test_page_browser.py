@@ -117,6 +117,26 @@ def open_channel(browser: WebDriver, url: str, name: str) -> None:
     browser.find_element(By.XPATH, f"//nav//a[text()='# {name}']").click()
 
 
+def shown_messages(browser: WebDriver) -> set[str]:
+    """Ids of the messages the page shows once its list has settled (the page redraws from its once-a-second poll,
+    so an answer to an earlier test may still appear right after a channel is opened)."""
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    def ids() -> set[str]:
+        return {m.get_attribute("id") or "" for m in browser.find_elements(By.CSS_SELECTOR, ".msg")}
+
+    seen, deadline = ids(), time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(1.5)  # more than one poll of the page
+        now = ids()
+        if now == seen and now:
+            break
+        seen = now
+    return seen
+
+
 def loaded(browser: WebDriver, media: WebElement) -> bool:
     """An <img> the browser fetched and decoded, or an <audio> whose metadata it read (a playable file)."""
     return bool(browser.execute_script(
@@ -136,7 +156,7 @@ def ask_caption(browser: WebDriver, url: str, image: Path, channel: str, *, heat
     from selenium.webdriver.support.ui import Select
 
     open_channel(browser, url, channel)
-    before = {m.get_attribute("id") for m in browser.find_elements(By.CSS_SELECTOR, ".msg")}
+    before = shown_messages(browser)
     browser.find_element(By.ID, "file").send_keys(str(image))
     Select(browser.find_element(By.ID, "heatmap")).select_by_value(heatmap)
     if voice:
