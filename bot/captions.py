@@ -333,6 +333,9 @@ class Captions(commands.Cog):
         done = await self.s.reposter.repost(message, alt, view=self._buttons(outcomes))
         if done.message is not None:
             await self._posted_repost(done.message, message, images, outcomes, alt)
+            if done.result is Result.REPOSTED and message.guild is not None:  # /find links to the repost
+                await index_description(self.find_index, message.guild.id, message.channel.id, done.message.id,
+                                        "\n".join(alt.values()), outcomes)
         return done.result is not Result.KEPT
 
     async def _posted_repost(self, repost: discord.WebhookMessage, original: discord.Message,

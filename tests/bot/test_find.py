@@ -49,7 +49,11 @@ async def test_find_lists_described_images_from_channels_the_asker_can_see_and_f
     words = query_for(seen_reply.content)
     assert query_for(hidden_reply.content) == words
 
-    for_bob = await find(standin, "bob", words)
+    for _ in range(20):  # the bot indexes right after its reply is posted: give it a moment
+        for_bob = await find(standin, "bob", words)
+        if len(links(for_bob)) >= 2:
+            break
+        await asyncio.sleep(0.1)
     assert for_bob.startswith("Images matching **")
     assert [m for _, _, m in links(for_bob)][:2] == [hidden.id, seen.id], "both found; equal matches newest first"
     assert all(g == world.guild_id for g, _, _ in links(for_bob))
@@ -74,7 +78,11 @@ async def test_caption_answers_are_found_and_a_server_can_turn_indexing_off_and_
     answer = await answered(standin, await standin.slash("general", "alice", "caption", image=photos[2]))
     assert answer.message is not None
     words = query_for(answer.content)
-    found = await find(standin, "bob", words)
+    for _ in range(20):  # the bot indexes right after its answer is posted: give it a moment
+        found = await find(standin, "bob", words)
+        if links(found):
+            break
+        await asyncio.sleep(0.1)
     assert (standin.world.channel("general").id, answer.message.id) in [(c, m) for _, c, m in links(found)]
 
     refused = await answered(standin, await standin.slash("general", "alice", "findindex off"))
@@ -105,5 +113,40 @@ async def test_images_of_members_who_opted_out_are_described_on_request_but_not_
     also = await answered(standin, await standin.context_menu("general", "alice", "Describe image", mine))
     assert query_for(also.content) == query_for(described.content)
 
-    found = await find(standin, "bob", query_for(described.content))
+    for _ in range(20):  # the bot indexes right after its answer is posted: give it a moment
+        found = await find(standin, "bob", query_for(described.content))
+        if links(found):
+            break
+        await asyncio.sleep(0.1)
     assert [m for _, _, m in links(found)] == [mine.id], "only the image of the member who did not opt out"
+
+
+async def test_an_image_reposted_with_its_alt_text_is_found_by_a_link_to_the_repost(
+        standin: StandIn, bot: BotUnderTest, photos: list[FileToPost]) -> None:
+    """Repost mode: the description lives as the reposted image's alt text, and /find links to the repost (the
+    original is gone); deleting the repost takes it out of the index."""
+    from captionbot.bot.standin.world import MANAGE_MESSAGES, MANAGE_WEBHOOKS
+
+    await standin.set_bot_permissions("alt-text", allow=MANAGE_WEBHOOKS | MANAGE_MESSAGES)
+    await turn_on(standin, "alt-text", mode="repost")
+    original = await standin.post_message("alt-text", "alice", files=[photos[0]])
+    await standin.wait_for(lambda _: len(standin.webhook_posts_in("alt-text")) >= 1)
+    [repost] = standin.webhook_posts_in("alt-text")
+    alt = repost.attachments[0].description or ""
+    words = query_for(alt)
+
+    for _ in range(20):  # indexed right after the repost is up
+        found = await find(standin, "bob", words)
+        if links(found):
+            break
+        await asyncio.sleep(0.1)
+    assert [m for _, _, m in links(found)] == [repost.id], found
+    assert original.id not in found
+
+    await standin.delete_message(repost)
+    for _ in range(20):
+        gone = await find(standin, "bob", words)
+        if not links(gone):
+            break
+        await asyncio.sleep(0.1)
+    assert not links(gone), "a deleted repost leaves the index"
