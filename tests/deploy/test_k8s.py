@@ -11,6 +11,7 @@ import pytest
 import yaml
 from deploy_files import DEPLOY, load_yaml, load_yaml_documents, settings_env
 
+from captionbot.formats import Priority, RedisKeys
 from captionbot.settings import Settings
 
 K8S = DEPLOY / "k8s"
@@ -136,12 +137,16 @@ def test_keda_scales_workers_on_the_lag_of_our_stream_and_group() -> None:
         triggers = obj["spec"]["triggers"]
         assert {t["type"] for t in triggers} == {"redis-streams"}
         lag = [t for t in triggers if "lagCount" in t["metadata"]]
-        assert len(lag) == 1, "one trigger scales on the consumer group's lag"
-        assert lag[0]["metadata"]["consumerGroup"] == DEFAULTS.group == CONFIG["CAPTIONBOT_GROUP"]
-        assert int(lag[0]["metadata"]["lagCount"]) > 0 and "activationLagCount" in lag[0]["metadata"]
+        lanes = {RedisKeys(DEFAULTS.stream).lane(p) for p in Priority}
+        assert DEFAULTS.stream == CONFIG["CAPTIONBOT_STREAM"]
+        assert {t["metadata"]["stream"] for t in lag} == lanes and len(lag) == len(lanes), \
+            "one trigger per lane (automation and commands) scales on the consumer group's lag"
+        for trigger in lag:
+            assert trigger["metadata"]["consumerGroup"] == DEFAULTS.group == CONFIG["CAPTIONBOT_GROUP"]
+            assert int(trigger["metadata"]["lagCount"]) > 0 and "activationLagCount" in trigger["metadata"]
         for trigger in triggers:
             meta = trigger["metadata"]
-            assert meta["stream"] == DEFAULTS.stream == CONFIG["CAPTIONBOT_STREAM"]
+            assert meta["stream"] in lanes
             if "streamLength" in meta:  # XLEN mode only without a consumer group; must exceed one worker's batch
                 assert "consumerGroup" not in meta
                 assert int(meta["streamLength"]) > batch_size(DEPLOYMENTS[obj["spec"]["scaleTargetRef"]["name"]])
