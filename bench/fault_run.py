@@ -1,7 +1,8 @@
 """Fault run: N jobs through real worker processes while workers are SIGKILLed, Redis is killed and restarted (AOF
 on), Redis is frozen (SIGSTOP, then SIGCONT) and a few images kill the worker that runs them (issue 17).
 
-    .venv/bin/python bench/fault_run.py [--jobs 600] [--rate 30] [--workers 3] [--crash-images 5] [--out run.json]
+    .venv/bin/python bench/fault_run.py [--jobs 600] [--rate 30] [--workers 3] [--crash-images 5]
+                                        [--commands-every 5] [--out run.json]
 
 A private redis-server (``appendonly yes``, ``appendfsync always``) and ``captionbot worker --test-model crash``
 processes (the null model, which answers a caption derived from the image bytes, and kills its own process with
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from captionbot.inference.null_captioner import CRASH_MARK, null_caption  # noqa: E402
 
-from captionbot.formats import CaptionResult, ErrorCode  # noqa: E402
+from captionbot.formats import CaptionResult, ErrorCode, Priority  # noqa: E402
 from captionbot.queue.client import CaptionClient  # noqa: E402
 from captionbot.queue.dead_letter import read_dead_letters  # noqa: E402
 from captionbot.settings import Settings, load_settings  # noqa: E402
@@ -178,7 +179,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     async def ask(job: Job) -> None:
         job.sent_at = time.monotonic()
-        job.result = await client.caption(job.image, timeout=args.timeout)
+        # every --commands-every'th job goes to the command lane, as a person's /caption would (crash images too)
+        high = args.commands_every > 0 and job.n % args.commands_every == 0
+        job.result = await client.caption(job.image, timeout=args.timeout,
+                                          priority=Priority.HIGH if high else Priority.LOW)
         job.answered_at = time.monotonic()
 
     async def send_all() -> None:
@@ -292,6 +296,8 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=200.0, help="the null model's time per batch")
     parser.add_argument("--freeze", type=float, default=4.0, help="seconds Redis stays SIGSTOPped")
     parser.add_argument("--timeout", type=float, default=240.0, help="each caption() call's deadline")
+    parser.add_argument("--commands-every", type=int, default=5,
+                        help="every Nth job is sent in the command lane (0: all in the automation lane)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the client's "queue unreachable, retrying" lines are expected here
