@@ -16,7 +16,7 @@ import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search, beam_search_variants
 from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
-from captionbot.inference.chart import CHART_CONFIDENCE, describe_chart
+from captionbot.inference.chart import CHART_CONFIDENCE, describe_chart, is_flat_graphic
 from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.policy import beam_options, bundle_policy
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # CPU the shipped encoder ran at 125 img/s in chunks of 8 vs 110 in chunks of 32 (1 thread), 195 vs 184
 # (2 threads); `bench/encoder_chunks.py`. Chunks of 1-16 are within noise of each other.
 ENCODER_CHUNK = 8
+# a drawn image (flat background, few colours) with at least this many words of text read is described as text
+GRAPHIC_TEXT_WORDS = 3
+GRAPHIC_WITH_TEXT = "An image with text."
 
 
 @dataclass
@@ -178,16 +181,10 @@ class Captioner:
                 decoded.append((i, *out))
         for i, img, _ in decoded:  # nothing in the picture: say so, never the model's guess
             if text := describe_blank(img):
-                words = text.rstrip(".").lower().split()
-                alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
-                png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
-                results[i] = CaptionOutput(text, words, 0.0, alphas, png, confidence=1.0)
+                results[i] = self._fixed_description(img, text, heatmap, "", 1.0)
             elif text := describe_chart(img):  # a drawn chart: say so, and read its title, labels and values
-                words = text.rstrip(".").lower().split()
-                alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
-                png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
                 read = self._read_where_labels_say(images[i], img, document=True) if self._label_led_text else ""
-                results[i] = CaptionOutput(text, words, 0.0, alphas, png, read, confidence=CHART_CONFIDENCE)
+                results[i] = self._fixed_description(img, text, heatmap, read, CHART_CONFIDENCE)
         decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
             readings = [self._start_reading(images[i], img) for i, img, _ in decoded]
@@ -210,10 +207,18 @@ class Captioner:
             else:
                 described = describe_arrays(self.bundle, self.labels, batch, options)
                 for (i, img, _), d, reading in zip(decoded, described, readings, strict=True):
-                    png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
                     text = reading.result() if reading else ""
-                    if self._label_led_text and not text and (d.document or (d.text_likely and not self._gate_all)):
-                        text = self._read_where_labels_say(images[i], img, document=d.document)
+                    # a drawn image the labels did not call a document (a dark-mode chat, a slide): read as one;
+                    # photos are never drawn images (0 of the 1,107 dev photos), so they pay nothing
+                    graphic = not d.document and is_flat_graphic(img)
+                    if self._label_led_text and not text and (
+                            d.document or graphic or (d.text_likely and not self._gate_all)):
+                        text = self._read_where_labels_say(images[i], img, document=d.document or graphic)
+                    if graphic and len(text.split()) >= GRAPHIC_TEXT_WORDS:  # not a photo: never the model's guess
+                        results[i] = self._fixed_description(img, GRAPHIC_WITH_TEXT, heatmap, text,
+                                                             CHART_CONFIDENCE, d.labels)
+                        continue
+                    png = render_heatmap(img, d.words, d.alphas, self.grid) if heatmap else None
                     described_out = CaptionOutput(d.caption, d.words, d.score, d.alphas, png, text, d.confidence,
                                                   d.labels)
                     if variants > 1:
@@ -222,6 +227,15 @@ class Captioner:
         filled = [out for out in results if out is not None]
         assert len(filled) == len(images), "every slot is filled above"
         return filled
+
+    def _fixed_description(self, img: Image.Image, sentence: str, heatmap: bool, text: str, confidence: float,
+                           labels: list[tuple[str, float]] | None = None) -> CaptionOutput:
+        """A description that is not the model's caption (a blank image, a chart, a graphic with text): its words
+        with uniform attention, since no word was looked for anywhere in particular."""
+        words = sentence.rstrip(".").lower().split()
+        alphas = np.full((len(words), self.grid[0] * self.grid[1]), 1.0 / (self.grid[0] * self.grid[1]))
+        png = render_heatmap(img, words, alphas, self.grid) if heatmap else None
+        return CaptionOutput(sentence, words, 0.0, alphas, png, text, confidence, labels or [])
 
     def _read_where_labels_say(self, data: bytes, img: Image.Image, *, document: bool) -> str:
         """Text reading led by the labels, whether or not every image is gated (``read_text``): an image the

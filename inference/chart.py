@@ -41,8 +41,9 @@ def has_axes(dark: np.ndarray) -> bool:
     return rows >= AXIS_RUN * n and cols >= AXIS_RUN * n * 0.6
 
 
-def looks_like_chart(img: Image.Image) -> bool:
-    """Whether ``img`` is a drawn chart (see the module docstring)."""
+def _palette(img: Image.Image) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(thumbnail [SIZE, SIZE, 3], its 4-bit colour code per pixel, the flat background's code or None when the
+    image is not a drawn graphic: no colour covers ``MIN_BACKGROUND``, or more than ``MAX_COLOURS`` cover 95 %)."""
     thumb = np.asarray(img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.NEAREST), dtype=np.int16)
     q = thumb // 16
     codes = (q[..., 0] * 256 + q[..., 1] * 16 + q[..., 2]).reshape(-1)
@@ -50,8 +51,21 @@ def looks_like_chart(img: Image.Image) -> bool:
     order = np.argsort(-counts)
     share = counts[order] / codes.size
     if share[0] < MIN_BACKGROUND or int(np.searchsorted(np.cumsum(share), 0.95)) + 1 > MAX_COLOURS:
+        return thumb, codes, None
+    return thumb, codes, int(values[order[0]])
+
+
+def is_flat_graphic(img: Image.Image) -> bool:
+    """A drawn image (screenshot, slide, chart, meme template): a flat background and few colours. None of the
+    1,107 dev photos is one; such an image is worth the text detector's look even when the labels say nothing."""
+    return _palette(img)[2] is not None
+
+
+def looks_like_chart(img: Image.Image) -> bool:
+    """Whether ``img`` is a drawn chart (see the module docstring)."""
+    thumb, codes, background = _palette(img)
+    if background is None:
         return False
-    background = values[order[0]]
     flat = thumb.reshape(-1, 3)
     saturated = (flat.max(1) - flat.min(1)) >= 60
     marks = float((saturated & (codes != background)).mean())
