@@ -225,7 +225,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long to post (default 60)")
     ap.add_argument("--threads", type=int, default=2, help="worker onnxruntime threads (default 2)")
     ap.add_argument("--variant", default="int8", help="bundle variant the worker serves (default int8)")
-    ap.add_argument("--batch-wait-ms", type=int, default=50, help="CAPTIONBOT_BATCH_WAIT_MS (default 50)")
+    ap.add_argument("--batch-wait-ms", type=int, default=10, help="CAPTIONBOT_BATCH_WAIT_MS (default 10, the worker's)")
     ap.add_argument("--photos", type=int, default=100, help="distinct dev photos, cycled (default 100)")
     ap.add_argument("--drain-s", type=float, default=60.0, help="wait this long after posting for late replies")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "steady_latency.json")

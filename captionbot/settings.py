@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # the one old stream (for bots upgraded before their workers, which do not read the lane yet; docs/queue.md).
     priority_lane: bool = True
     batch_size: int = 16  # up to N jobs per worker batch ...
-    batch_wait_ms: int = 50  # ... or T milliseconds, whichever first
+    batch_wait_ms: int = 10  # ... or T milliseconds, whichever first (a backlog fills a batch at once)
     claim_idle_ms: int = 30_000  # a job pending this long on a dead worker is reclaimed
     max_attempts: int = 3  # after K failed attempts a job is dead-lettered
     retry_backoff_ms: int = 500  # a failed attempt runs again after this, doubling per attempt (<= claim_idle_ms)
