@@ -68,7 +68,7 @@ BATCH = 32
 SERVED = "runtime int8, served rules (what the worker runs)"
 PHONE_BASELINE = "tutorial on 12 MP phone photos (batch 1)"
 PHONE_SERVED = "runtime int8, served rules, 12 MP phone photos"
-PHONE_QUEUED = "runtime int8, served rules, phone photos as the bot queues them"
+PHONE_QUEUED = "served path, phone photos as the bot queues them"
 BOT_SHRINK = "bot: check + shrink a 12 MP photo before queueing (bot process)"
 
 
@@ -310,7 +310,7 @@ def main() -> int:
               f"{rows[PHONE_SERVED] / rows[PHONE_BASELINE]:.1f}x the baseline on the same photos, "
               f"{rows[PHONE_SERVED] / rows[SERVED]:.2f}x the served path on Flickr8k")
         n = min(len(outputs[PHONE_QUEUED]), len(queued))  # each photo once
-        same = np.mean([a == b for a, b in zip(outputs[PHONE_QUEUED], outputs[PHONE_SERVED][:n], strict=True)])
+        same = np.mean([a == b for a, b in zip(outputs[PHONE_QUEUED][:n], outputs[PHONE_SERVED][:n], strict=True)])
         print(f"as the bot queues them ({np.mean([len(d) for d in queued]) / 1e6:.2f} MB JPEGs, long side "
               f"{max(decode_image(queued[0]).size)} px): served path "
               f"{rows[PHONE_QUEUED] / rows[PHONE_BASELINE]:.1f}x the baseline on the same 12 MP photos, "
