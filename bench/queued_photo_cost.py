@@ -7,7 +7,7 @@ input (``Image.draft``: the largest of 1/2, 1/4, 1/8 that still covers 224 on bo
 makes ``--n`` phone photos from real Flickr8k dev photos (``bench/phone_photos.py``, every other one sideways with
 EXIF Orientation), and for the bot's encoding and a few alternatives reports:
 
-  bytes        the queued file's size
+  kB           the queued file's size
   shrink ms    the bot's cost to make it (its header/integrity check included for the shipped encoding)
   draft        the size the worker decodes it at
   decode ms    the worker's decode + resize + normalise (``Captioner.preprocess``), interleaved with the 12 MP
@@ -56,15 +56,16 @@ def dev_photos(n: int, aspect_kept: bool) -> list[bytes]:
     return out
 
 
-def alternative(side: int, **save: object) -> Callable[[bytes], bytes]:
-    """The bot's steps (1/2-scale draft, EXIF, Lanczos to ``side``) with other JPEG save options."""
+def alternative(side: int, resample: Image.Resampling = Image.Resampling.LANCZOS,
+                **save: object) -> Callable[[bytes], bytes]:
+    """The bot's steps (1/2-scale draft, EXIF, Lanczos to ``side``) with another size, filter or JPEG options."""
     def shrink(data: bytes) -> bytes:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             scale = side / max(w, h)
             img.draft("RGB", (int(w * scale), int(h * scale)))
             frame = ImageOps.exif_transpose(img).convert("RGB")
-        frame.thumbnail((side, side), Image.Resampling.LANCZOS)
+        frame.thumbnail((side, side), resample)
         buf = io.BytesIO()
         frame.save(buf, "JPEG", **save)
         return buf.getvalue()
@@ -79,6 +80,8 @@ ENCODINGS: dict[str, Callable[[bytes], bytes]] = {
     "q90 optimised Huffman": alternative(MODEL_MAX_SIDE, quality=90, optimize=True),
     "q90 progressive": alternative(MODEL_MAX_SIDE, quality=90, progressive=True),
     "1792 (8 x 224) q90": alternative(1792, quality=90),
+    "bicubic resize q90": alternative(MODEL_MAX_SIDE, Image.Resampling.BICUBIC, quality=90),
+    "bilinear resize q90": alternative(MODEL_MAX_SIDE, Image.Resampling.BILINEAR, quality=90),
 }
 
 
