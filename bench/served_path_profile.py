@@ -1,4 +1,6 @@
-"""Where the served path spends its time, stage by stage, on Flickr8k dev photos and on phone-sized photos.
+"""Where the served path spends its time, stage by stage, on Flickr8k dev photos and on phone-sized photos, both
+as 12 MP files and as the bot queues them (shrunk by its own ``prepare_for_queue``, ``bot/image_shrink.py``, before
+the timed rounds: the worker never receives a 12 MP file from the bot).
 
 The worker's path (``Captioner.caption_images`` with the default bundle, int8 decoder, served decoding rules), cut
 into its stages and timed one after another on one thread (decoding is normally spread over the decode threads;
@@ -17,7 +19,7 @@ here it runs serially so each stage's cost is its own):
   search (numpy)    the rest of the free beam search (masking, top-k, bookkeeping)
   guided pass       the label-guided second search (its decoder steps included) and confidence
 
-Batches alternate between the two photo sets (ABAB) so machine load hits both alike; shares are per set.
+Batches alternate between the photo sets (ABCABC) so machine load hits them alike; shares are per set.
 
     .venv/bin/python bench/served_path_profile.py [--rounds 4] [--threads 1] [--json bench/results/served_path.json]
 """
@@ -41,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from captionbot.bot.image_shrink import prepare_for_queue  # noqa: E402
 from captionbot.inference import beam_search as bs  # noqa: E402
 from captionbot.inference.blank import describe_blank  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner  # noqa: E402
@@ -49,7 +52,7 @@ from captionbot.inference.labels import entropy  # noqa: E402
 from captionbot.inference.preprocess import _open, _to_rgb, to_array  # noqa: E402
 from phone_photos import phone_photos  # noqa: E402
 
-from captionbot.formats import SpecialIds  # noqa: E402
+from captionbot.formats import MAX_PIXELS, SpecialIds  # noqa: E402
 
 BATCH = 32
 
@@ -146,12 +149,14 @@ def main() -> int:
     print(f"making {BATCH} phone-sized photos (~12 MP JPEGs) from Flickr8k dev photos ...", flush=True)
     phone = phone_photos(flickr_dev(BATCH, aspect_kept=True))
     print(f"phone photos: {np.mean([len(d) for d in phone]) / 1e6:.2f} MB mean JPEG size", flush=True)
-    clocks = {"flickr8k": Clock(), "phone": Clock()}
+    queued = [prepare_for_queue(d, MAX_PIXELS) for d in phone]
+    print(f"as the bot queues them: {np.mean([len(d) for d in queued]) / 1e6:.2f} MB mean JPEG size", flush=True)
+    clocks = {"flickr8k": Clock(), "phone": Clock(), "phone as queued": Clock()}
     counts = dict.fromkeys(clocks, 0)
     profile_batch(c, small[:4], Clock())  # warm-up
     for r in range(args.rounds):
         for name in clocks:
-            ims = small[r * BATCH : (r + 1) * BATCH] if name == "flickr8k" else phone
+            ims = {"flickr8k": small[r * BATCH : (r + 1) * BATCH], "phone": phone}.get(name, queued)
             profile_batch(c, ims, clocks[name])
             counts[name] += len(ims)
     report = {}
