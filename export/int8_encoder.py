@@ -131,10 +131,19 @@ def quantise(src: Path, dst: Path, calibration: np.ndarray, method: str = "minma
                 str(pre), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
                 nodes_to_exclude=excluded, calibrate_method=calibrate,
-                extra_options={"CalibPercentile": percentile} if method == "percentile" else {},
+                extra_options={"CalibPercentile": percentile} if method == "percentile"
+                else _fold_every(n // CHUNK) if method == "minmax" else {},
             )
         finally:
             os.chdir(cwd)
+
+
+def _fold_every(batches: int) -> dict[str, int]:
+    """Min-max calibration folding its ranges every few batches (bounded memory, same ranges). The histogram
+    methods keep every activation of every calibration image (~50 MB an image here): give them few images.
+    onnxruntime refuses a run whose last fold leaves nothing behind, so the period must not divide ``batches``."""
+    period = next((k for k in range(8, 1, -1) if batches % k), 0)
+    return {"CalibMaxIntermediateOutputs": period} if period else {}
 
 
 def train_photos(data: Path, count: int, seed: int = 0) -> list[Path]:
