@@ -2,7 +2,7 @@
 
 Each configuration is built by ``captionbot.export.int8_encoder`` (the module that builds the shipped file):
 post-training static QDQ quantisation, per-channel int8 weights, uint8 activations calibrated on Flickr8k *train*
-photos, Conv and ReLU6 (Clip) quantised together, label head fp32 unless ``+labels``. Then:
+photos, Conv and ReLU6 (Clip) quantised together, label head too unless ``+fp32labels``. Then:
 
   quality  the worker's served path (int8 decoder, served decoding rules, label head; text reading off) with the
            fp32 encoder and with each int8 encoder on the Flickr8k dev split: CIDEr (pycocoevalcap CIDEr-D) on half
@@ -17,8 +17,10 @@ photos, Conv and ReLU6 (Clip) quantised together, label head fp32 unless ``+labe
         --json bench/results/int8_encoder.json
     .venv/bin/python bench/int8_encoder.py --encoder models/default/int8/encoder.onnx   # the shipped file
 
-A configuration is ``METHOD[+labels]`` (METHOD: minmax, percentile, entropy; ``+labels``: quantise the label head
-too), or ``noclip`` (the earlier attempt: Conv alone quantised, min-max), kept to show what the Clip fix buys.
+A configuration is ``METHOD[+fp32labels]`` (METHOD: minmax, percentile, entropy; ``+fp32labels``: keep the label
+head in fp32), or ``noclip`` (the earlier attempt: Conv alone quantised, min-max, label head fp32), kept to show
+what the Clip fix buys. The histogram methods (percentile, entropy) hold every activation of every calibration
+photo in memory (~50 MB a photo): use ``--calib 64`` with them.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from captionbot.export.int8_encoder import calibration_arrays, quantise, train_photos  # noqa: E402
+from captionbot.formats import sha256_file  # noqa: E402
 from captionbot.inference.bundle import session_options  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner  # noqa: E402
 from captionbot.training.data import read_flickr8k  # noqa: E402
@@ -61,9 +64,9 @@ def with_encoder(threads: int, encoder: Path | None, bundle: Path = BUNDLE) -> C
 def build(config: str, out: Path, calib: np.ndarray) -> None:
     method, _, extra = config.partition("+")
     if method == "noclip":
-        quantise(BUNDLE / "encoder.onnx", out, calib, "minmax", op_types=("Conv",))
+        quantise(BUNDLE / "encoder.onnx", out, calib, "minmax", quantise_labels=False, op_types=("Conv",))
     else:
-        quantise(BUNDLE / "encoder.onnx", out, calib, method, quantise_labels=extra == "labels")
+        quantise(BUNDLE / "encoder.onnx", out, calib, method, quantise_labels=extra != "fp32labels")
 
 
 def served_captions(c: Captioner, blobs: list[bytes]) -> list[str]:
@@ -183,13 +186,14 @@ def main() -> int:
         arrays = np.stack([with_encoder(1, None).preprocess(b)[1] for b in blobs[: args.speed_images]])
         report["speed"] = {"encoder": first, **speed(encoders[first], arrays, blobs[: args.speed_images], args.rounds)}
     report["load_average_end"] = os.getloadavg()
+    report["encoder_sha256"] = sha256_file(encoders[first])
     r = report["configs"][first]
     report["summary"] = {
         "cider_delta_dev": round(r["dev_all"]["delta"] / 100, 5), "cider_delta_dev_A": round(r["dev_A"]["delta"] / 100, 5),
         "cider_delta_dev_B": round(r["dev_B"]["delta"] / 100, 5), "caption_agreement_dev": round(r["dev_all"]["identical"], 4),
         "images": len(dev), "data": "flickr8k-dev", "as": "served (int8 decoder, served rules, label head)",
-        **({"encoder_speed_1t": round(report["speed"]["encoder_1t"], 2),
-            "encoder_speed_2t": round(report["speed"]["encoder_2t"], 2)} if "speed" in report else {}),
+        **({f"{part}_speed_{t}t": round(report["speed"][f"{part}_{t}t"], 2) for part in ("encoder", "served")
+            for t in (1, 2)} if "speed" in report else {}),
     }
     print(json.dumps(report["summary"]))
     if args.json:
