@@ -2,8 +2,8 @@
 held-out photos its features stay close to the fp32 encoder's and the served captions mostly do not change.
 
 Measured on the whole Flickr8k dev split as served (``bench/int8_encoder.py``, docs/inference.md "An int8 encoder"):
-about 60 % of captions word for word the same as with the fp32 encoder, CIDEr within a point. The earlier int8
-encoder whose ReLU6s stayed fp32 kept 15-18 % of captions and lost 5 CIDEr points: the bounds below tell them apart.
+55.5 % of captions word for word the same as with the fp32 encoder, CIDEr +0.4 points. The earlier int8 encoder
+whose ReLU6s stayed fp32 kept 19 % of captions and lost 4.5 points: the bounds below tell them apart.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -37,8 +38,9 @@ def test_the_int8_variant_ships_an_int8_encoder() -> None:
     manifest = formats.Manifest.from_json((DEFAULT_BUNDLE / formats.MANIFEST_FILE).read_text())
     assert formats.ENCODER_FILE in manifest.variants["int8"]["files"]
     assert f"int8/{formats.ENCODER_FILE}" in manifest.files
-    ops = {n.op_type for n in __import__("onnx").load(str(DEFAULT_BUNDLE / "int8" / formats.ENCODER_FILE)).graph.node}
+    ops = [n.op_type for n in onnx.load(str(DEFAULT_BUNDLE / "int8" / formats.ENCODER_FILE)).graph.node]
     assert "DequantizeLinear" in ops
+    assert "Clip" not in ops  # each ReLU6 quantised with (and folded into) its convolution
 
 
 def test_int8_encoder_keeps_features_and_served_captions_of_held_out_photos(data_dir: Path) -> None:
@@ -52,13 +54,16 @@ def test_int8_encoder_keeps_features_and_served_captions_of_held_out_photos(data
     (f8, p8), (f32, p32) = int8.bundle.encode_with_labels(arrays), fp32.bundle.encode_with_labels(arrays)
     rel = np.linalg.norm(f8 - f32) / np.linalg.norm(f32)
     cos = np.sum(f8 * f32, axis=(1, 2)) / (np.linalg.norm(f8, axis=(1, 2)) * np.linalg.norm(f32, axis=(1, 2)))
-    assert 0 < rel < 0.25, rel  # not the fp32 graph, and close to it (measured ~0.10; the ReLU6-in-fp32 one: 0.6)
-    assert cos.min() > 0.95, cos
+    # not the fp32 graph, and close to it: measured relative error 0.20, cosine 0.98 on average and 0.95 at worst;
+    # the int8 encoder whose ReLU6s stayed fp32: 0.63 and 0.72 at worst
+    assert 0 < rel < 0.35, rel
+    assert cos.mean() > 0.96 and cos.min() > 0.9, cos
     assert p8 is not None and p32 is not None
-    assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.75  # the object labels that steer captions mostly agree
+    assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.7  # the top object label mostly agrees (measured 14 of 16)
 
     caps8 = [out.caption for out in int8.caption_images(blobs)]
     caps32 = [out.caption for out in fp32.caption_images(blobs)]
     same = np.mean([a == b for a, b in zip(caps8, caps32, strict=True)])
-    assert same >= 0.4, list(zip(caps8, caps32, strict=True))  # measured ~0.6 on the dev split (0.15-0.18 before)
+    # measured 27 of 48 here (56 %), 55.5 % on the whole dev split; the ReLU6-in-fp32 encoder: 17-21 %
+    assert same >= 0.4, list(zip(caps8, caps32, strict=True))
     assert all(c[0].isupper() and c.endswith(".") for c in caps8)
