@@ -39,11 +39,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from captionbot.export.int8_encoder import calibration_arrays, quantise, train_photos  # noqa: E402
-from captionbot.formats import sha256_file  # noqa: E402
 from captionbot.inference.bundle import session_options  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner  # noqa: E402
 from captionbot.training.data import read_flickr8k  # noqa: E402
 from captionbot.training.metrics import ptb_tokenize  # noqa: E402
+
+from captionbot.formats import sha256_file  # noqa: E402
 
 BUNDLE = REPO / "models" / "default"
 DATA = Path(os.environ.get("CAPTIONBOT_DATA", REPO.parent / "shared" / "data"))
@@ -73,7 +74,8 @@ def served_captions(c: Captioner, blobs: list[bytes]) -> list[str]:
     return [getattr(o, "caption", "") for i in range(0, len(blobs), 32) for o in c.caption_images(blobs[i : i + 32])]
 
 
-def per_image_cider(refs: dict[str, list[str]], caps: dict[str, dict[str, str]], ids: list[str]) -> dict[str, np.ndarray]:
+def per_image_cider(refs: dict[str, list[str]], caps: dict[str, dict[str, str]],
+                    ids: list[str]) -> dict[str, np.ndarray]:
     """CIDEr-D of each image's caption, per system, on the set ``ids`` (document frequencies from that set, as
     the corpus score computes them: the corpus score is the mean)."""
     from pycocoevalcap.cider.cider import Cider
@@ -107,27 +109,22 @@ def interleaved(fns: tuple, rounds: int) -> tuple[float, float]:
 def speed(int8: Path, arrays: np.ndarray, blobs: list[bytes], rounds: int) -> dict[str, float]:
     """Speed ratios int8 / fp32 (images/s), encoder alone and served path, at 1 and 2 threads, ABAB."""
     out: dict[str, float] = {}
+
+    def enc(c: Captioner) -> None:
+        for i in range(0, len(arrays), ENCODER_CHUNK):
+            c.bundle.encode_with_labels(arrays[i : i + ENCODER_CHUNK])
+
     for threads in (1, 2):
-        a, b = with_encoder(threads, None), with_encoder(threads, int8)
-
-        def enc(c: Captioner) -> None:
-            for i in range(0, len(arrays), ENCODER_CHUNK):
-                c.bundle.encode_with_labels(arrays[i : i + ENCODER_CHUNK])
-
-        enc(a), enc(b)  # warm-up
-        s32, s8 = interleaved((lambda: enc(a), lambda: enc(b)), rounds)
-        out[f"encoder_{threads}t"] = s32 / s8
-        out[f"encoder_fp32_images_per_s_{threads}t"] = rounds * len(arrays) / s32
-        out[f"encoder_int8_images_per_s_{threads}t"] = rounds * len(arrays) / s8
-        s32, s8 = interleaved((lambda: a.caption_images(blobs), lambda: b.caption_images(blobs)), rounds)
-        out[f"served_{threads}t"] = s32 / s8
-        out[f"served_fp32_images_per_s_{threads}t"] = rounds * len(blobs) / s32
-        out[f"served_int8_images_per_s_{threads}t"] = rounds * len(blobs) / s8
-        print(f"{threads} thread(s): encoder alone int8 {out[f'encoder_{threads}t']:.2f}x fp32 "
-              f"({out[f'encoder_fp32_images_per_s_{threads}t']:.1f} -> {out[f'encoder_int8_images_per_s_{threads}t']:.1f}"
-              f" images/s); served path {out[f'served_{threads}t']:.2f}x "
-              f"({out[f'served_fp32_images_per_s_{threads}t']:.1f} -> {out[f'served_int8_images_per_s_{threads}t']:.1f})",
-              flush=True)
+        pair = (with_encoder(threads, None), with_encoder(threads, int8))
+        for c in pair:
+            enc(c)  # warm-up
+        for part, n, run in (("encoder", len(arrays), enc), ("served", len(blobs), lambda c: c.caption_images(blobs))):
+            s32, s8 = interleaved((lambda c=pair[0], r=run: r(c), lambda c=pair[1], r=run: r(c)), rounds)
+            out[f"{part}_{threads}t"] = s32 / s8
+            out[f"{part}_fp32_images_per_s_{threads}t"] = rounds * n / s32
+            out[f"{part}_int8_images_per_s_{threads}t"] = rounds * n / s8
+            print(f"{threads} thread(s), {part}: int8 {s32 / s8:.2f}x fp32 ({rounds * n / s32:.1f} -> "
+                  f"{rounds * n / s8:.1f} images/s)", flush=True)
     return out
 
 
@@ -189,8 +186,8 @@ def main() -> int:
     report["encoder_sha256"] = sha256_file(encoders[first])
     r = report["configs"][first]
     report["summary"] = {
-        "cider_delta_dev": round(r["dev_all"]["delta"] / 100, 5), "cider_delta_dev_A": round(r["dev_A"]["delta"] / 100, 5),
-        "cider_delta_dev_B": round(r["dev_B"]["delta"] / 100, 5), "caption_agreement_dev": round(r["dev_all"]["identical"], 4),
+        **{f"cider_delta_dev{'' if h == 'all' else '_' + h}": round(r[f"dev_{h}"]["delta"] / 100, 5) for h in HALVES},
+        "caption_agreement_dev": round(r["dev_all"]["identical"], 4),
         "images": len(dev), "data": "flickr8k-dev", "as": "served (int8 decoder, served rules, label head)",
         **({f"{part}_speed_{t}t": round(report["speed"][f"{part}_{t}t"], 2) for part in ("encoder", "served")
             for t in (1, 2)} if "speed" in report else {}),

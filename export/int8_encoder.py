@@ -169,7 +169,7 @@ def calibration_arrays(bundle: Path, photos: Sequence[Path]) -> np.ndarray:
     from captionbot.inference.preprocess import decode_image, to_array
 
     manifest = formats.Manifest.from_json((bundle / formats.MANIFEST_FILE).read_text(encoding="utf-8"))
-    size = tuple(manifest.encoder.input_size)
+    size = manifest.encoder.input_size
     return np.stack([to_array(decode_image(p.read_bytes(), size=size), size, manifest.encoder.mean,
                               manifest.encoder.std) for p in photos])
 
