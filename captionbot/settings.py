@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     @field_validator("variant", mode="before")
     @classmethod
     def _variant(cls, value: Any) -> str:
-        text = str(value).strip().lower()
+        text = str(value).strip().lower() or "auto"  # set but empty (``CAPTIONBOT_VARIANT=`` in a .env): auto
         if not VARIANT_NAME.fullmatch(text):
             raise ValueError("give auto, fp32, int8, fp16 or another variant the bundle ships (a plain name)")
         return text
