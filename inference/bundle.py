@@ -53,7 +53,7 @@ CPU_VARIANT = "int8"  # what ``auto`` runs on the CPU provider when the bundle s
 
 def resolve_variant(manifest: Manifest, variant: str, providers: list[str]) -> str:
     """The variant to load: ``variant`` itself, or for ``auto`` the bundle's int8 variant on the CPU provider
-    (int8 decoder and, since 1.2.1, int8 encoder: ~1.2-1.3x the served speed within a CIDEr point of fp32,
+    (int8 decoder and, since 1.2.1, int8 encoder: 1.16-1.35x the served speed of the fp32 encoder, within a CIDEr point,
     docs/inference.md) when the bundle ships one, else fp32 (CUDA, or a bundle without int8)."""
     if variant != AUTO_VARIANT:
         return variant
