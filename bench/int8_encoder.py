@@ -1,219 +1,200 @@
-"""An int8 encoder for the CPU worker: what int8 convolutions give on this CPU, and what they cost in CIDEr.
+"""An int8 encoder for the CPU worker: what it costs in CIDEr as served, and what it gives in speed, in one run.
 
-Post-training static quantisation with onnxruntime.quantization: QOperator (or QDQ) graph, int8 weights per
-output channel, uint8 activations calibrated on Flickr8k *train* photos (MinMax or Percentile), with chosen
-layers kept in fp32 (``--keep``: the stem, the head, the depthwise convs, the label head). Then, in one run:
+Each configuration is built by ``captionbot.export.int8_encoder`` (the module that builds the shipped file):
+post-training static QDQ quantisation, per-channel int8 weights, uint8 activations calibrated on Flickr8k *train*
+photos, Conv and ReLU6 (Clip) quantised together, label head too unless ``+fp32labels``. Then:
 
-  speed    the encoder alone (fp32 vs int8, chunks of ENCODER_CHUNK, as the runtime calls it), batches interleaved
-           ABAB, at 1 and 2 onnxruntime threads
-  quality  the worker's served path (int8 decoder, served decoding rules, label head) with the fp32 and the int8
-           encoder on the Flickr8k dev split: identical captions and CIDEr, on each half (A: dev images in even
-           positions by name, B: odd), so a choice made on A is confirmed on B
+  quality  the worker's served path (int8 decoder, served decoding rules, label head; text reading off) with the
+           fp32 encoder and with each int8 encoder on the Flickr8k dev split: CIDEr (pycocoevalcap CIDEr-D) on half
+           A (dev images in even positions by name), half B (odd) and the whole split, the int8 - fp32 difference
+           with a paired bootstrap sd (images resampled, per-image CIDEr), and the share of identical captions.
+           Choose on A, confirm on B.
+  speed    for the first configuration (or ``--encoder FILE``): the encoder alone (fp32 vs int8, chunks of
+           ENCODER_CHUNK as the runtime calls it) and the served path from JPEG bytes (``caption_images``), each
+           at 1 and 2 onnxruntime threads, interleaved A B A B over ``--rounds`` rounds
 
-    .venv/bin/python bench/int8_encoder.py [--dev 1000] [--calib 256] [--method minmax|percentile] [--format qdq] \\
-        [--keep stem,head,labels] [--json bench/results/int8_encoder.json]
+    .venv/bin/python bench/int8_encoder.py --configs minmax,percentile --calib 256 \\
+        --json bench/results/int8_encoder.json
+    .venv/bin/python bench/int8_encoder.py --encoder models/default/int8/encoder.onnx   # the shipped file
+
+A configuration is ``METHOD[+fp32labels]`` (METHOD: minmax, percentile, entropy; ``+fp32labels``: keep the label
+head in fp32), or ``noclip`` (the earlier attempt: Conv alone quantised, min-max, label head fp32), kept to show
+what the Clip fix buys. The histogram methods (percentile, entropy) hold every activation of every calibration
+photo in memory (~50 MB a photo): use ``--calib 64`` with them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from captionbot.export.int8_encoder import calibration_arrays, quantise, train_photos  # noqa: E402
 from captionbot.inference.bundle import session_options  # noqa: E402
 from captionbot.inference.captioner import ENCODER_CHUNK, Captioner  # noqa: E402
 from captionbot.training.data import read_flickr8k  # noqa: E402
-from captionbot.training.metrics import score_captions  # noqa: E402
-from onnxruntime.quantization import (  # noqa: E402
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
+from captionbot.training.metrics import ptb_tokenize  # noqa: E402
+
+from captionbot.formats import sha256_file  # noqa: E402
 
 BUNDLE = REPO / "models" / "default"
-DATA = REPO.parent / "shared" / "data" / "flickr8k"
+DATA = Path(os.environ.get("CAPTIONBOT_DATA", REPO.parent / "shared" / "data"))
+HALVES = ("A", "B", "all")
 
 
-class Batches(CalibrationDataReader):
-    """Preprocessed calibration images, ENCODER_CHUNK at a time."""
+def with_encoder(threads: int, encoder: Path | None, bundle: Path = BUNDLE) -> Captioner:
+    """The served captioner (int8 decoder, served rules, label head) with its encoder session replaced by
+    ``encoder`` (None: the bundle's fp32 encoder.onnx)."""
+    import onnxruntime as ort
 
-    def __init__(self, arrays: np.ndarray) -> None:
-        self.chunks = iter([arrays[i : i + ENCODER_CHUNK] for i in range(0, len(arrays), ENCODER_CHUNK)])
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        chunk = next(self.chunks, None)
-        return None if chunk is None else {"images": chunk}
+    c = Captioner.load(bundle, variant="int8", provider="cpu", threads=threads, read_text=False)
+    c.bundle.encoder = ort.InferenceSession(str(encoder or bundle / "encoder.onnx"),
+                                            sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    return c
 
 
-def kept_nodes(model: onnx.ModelProto, keep: set[str]) -> list[str]:
-    """Names of the nodes to leave in fp32: the first conv (``stem``), the last conv before the features
-    (``head``), the depthwise convs (``depthwise``) and everything of the label head (``labels``)."""
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    feature_convs = [n for n in convs if "labels" not in n.name and not any("labels" in i for i in n.input)]
-    out = []
-    if "stem" in keep and feature_convs:
-        out.append(feature_convs[0].name)
-    if "head" in keep and feature_convs:
-        out.append(feature_convs[-1].name)
-    if "depthwise" in keep:
-        out += [n.name for n in feature_convs
-                if next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
-    if "labels" in keep:
-        out += [n.name for n in model.graph.node if "labels" in n.name or any("labels" in i for i in n.input)]
+def build(config: str, out: Path, calib: np.ndarray) -> None:
+    method, _, extra = config.partition("+")
+    if method == "noclip":
+        quantise(BUNDLE / "encoder.onnx", out, calib, "minmax", quantise_labels=False, op_types=("Conv",))
+    else:
+        quantise(BUNDLE / "encoder.onnx", out, calib, method, quantise_labels=extra != "fp32labels")
+
+
+def served_captions(c: Captioner, blobs: list[bytes]) -> list[str]:
+    return [getattr(o, "caption", "") for i in range(0, len(blobs), 32) for o in c.caption_images(blobs[i : i + 32])]
+
+
+def per_image_cider(refs: dict[str, list[str]], caps: dict[str, dict[str, str]],
+                    ids: list[str]) -> dict[str, np.ndarray]:
+    """CIDEr-D of each image's caption, per system, on the set ``ids`` (document frequencies from that set, as
+    the corpus score computes them: the corpus score is the mean)."""
+    from pycocoevalcap.cider.cider import Cider
+
+    gts = ptb_tokenize({k: refs[k] for k in ids})
+    out = {}
+    for name, c in caps.items():
+        res = ptb_tokenize({k: [c[k]] for k in ids})
+        _, scores = Cider().compute_score(gts, res)
+        out[name] = np.asarray(scores, dtype=float)
     return out
 
 
-def plain_fp32(src: Path, dst: Path) -> None:
-    """The bundle's encoder as a plain fp32 graph for the quantiser: constants folded by onnxruntime's basic
-    optimisations (the fp16-stored weights' casts, the padding sizes), then every zero ``Pad`` that feeds only
-    convolutions folded into their ``pads`` (EfficientNet's "same" padding: otherwise each sits between a ReLU6 and
-    the next convolution, and the int8 graph goes back to fp32 around it). One default-domain opset entry."""
-    import onnxruntime as ort
-    from onnx import helper, numpy_helper
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    opts.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
-    model = onnx.load(str(dst))
-    inits = {i.name: i for i in model.graph.initializer}
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
-    for pad in [n for n in model.graph.node if n.op_type == "Pad"]:
-        mode = next((helper.get_attribute_value(a) for a in pad.attribute if a.name == "mode"), b"constant")
-        if mode != b"constant" or pad.input[1] not in inits or (len(pad.input) > 3 and pad.input[3]):
-            continue
-        if len(pad.input) > 2 and pad.input[2] and (pad.input[2] not in inits
-                                                    or numpy_helper.to_array(inits[pad.input[2]]).any()):
-            continue
-        pads = numpy_helper.to_array(inits[pad.input[1]]).tolist()
-        convs = users.get(pad.output[0], [])
-        if len(pads) != 8 or pads[0] or pads[1] or pads[4] or pads[5] or any(c.op_type != "Conv" for c in convs):
-            continue
-        for conv in convs:
-            old = next((a for a in conv.attribute if a.name == "pads"), None)
-            have = list(helper.get_attribute_value(old)) if old is not None else [0, 0, 0, 0]
-            if old is not None:
-                conv.attribute.remove(old)
-            conv.attribute.append(helper.make_attribute("pads", [have[0] + pads[2], have[1] + pads[3],
-                                                                 have[2] + pads[6], have[3] + pads[7]]))
-            conv.input[0] = pad.input[0]
-        model.graph.node.remove(pad)
-    seen: dict[str, onnx.OperatorSetIdProto] = {}
-    for op in model.opset_import:
-        seen.setdefault(op.domain, op)
-    del model.opset_import[:]
-    model.opset_import.extend(seen.values())
-    onnx.save(model, str(dst))
+def paired_bootstrap_sd(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(draws, len(a)))
+    return float((b[idx].mean(1) - a[idx].mean(1)).std())
 
 
-def quantise(src: Path, dst: Path, calib: np.ndarray, method: str, keep: set[str], fmt: str = "qoperator") -> list[str]:
-    """fp32 encoder graph -> QDQ int8 graph at ``dst``; returns the nodes kept in fp32."""
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        plain_fp32(src, pre)
-        excluded = kept_nodes(onnx.load(str(pre)), keep)
-        quantize_static(
-            str(pre), str(dst), Batches(calib), per_channel=True,
-            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-            nodes_to_exclude=excluded,
-            calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
-            extra_options={"CalibPercentile": 99.999} if method == "percentile" else {},
-        )
-    return excluded
-
-
-def encoder_speed(c32: Captioner, c8: Captioner, arrays: np.ndarray, rounds: int) -> tuple[float, float]:
-    """images/s of the fp32 and int8 encoders, rounds interleaved (A B A B ...)."""
+def interleaved(fns: tuple, rounds: int) -> tuple[float, float]:
+    """Seconds spent in each of two callables, run A B A B ... ``rounds`` times."""
     secs = [0.0, 0.0]
     for _ in range(rounds):
-        for k, c in enumerate((c32, c8)):
+        for k, fn in enumerate(fns):
             t0 = time.perf_counter()
-            for i in range(0, len(arrays), ENCODER_CHUNK):
-                c.bundle.encode_with_labels(arrays[i : i + ENCODER_CHUNK])
+            fn()
             secs[k] += time.perf_counter() - t0
-    return rounds * len(arrays) / secs[0], rounds * len(arrays) / secs[1]
+    return secs[0], secs[1]
 
 
-def with_encoder(threads: int, encoder: Path | None) -> Captioner:
-    """The served captioner (int8 decoder) with its encoder session replaced by ``encoder`` (None: the bundle's)."""
-    import onnxruntime as ort
+def speed(int8: Path, arrays: np.ndarray, blobs: list[bytes], rounds: int) -> dict[str, float]:
+    """Speed ratios int8 / fp32 (images/s), encoder alone and served path, at 1 and 2 threads, ABAB."""
+    out: dict[str, float] = {}
 
-    c = Captioner.load(BUNDLE, variant="int8", provider="cpu", threads=threads, read_text=False)
-    if encoder is not None:
-        c.bundle.encoder = ort.InferenceSession(str(encoder), sess_options=session_options(threads),
-                                                providers=["CPUExecutionProvider"])
-    return c
+    def enc(c: Captioner) -> None:
+        for i in range(0, len(arrays), ENCODER_CHUNK):
+            c.bundle.encode_with_labels(arrays[i : i + ENCODER_CHUNK])
+
+    for threads in (1, 2):
+        pair = (with_encoder(threads, None), with_encoder(threads, int8))
+        for c in pair:
+            enc(c)  # warm-up
+        for part, n, run in (("encoder", len(arrays), enc), ("served", len(blobs), lambda c: c.caption_images(blobs))):
+            s32, s8 = interleaved((lambda c=pair[0], r=run: r(c), lambda c=pair[1], r=run: r(c)), rounds)
+            out[f"{part}_{threads}t"] = s32 / s8
+            out[f"{part}_fp32_images_per_s_{threads}t"] = rounds * n / s32
+            out[f"{part}_int8_images_per_s_{threads}t"] = rounds * n / s8
+            print(f"{threads} thread(s), {part}: int8 {s32 / s8:.2f}x fp32 ({rounds * n / s32:.1f} -> "
+                  f"{rounds * n / s8:.1f} images/s)", flush=True)
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="minmax", help="comma-separated configurations (see the module doc)")
+    ap.add_argument("--encoder", type=Path, default=None, help="measure this int8 encoder file instead of building")
     ap.add_argument("--dev", type=int, default=1000, help="dev images to score (first N by name)")
-    ap.add_argument("--calib", type=int, default=256, help="train images to calibrate on")
-    ap.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
-    ap.add_argument("--format", choices=("qoperator", "qdq"), default="qoperator",
-                    help="QOperator (QLinearConv: ReLU6 fused, faster here) or QDQ graph")
-    ap.add_argument("--keep", default="labels", help="comma-separated: stem, head, labels (kept in fp32)")
-    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the speed test")
-    ap.add_argument("--out", type=Path, default=None, help="keep the int8 encoder here")
+    ap.add_argument("--calib", type=int, default=256, help="train photos to calibrate on")
+    ap.add_argument("--seed", type=int, default=0, help="which train photos")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds of each speed test")
+    ap.add_argument("--speed-images", type=int, default=32, help="dev photos in each speed round")
+    ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    items = read_flickr8k(DATA)
-    train = sorted((it for it in items if it.split == "train"), key=lambda it: it.path.name)
-    dev = sorted((it for it in items if it.split == "dev"), key=lambda it: it.path.name)[: args.dev]
-    c32 = with_encoder(1, None)
-    rng = np.random.default_rng(0)
-    calib_items = [train[i] for i in rng.choice(len(train), args.calib, replace=False)]
-    calib = np.stack([c32.preprocess(it.path.read_bytes())[1] for it in calib_items])
-    tmp = tempfile.TemporaryDirectory()
-    dst = args.out or Path(tmp.name) / "encoder_int8.onnx"
-    t0 = time.perf_counter()
-    excluded = quantise(BUNDLE / "encoder.onnx", dst, calib, args.method, set(filter(None, args.keep.split(","))),
-                        args.format)
-    print(f"quantised in {time.perf_counter() - t0:.0f} s; {len(excluded)} node(s) kept in fp32; "
-          f"{dst.stat().st_size / 1e6:.1f} MB", flush=True)
-    report: dict[str, object] = {"method": args.method, "keep": args.keep, "calib_images": args.calib}
-    arrays = calib[:32]
-    for threads in (1, 2):
-        a, b = with_encoder(threads, None), with_encoder(threads, dst)
-        fp32, int8 = encoder_speed(a, b, arrays, args.rounds)
-        print(f"encoder alone, {threads} thread(s): fp32 {fp32:.1f} images/s, int8 {int8:.1f} images/s "
-              f"({int8 / fp32:.2f}x)", flush=True)
-        report[f"encoder_images_per_s_{threads}t"] = {"fp32": fp32, "int8": int8}
-    c8 = with_encoder(1, dst)
-    caps: dict[str, dict[str, str]] = {"fp32": {}, "int8": {}}
-    for name, c in (("fp32", c32), ("int8", c8)):
-        for i in range(0, len(dev), 32):
-            chunk = dev[i : i + 32]
-            for it, out in zip(chunk, c.caption_images([it.path.read_bytes() for it in chunk]), strict=True):
-                caps[name][it.image_id] = getattr(out, "caption", "")
-        print(f"captioned {len(dev)} dev images with the {name} encoder", flush=True)
+    dev = sorted((it for it in read_flickr8k(DATA / "flickr8k") if it.split == "dev"), key=lambda it: it.path.name)
+    dev = dev[: args.dev]
+    blobs = [it.path.read_bytes() for it in dev]
     refs = {it.image_id: it.captions for it in dev}
-    for half, sel in (("A", dev[0::2]), ("B", dev[1::2]), ("all", dev)):
-        ids = [it.image_id for it in sel]
-        scores = {name: score_captions({k: refs[k] for k in ids}, {k: caps[name][k] for k in ids}, ("CIDEr",))[0]
-                  ["CIDEr"] for name in caps}
-        same = np.mean([caps["fp32"][k] == caps["int8"][k] for k in ids])
-        print(f"dev {half} ({len(ids)} images): CIDEr fp32 {100 * scores['fp32']:.2f}, int8 "
-              f"{100 * scores['int8']:.2f} ({100 * (scores['int8'] - scores['fp32']):+.2f} points); "
-              f"{same:.0%} identical captions", flush=True)
-        report[f"dev_{half}"] = {"images": len(ids), "cider": scores, "identical": float(same)}
+    sets = {"A": [it.image_id for it in dev[0::2]], "B": [it.image_id for it in dev[1::2]],
+            "all": [it.image_id for it in dev]}
+    tmp = tempfile.TemporaryDirectory()
+    encoders: dict[str, Path] = {}
+    report: dict = {"dev_images": len(dev), "calib_images": args.calib, "seed": args.seed,
+                    "load_average_start": os.getloadavg(), "configs": {}}
+    if args.encoder:
+        encoders[str(args.encoder)] = args.encoder
+    else:
+        calib = calibration_arrays(BUNDLE, train_photos(DATA, args.calib, args.seed))
+        for config in args.configs.split(","):
+            encoders[config] = Path(tmp.name) / f"{config}.onnx"
+            t0 = time.perf_counter()
+            build(config, encoders[config], calib)
+            print(f"{config}: quantised in {time.perf_counter() - t0:.0f} s, "
+                  f"{encoders[config].stat().st_size / 1e6:.1f} MB", flush=True)
+    caps: dict[str, dict[str, str]] = {}
+    for name, path in [("fp32", None), *encoders.items()]:
+        t0 = time.perf_counter()
+        caps[name] = dict(zip((it.image_id for it in dev), served_captions(with_encoder(1, path), blobs), strict=True))
+        print(f"captioned {len(dev)} dev photos as served with the {name} encoder in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+    for half, ids in sets.items():
+        per = per_image_cider(refs, caps, ids)
+        for name in encoders:
+            diff = 100 * (per[name].mean() - per["fp32"].mean())
+            same = float(np.mean([caps["fp32"][k] == caps[name][k] for k in ids]))
+            sd = 100 * paired_bootstrap_sd(per["fp32"], per[name])
+            print(f"{name:22s} dev {half:3s} ({len(ids)}): CIDEr fp32 {100 * per['fp32'].mean():.2f}, int8 "
+                  f"{100 * per[name].mean():.2f} ({diff:+.2f} points, bootstrap sd {sd:.2f}); "
+                  f"{same:.1%} identical captions", flush=True)
+            report["configs"].setdefault(name, {})[f"dev_{half}"] = {
+                "images": len(ids), "cider_fp32": 100 * per["fp32"].mean(), "cider_int8": 100 * per[name].mean(),
+                "delta": diff, "bootstrap_sd": sd, "identical": same}
+    first = next(iter(encoders))
+    if not args.no_speed:
+        arrays = np.stack([with_encoder(1, None).preprocess(b)[1] for b in blobs[: args.speed_images]])
+        report["speed"] = {"encoder": first, **speed(encoders[first], arrays, blobs[: args.speed_images], args.rounds)}
+    report["load_average_end"] = os.getloadavg()
+    report["encoder_sha256"] = sha256_file(encoders[first])
+    r = report["configs"][first]
+    report["summary"] = {
+        **{f"cider_delta_dev{'' if h == 'all' else '_' + h}": round(r[f"dev_{h}"]["delta"] / 100, 5) for h in HALVES},
+        "caption_agreement_dev": round(r["dev_all"]["identical"], 4),
+        "images": len(dev), "data": "flickr8k-dev", "as": "served (int8 decoder, served rules, label head)",
+        **({f"{part}_speed_{t}t": round(report["speed"][f"{part}_{t}t"], 2) for part in ("encoder", "served")
+            for t in (1, 2)} if "speed" in report else {}),
+    }
+    print(json.dumps(report["summary"]))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -6,6 +6,7 @@ password inside the Redis URL) are ``SecretStr``: they never print in a log or a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from captionbot.formats import DEFAULT_BEAM_SIZE, MAX_IMAGE_BYTES, MAX_PIXELS, R
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = REPO_ROOT / "models" / "default"
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # auto, fp32 or a variant directory's name (manifest bounds)
 DISCORD_CDN_ORIGINS = ("https://cdn.discordapp.com", "https://media.discordapp.net")
 
 
@@ -79,7 +81,9 @@ class Settings(BaseSettings):
 
     # Model / inference
     bundle: Path = DEFAULT_BUNDLE
-    variant: str = "fp32"  # fp32 | int8 | fp16
+    # auto: the bundle's int8 variant on CPU when it ships one (int8 encoder and decoder), else fp32 (CUDA);
+    # or a variant by name: fp32 | int8 | fp16 (docs/inference.md, "An int8 encoder")
+    variant: str = "auto"
     provider: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # 0 = onnxruntime's default
     # Decoder with I/O binding (its state stays on the GPU across steps, inference/device.py). Unset: on with CUDA.
@@ -106,6 +110,14 @@ class Settings(BaseSettings):
         if not origins:
             raise ValueError("give at least one origin, e.g. https://cdn.discordapp.com")
         return origins
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _variant(cls, value: Any) -> str:
+        text = str(value).strip().lower() or "auto"  # set but empty (``CAPTIONBOT_VARIANT=`` in a .env): auto
+        if not VARIANT_NAME.fullmatch(text):
+            raise ValueError("give auto, fp32, int8, fp16 or another variant the bundle ships (a plain name)")
+        return text
 
     @property
     def redis_keys(self) -> RedisKeys:

@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heatmap", type=Path, default=None, metavar="OUT.png", help="write attention heatmaps")
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default $CAPTIONBOT_BUNDLE)")
-    parser.add_argument("--variant", default=None, help="fp32, int8 or fp16 (default $CAPTIONBOT_VARIANT)")
+    parser.add_argument("--variant", default=None, help="auto, fp32, int8 or fp16 (default $CAPTIONBOT_VARIANT, auto: "
+                        "int8 on CPU when the bundle ships it, else fp32)")
     parser.add_argument("--provider", default=None, help="auto, cpu or cuda (default $CAPTIONBOT_PROVIDER)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0 = its default)")
     parser.add_argument("--text", action=argparse.BooleanOptionalAction, default=None,

@@ -30,7 +30,8 @@ TEST_MODELS = ("null", "poison", "crash")
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle directory (default: $CAPTIONBOT_BUNDLE"
                         " or models/default)")
-    parser.add_argument("--variant", default=None, help="fp32 | int8 | fp16 (default: $CAPTIONBOT_VARIANT)")
+    parser.add_argument("--variant", default=None, help="auto | fp32 | int8 | fp16 (default: $CAPTIONBOT_VARIANT; "
+                        "auto: int8 on CPU when the bundle ships it, else fp32)")
     parser.add_argument("--provider", default=None, help="auto | cpu | cuda (default: $CAPTIONBOT_PROVIDER)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0: its default)")
     parser.add_argument("--batch-size", type=int, default=None, help="jobs per batch (default: $CAPTIONBOT_BATCH_SIZE)")

@@ -44,6 +44,23 @@ def test_variants(caption_bundle):
         load_bundle(caption_bundle, variant="fp8")
 
 
+def test_auto_runs_the_int8_variant_on_cpu_when_the_bundle_ships_one(caption_bundle, tmp_path):
+    """``auto`` (CAPTIONBOT_VARIANT's default): the int8 variant on the CPU provider, whose version says so; a
+    bundle without an int8 variant (here: the same bundle, variants removed and the manifest resealed) runs fp32."""
+    manifest = formats.Manifest.from_json((caption_bundle / formats.MANIFEST_FILE).read_text())
+    b = load_bundle(caption_bundle, variant="auto", provider="cpu", threads=1)
+    expected = "int8" if "int8" in manifest.variants else "fp32"
+    assert b.variant == expected
+    assert b.model_version == manifest.model_version + ("+int8" if expected == "int8" else "")
+    plain = tmp_path / "plain"
+    shutil.copytree(caption_bundle, plain, ignore=shutil.ignore_patterns(*manifest.variants))
+    manifest.variants = {}
+    manifest.files = {k: v for k, v in manifest.files.items() if "/" not in k}
+    (plain / formats.MANIFEST_FILE).write_text(manifest.to_json())
+    b = load_bundle(plain, variant="auto", provider="cpu", threads=1)
+    assert b.variant == "fp32" and b.model_version == manifest.model_version
+
+
 def test_provider_choice(caption_bundle, caplog):
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     assert choose_providers("cpu") == ["CPUExecutionProvider"]

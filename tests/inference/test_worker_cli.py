@@ -38,7 +38,10 @@ async def test_worker_command_serves_captions_from_the_bundle_and_stops_on_sigte
     try:
         result = await client.caption(_png(), timeout=30)
         assert result.ok and result.worker == "cli-worker"
-        assert result.model_version == json.loads((caption_bundle / "manifest.json").read_text())["model_version"]
+        manifest = json.loads((caption_bundle / "manifest.json").read_text())
+        # CAPTIONBOT_VARIANT unset (auto): a CPU worker runs the bundle's int8 variant when it ships one
+        int8 = "int8" in manifest["variants"] and "CUDAExecutionProvider" not in _providers()
+        assert result.model_version == manifest["model_version"] + ("+int8" if int8 else "")
         stats = await client.stats()
         assert stats["workers"] == 1 and stats["model_version"] == result.model_version
         proc.send_signal(signal.SIGTERM)
@@ -50,6 +53,20 @@ async def test_worker_command_serves_captions_from_the_bundle_and_stops_on_sigte
         out = proc.communicate(timeout=10)[0].decode()
         await client.close()
     assert "loaded model" in out and "stopped after 1 jobs" in out
+
+
+def _providers() -> list[str]:
+    import onnxruntime
+
+    return onnxruntime.get_available_providers()
+
+
+def test_worker_command_refuses_a_variant_name_that_is_no_name_in_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, CAPTIONBOT_VARIANT="../int8", CAPTIONBOT_REDIS_URL="redis://127.0.0.1:1/0")
+    proc = subprocess.run([sys.executable, "-m", "captionbot.cli", "worker"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "CAPTIONBOT_VARIANT='../int8'" in proc.stderr and "auto, fp32, int8" in proc.stderr, proc.stderr
 
 
 async def _no_workers(client: CaptionClient) -> bool:

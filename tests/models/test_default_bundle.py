@@ -26,8 +26,10 @@ def test_the_default_bundle_is_shipped_small_and_verified() -> None:
     formats.verify_bundle_files(DEFAULT_BUNDLE, manifest)
     size = sum(p.stat().st_size for p in DEFAULT_BUNDLE.rglob("*") if p.is_file())
     # 41 MiB since 1.2.0: the graphs are as small as they were (40.0 MiB); the 0.4 MiB on top are the caption
-    # language models (caption_lm.npz) that raised served CIDEr on out-of-domain photos (docs/model.md)
-    assert size <= 41 * 1024 * 1024
+    # language models (caption_lm.npz) that raised served CIDEr on out-of-domain photos (docs/model.md).
+    # 48 MiB since 1.2.1: + the int8 variant's encoder (int8/encoder.onnx, 7.1 MiB), which a CPU worker runs by
+    # default: ~1.6-1.9x the fp32 encoder's speed within a CIDEr point of it as served (docs/inference.md)
+    assert size <= 48 * 1024 * 1024
     assert manifest.trained_on and manifest.encoder.arch == "efficientnet_lite0"
 
 
