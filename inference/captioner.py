@@ -67,8 +67,8 @@ def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) ->
         from captionbot.inference.device import bound_caption_features
 
         return bound_caption_features(bundle, bundle.device, feats, options)
-    h, c, att_proj = bundle.init(feats)
-    return beam_search(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
+    features, h, c, att_proj = bundle.search_inputs(feats)
+    return beam_search(bundle.step, features, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
 
 def caption_feature_variants(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[list[Hypothesis]]:
@@ -77,8 +77,8 @@ def caption_feature_variants(bundle: Bundle, feats: np.ndarray, options: BeamOpt
     (with I/O binding where the bundle has a device); several run the plain search."""
     if options.groups == 1:
         return [[hyp] for hyp in caption_features(bundle, feats, options)]
-    h, c, att_proj = bundle.init(feats)
-    return beam_search_variants(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
+    features, h, c, att_proj = bundle.search_inputs(feats)
+    return beam_search_variants(bundle.step, features, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
 
 def as_sentence(words: list[str]) -> str:
