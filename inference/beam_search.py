@@ -124,14 +124,17 @@ def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
 
 
 def mask_log_probs(
-    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]], special: SpecialIds, options: BeamOptions,
-    row_images: np.ndarray | None = None,
+    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]] | np.ndarray, special: SpecialIds,
+    options: BeamOptions, row_images: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply the emission rules, in place, to ``log_probs`` [N, V] of rows whose words so far are ``token_rows``
-    (and whose images are ``row_images`` [N], for ``options.allowed_words``)."""
+    (and whose images are ``row_images`` [N], for ``options.allowed_words``). ``token_rows`` as an int array
+    [N, t] (rows of equal length, as in the batched search): the same rules, applied to all rows at once."""
     log_probs[:, [special.pad, special.start, special.unk]] = -np.inf
     if options.allowed_words is not None and row_images is not None:
         log_probs[~options.allowed_words[row_images]] = -np.inf
+    if isinstance(token_rows, np.ndarray):
+        return _mask_token_array(log_probs, token_rows, special, options)
     if options.min_words > 0:
         short = [row for row, toks in enumerate(token_rows) if len(toks) < options.min_words]
         log_probs[short, special.end] = -np.inf
@@ -140,6 +143,28 @@ def mask_log_probs(
             ban = banned_tokens(toks, options)
             if ban:
                 log_probs[row, ban] = -np.inf
+    return log_probs
+
+
+def _mask_token_array(log_probs: np.ndarray, tokens: np.ndarray, special: SpecialIds,
+                      options: BeamOptions) -> np.ndarray:
+    """:func:`mask_log_probs`' word rules for rows of equal length ``tokens`` [N, t], without a loop over rows:
+    the same bans as :func:`banned_tokens` gives each row."""
+    N, t = tokens.shape
+    if t < options.min_words:
+        log_probs[:, special.end] = -np.inf
+    if t == 0:
+        return log_probs
+    if options.block_repeated_word:
+        log_probs[np.arange(N), tokens[:, -1]] = -np.inf
+    if options.repeatable is not None:
+        rows, cols = np.nonzero(~np.isin(tokens, np.fromiter(options.repeatable, dtype=np.int64)))
+        log_probs[rows, tokens[rows, cols]] = -np.inf
+    n = options.no_repeat_ngram
+    if n >= 2 and t >= n:  # each earlier occurrence of the last n-1 words bans the word that followed it
+        windows = np.lib.stride_tricks.sliding_window_view(tokens[:, : t - 1], n - 1, axis=1)  # [N, t-n+1, n-1]
+        rows, starts = np.nonzero((windows == tokens[:, None, t - n + 1 :]).all(axis=2))
+        log_probs[rows, tokens[rows, starts + n - 1]] = -np.inf
     return log_probs
 
 
@@ -350,7 +375,7 @@ def beam_search_variants(
     for t in range(steps):
         log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
         real_images = rows.img // G
-        dec_lp = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, real_images)
+        dec_lp = mask_log_probs(log_probs.astype(np.float64), rows.tokens, special, options, real_images)
         lm_lp = options.lm(rows.tokens.tolist(), real_images) if options.lm is not None and options.fused else None
         if lm_lp is not None:
             cand = dec_lp + rows.scores[:, None]  # [N, V]
