@@ -8,8 +8,10 @@ then the other, the order swapped every round, so machine load hits both alike. 
 over all rounds, the ratio (now / before) and the median of the per-round ratios, and whether the two gave the
 same answers (a sha256 over every caption, score, confidence and label).
 
-    .venv/bin/python bench/served_ab.py --before main [--variant int8] [--threads 1 2] [--rounds 6] \
+    .venv/bin/python bench/served_ab.py --before main [--now REF] [--variant int8] [--threads 1 2] [--rounds 6] \
         [--photos 64] [--json bench/results/served_ab.json]
+
+``--now REF`` compares two commits (one change's effect) instead of REF and the working tree.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def compare(trees: dict[str, Path], photo_list: Path, n_photos: int, args: argpa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", default="main", help="the git ref to compare against")
+    ap.add_argument("--now", default=None, help="a git ref in place of the working tree (one change's effect)")
     ap.add_argument("--bundle", type=Path, default=REPO / "models" / "default")
     ap.add_argument("--variant", default="int8")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -159,13 +162,19 @@ def main() -> int:
         photo_list = tmp_dir / "photos.json"
         photo_list.write_text(json.dumps([str(root / "images" / n) for n in names]))
         before = checkout(args.before, tmp_dir / "before")
-        trees = {"before": link_tree(tmp_dir / "before", tmp_dir / "before_pkg"),
-                 "now": link_tree(REPO, tmp_dir / "now_pkg")}
-        now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                    capture_output=True, text=True).stdout.strip())
+        if args.now:
+            now = f"{args.now} ({checkout(args.now, tmp_dir / 'now')})"
+            trees = {"before": link_tree(tmp_dir / "before", tmp_dir / "before_pkg"),
+                     "now": link_tree(tmp_dir / "now", tmp_dir / "now_pkg")}
+        else:
+            now = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+            if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                              capture_output=True, text=True).stdout.strip():
+                now += " + uncommitted changes"
+            trees = {"before": link_tree(tmp_dir / "before", tmp_dir / "before_pkg"),
+                     "now": link_tree(REPO, tmp_dir / "now_pkg")}
         report: dict[str, Any] = {
-            "before": f"{args.before} ({before})", "now": now + (" + uncommitted changes" if dirty else ""),
+            "before": f"{args.before} ({before})", "now": now,
             "variant": args.variant, "photos": len(names), "rounds": args.rounds,
             "load_average_at_start": os.getloadavg(), "results": [],
         }
