@@ -226,8 +226,8 @@ def _candidate_table(
         live[...] = cand.reshape(G, K, V)
     else:
         live[np.repeat(np.arange(G), n_rows), np.arange(N) - np.repeat(first_row, n_rows)] = cand
-        for g in np.flatnonzero(n_rows < K):
-            live[g, n_rows[g] :] = -np.inf
+        for short in np.flatnonzero(n_rows < K):
+            live[short, n_rows[short] :] = -np.inf
     done = table[:, K * V :]
     done[...] = -np.inf
     for g, img in enumerate(imgs):
