@@ -115,7 +115,6 @@ class Captioner:
         self.input_size, self.mean, self.std, self.grid = enc.input_size, enc.mean, enc.std, enc.grid
         # Pillow releases the GIL while it decodes and resizes, so a batch's images decode in parallel.
         self._pool = ThreadPoolExecutor(decode_threads, "decode") if decode_threads > 1 else None
-        self._batch_memory = np.empty(0, dtype=np.float32)  # caption_images' batch (see _batch)
 
     @classmethod
     def load(
@@ -145,34 +144,21 @@ class Captioner:
     def model_version(self) -> str:
         return self.bundle.model_version
 
-    def preprocess(self, data: bytes, out: np.ndarray | None = None) -> tuple[Image.Image, np.ndarray]:
-        """Bytes -> (upright RGB image, normalised float32 [3, H, W], written into ``out`` where given)."""
+    def preprocess(self, data: bytes) -> tuple[Image.Image, np.ndarray]:
         img = decode_image(data, size=self.input_size, max_pixels=self.max_pixels)
-        return img, to_array(img, self.input_size, self.mean, self.std, out)
+        return img, to_array(img, self.input_size, self.mean, self.std)
 
-    def preprocess_many(self, images: Sequence[bytes],
-                        batch: np.ndarray | None = None) -> list[tuple[Image.Image, np.ndarray] | ImageRejected]:
-        """:meth:`preprocess` for each image, on the decode threads; a refused image gives its ``ImageRejected``.
-        ``batch`` [len(images), 3, H, W]: image i's array is written into ``batch[i]``."""
-        jobs = [(i, data, None if batch is None else batch[i]) for i, data in enumerate(images)]
+    def preprocess_many(self, images: Sequence[bytes]) -> list[tuple[Image.Image, np.ndarray] | ImageRejected]:
+        """:meth:`preprocess` for each image, on the decode threads; a refused image gives its ``ImageRejected``."""
+        jobs = list(enumerate(images))
         if self._pool and len(jobs) > 1:
             return list(self._pool.map(self._try_preprocess, jobs))
         return [self._try_preprocess(job) for job in jobs]
 
-    def _batch(self, n: int) -> np.ndarray:
-        """A [n, 3, H, W] float32 batch in memory reused from call to call (a batch of 32 is 19 MB: writing each image
-        into it beats an array per image and a stack of them)."""
-        size = n * 3 * self.input_size[0] * self.input_size[1]
-        if self._batch_memory.size < size:
-            self._batch_memory = np.empty(size, dtype=np.float32)
-        return self._batch_memory[:size].reshape(n, 3, *self.input_size)
-
-    def _try_preprocess(
-        self, job: tuple[int, bytes, np.ndarray | None]
-    ) -> tuple[Image.Image, np.ndarray] | ImageRejected:
-        i, data, out = job
+    def _try_preprocess(self, job: tuple[int, bytes]) -> tuple[Image.Image, np.ndarray] | ImageRejected:
+        i, data = job
         try:
-            return self.preprocess(data, out)
+            return self.preprocess(data)
         except ImageRejected as exc:
             log.info("image %d refused: %s", i, exc)
             return exc
@@ -188,8 +174,7 @@ class Captioner:
         different captions with their confidences (diverse beam search, ``inference/variants.py``)."""
         results: list[CaptionOutput | ImageRejected | None] = [None] * len(images)
         decoded: list[tuple[int, Image.Image, np.ndarray]] = []
-        arrays = self._batch(len(images))
-        for i, out in enumerate(self.preprocess_many(images, arrays)):
+        for i, out in enumerate(self.preprocess_many(images)):
             if isinstance(out, ImageRejected):
                 results[i] = out
             else:
@@ -205,8 +190,7 @@ class Captioner:
         decoded = [d for d in decoded if results[d[0]] is None]
         if decoded:
             readings = [self._start_reading(images[i], img) for i, img, _ in decoded]
-            kept = [i for i, _, _ in decoded]
-            batch = arrays[: len(kept)] if kept == list(range(len(kept))) else arrays[kept]
+            batch = np.stack([arr for _, _, arr in decoded])
             options = variant_options(replace(self.options, beam_size=beam_size or self.options.beam_size), variants)
             if self.labels is None:
                 feats = np.concatenate([self.bundle.encode(batch[i: i + ENCODER_CHUNK])

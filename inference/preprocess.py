@@ -115,19 +115,16 @@ def _normalise_table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndar
 
 
 def to_array(
-    img: Image.Image, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
-    out: np.ndarray | None = None,
+    img: Image.Image, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]
 ) -> np.ndarray:
-    """RGB image -> float32 [3, H, W], resized to ``size`` (H, W) (aspect not kept, as in training) and normalised;
-    written into ``out`` where given (a slot of a batch: no array per image, no stacking).
+    """RGB image -> float32 [3, H, W], resized to ``size`` (H, W) (aspect not kept, as in training) and normalised.
 
     Normalisation is a per-channel table look-up straight into the [3, H, W] layout: the same values as converting,
     scaling and transposing the whole array, in one pass instead of four (``bench/served_path_profile.py``)."""
     resized = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     pixels = np.asarray(resized)  # [H, W, 3] uint8
     table = _normalise_table(tuple(mean), tuple(std))
-    if out is None:
-        out = np.empty((3, size[0], size[1]), dtype=np.float32)
+    out = np.empty((3, size[0], size[1]), dtype=np.float32)
     for ch in range(3):
         np.take(table[ch], pixels[:, :, ch], out=out[ch])
     return out
