@@ -124,14 +124,17 @@ def banned_tokens(tokens: Sequence[int], options: BeamOptions) -> list[int]:
 
 
 def mask_log_probs(
-    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]], special: SpecialIds, options: BeamOptions,
-    row_images: np.ndarray | None = None,
+    log_probs: np.ndarray, token_rows: Sequence[Sequence[int]] | np.ndarray, special: SpecialIds,
+    options: BeamOptions, row_images: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply the emission rules, in place, to ``log_probs`` [N, V] of rows whose words so far are ``token_rows``
-    (and whose images are ``row_images`` [N], for ``options.allowed_words``)."""
+    (and whose images are ``row_images`` [N], for ``options.allowed_words``). ``token_rows`` as an int array
+    [N, t] (rows of equal length, as in the batched search): the same rules, applied to all rows at once."""
     log_probs[:, [special.pad, special.start, special.unk]] = -np.inf
     if options.allowed_words is not None and row_images is not None:
         log_probs[~options.allowed_words[row_images]] = -np.inf
+    if isinstance(token_rows, np.ndarray):
+        return _mask_token_array(log_probs, token_rows, special, options)
     if options.min_words > 0:
         short = [row for row, toks in enumerate(token_rows) if len(toks) < options.min_words]
         log_probs[short, special.end] = -np.inf
@@ -140,6 +143,30 @@ def mask_log_probs(
             ban = banned_tokens(toks, options)
             if ban:
                 log_probs[row, ban] = -np.inf
+    return log_probs
+
+
+def _mask_token_array(log_probs: np.ndarray, tokens: np.ndarray, special: SpecialIds,
+                      options: BeamOptions) -> np.ndarray:
+    """:func:`mask_log_probs`' word rules for rows of equal length ``tokens`` [N, t], without a loop over rows:
+    the same bans as :func:`banned_tokens` gives each row."""
+    N, t = tokens.shape
+    if t < options.min_words:
+        log_probs[:, special.end] = -np.inf
+    if t == 0:
+        return log_probs
+    if options.block_repeated_word:
+        log_probs[np.arange(N), tokens[:, -1]] = -np.inf
+    if options.repeatable is not None:
+        repeatable = np.zeros(log_probs.shape[1], dtype=bool)  # a look-up by word id: cheaper than np.isin's sort
+        repeatable[[w for w in options.repeatable if 0 <= w < len(repeatable)]] = True
+        rows, cols = np.nonzero(~repeatable[tokens])
+        log_probs[rows, tokens[rows, cols]] = -np.inf
+    n = options.no_repeat_ngram
+    if n >= 2 and t >= n:  # each earlier occurrence of the last n-1 words bans the word that followed it
+        windows = np.lib.stride_tricks.sliding_window_view(tokens[:, : t - 1], n - 1, axis=1)  # [N, t-n+1, n-1]
+        rows, starts = np.nonzero((windows == tokens[:, None, t - n + 1 :]).all(axis=2))
+        log_probs[rows, tokens[rows, starts + n - 1]] = -np.inf
     return log_probs
 
 
@@ -167,28 +194,62 @@ class _Rows:
                    np.zeros((B, 0), dtype=np.int64), np.zeros((B, 0, P), dtype=np.float32), h, c, features, att_proj)
 
 
+class _TableBuffer:
+    """The candidate table's memory, reused from step to step (a table is up to B × (K·V + K) float64: 6 MB for a
+    batch of 32 at beam 3; allocating it afresh each step cost more than filling it)."""
+
+    def __init__(self) -> None:
+        self._data = np.empty(0)
+
+    def get(self, rows: int, width: int) -> np.ndarray:
+        """A [rows, width] float64 array (contents undefined)."""
+        if self._data.size < rows * width:
+            self._data = np.empty(rows * width)
+        return self._data[: rows * width].reshape(rows, width)
+
+
 def _candidate_table(
-    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int, lm_weight: float = 0.0
+    cand: np.ndarray, row_img: np.ndarray, kept_finished: list[list[Hypothesis]], K: int, lm_weight: float = 0.0,
+    buffer: _TableBuffer | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One padded table per image: its live rows' continuations (K×V) then its kept finished hypotheses (K,
-    frozen scores). Returns (images [G], first row of each image [G], table [G, K*V + K])."""
-    imgs, first_row, n_rows = np.unique(row_img, return_index=True, return_counts=True)
-    G, V = len(imgs), cand.shape[1]
-    live = np.full((G, K, V), -np.inf)
-    live[np.repeat(np.arange(G), n_rows), np.arange(len(row_img)) - np.repeat(first_row, n_rows)] = cand
-    done = np.full((G, K), -np.inf)
+    frozen scores). ``row_img`` is sorted (rows grouped by image in image order). Returns (images [G], first row of
+    each image [G], table [G, K*V + K]), the table in ``buffer``'s memory where one is given."""
+    N, V = cand.shape
+    first_row = np.flatnonzero(np.concatenate(([True], row_img[1:] != row_img[:-1])))
+    imgs = row_img[first_row]
+    n_rows = np.diff(np.append(first_row, N))
+    G = len(imgs)
+    table = (buffer or _TableBuffer()).get(G, K * V + K)
+    live = table[:, : K * V].reshape(G, K, V)
+    if N == G * K:  # every image has all K rows: the rows are the table's live part as they are
+        live[...] = cand.reshape(G, K, V)
+    else:
+        live[np.repeat(np.arange(G), n_rows), np.arange(N) - np.repeat(first_row, n_rows)] = cand
+        for short in np.flatnonzero(n_rows < K):
+            live[short, n_rows[short] :] = -np.inf
+    done = table[:, K * V :]
+    done[...] = -np.inf
     for g, img in enumerate(imgs):
         for j, hyp in enumerate(kept_finished[img]):
             done[g, j] = hyp.log_prob + lm_weight * hyp.lm_log_prob
-    return imgs, first_row, np.concatenate([live.reshape(G, K * V), done], axis=1)
+    return imgs, first_row, table
 
 
 def _top_k(table: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """The K best entries of each table row, best first; ties: lower index first (``torch.topk``'s order)."""
-    top = np.argpartition(-table, K - 1, axis=1)[:, :K]
-    top_val = np.take_along_axis(table, top, axis=1)
-    order = np.lexsort((top, -top_val), axis=1)
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_val, order, axis=1)
+    """The K best entries of each table row, best first; ties: lower index first (``torch.topk``'s order). K
+    arg-max passes (K is the beam size, a few): each takes the best entry and hides it for the next; the table is
+    restored before returning."""
+    rows = np.arange(len(table))
+    top = np.empty((len(table), K), dtype=np.int64)
+    top_val = np.empty((len(table), K))
+    for k in range(K):
+        best = table.argmax(axis=1)  # the first of equal maxima: the lower index
+        top[:, k] = best
+        top_val[:, k] = table[rows, best]
+        table[rows, best] = -np.inf
+    table[rows[:, None], top] = top_val
+    return top, top_val
 
 
 @dataclass
@@ -312,14 +373,18 @@ def beam_search_variants(
     kept_finished: list[list[Hypothesis]] = [[] for _ in range(n)]  # finished hypotheses still in the beam
     rows = _Rows.start(features, h, c, att_proj, special)
     steps = options.max_len + 1
+    buffer = _TableBuffer()
     for t in range(steps):
         log_probs, h, c, alpha = step(rows.words, rows.h, rows.c, rows.features, rows.att_proj)
         real_images = rows.img // G
-        dec_lp = mask_log_probs(log_probs.astype(np.float64), rows.tokens.tolist(), special, options, real_images)
+        dec_lp = mask_log_probs(log_probs.astype(np.float64), rows.tokens, special, options, real_images)
         lm_lp = options.lm(rows.tokens.tolist(), real_images) if options.lm is not None and options.fused else None
-        cand = dec_lp + rows.scores[:, None]  # [N, V]
         if lm_lp is not None:
+            cand = dec_lp + rows.scores[:, None]  # [N, V]
             cand += options.lm_weight * lm_lp
+        else:  # the decoder's log-probabilities are not read again: add the scores in place
+            cand = dec_lp
+            cand += rows.scores[:, None]
         V = cand.shape[1]
         w = options.lm_weight if lm_lp is not None else 0.0
         last = t == steps - 1
@@ -329,7 +394,8 @@ def beam_search_variants(
             sel = np.flatnonzero(rows.img % G == g) if G > 1 else np.arange(len(rows.img))
             if sel.size == 0:
                 continue
-            imgs, first_row, table = _candidate_table(cand[sel], rows.img[sel], kept_finished, K, w)
+            imgs, first_row, table = _candidate_table(cand[sel] if G > 1 else cand, rows.img[sel], kept_finished, K,
+                                                      w, buffer)
             ranked = table
             if used is not None and g > 0 and options.diversity:
                 penalty = np.zeros_like(table)

@@ -15,11 +15,19 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 from captionbot.inference.caption_lm import DomainRatio
+from captionbot.inference.image_rows import (
+    IMAGE_ATT_PROJ,
+    IMAGE_FEATURES,
+    ROW_IMAGE,
+    ImageRows,
+    gather_step_graph,
+    per_image,
+)
 from captionbot.inference.policy import check_policy
 
 from captionbot import formats
@@ -184,6 +192,8 @@ class Bundle:
     decoder_step: ort.InferenceSession
     device: Device | None = None  # set: the search runs with I/O binding there (inference/device.py)
     lm: DomainRatio | None = None  # the caption language models (manifest ``lm``; bundles >= 1.3)
+    # the step graph gathers each row's image features itself (inference/image_rows.py): it takes them per image
+    row_gather: bool = False
 
     @property
     def model_version(self) -> str:
@@ -210,20 +220,38 @@ class Bundle:
         h, c, att_proj = self.decoder_init.run(None, {"features": features})
         return h, c, att_proj
 
+    def search_inputs(self, features: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, Any]:
+        """Encoded images [B,P,C] -> what a beam search over them starts from: (features, h, c, att_proj), the
+        features and ``att_proj`` as :class:`~captionbot.inference.image_rows.ImageRows` where the step graph
+        gathers rows itself (selecting rows then copies nothing)."""
+        h, c, att_proj = self.init(features)
+        if self.row_gather:
+            return ImageRows(features), h, c, ImageRows(att_proj)
+        return features, h, c, att_proj
+
     def step(
-        self, word: np.ndarray, h: np.ndarray, c: np.ndarray, features: np.ndarray, att_proj: np.ndarray
+        self, word: np.ndarray, h: np.ndarray, c: np.ndarray, features: Any, att_proj: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        feed = {"word": word, "h": h, "c": c, "features": features, "att_proj": att_proj}
+        """One decoder step over N rows. ``features`` [N,P,C] and ``att_proj`` [N,P,A]: arrays, or
+        :class:`~captionbot.inference.image_rows.ImageRows` (from :meth:`search_inputs`)."""
+        if self.row_gather:
+            images, projections, rows = per_image(features, att_proj)
+            feed = {"word": word, "h": h, "c": c, IMAGE_FEATURES: images, IMAGE_ATT_PROJ: projections,
+                    ROW_IMAGE: rows}
+        else:
+            feed = {"word": word, "h": h, "c": c, "features": np.asarray(features), "att_proj": np.asarray(att_proj)}
         log_probs, h, c, alpha = self.decoder_step.run(None, feed)
         return log_probs, h, c, alpha
 
 
 def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-                io_binding: bool | None = None, allow_unsealed: bool | None = None) -> Bundle:
+                io_binding: bool | None = None, allow_unsealed: bool | None = None, row_gather: bool = True) -> Bundle:
     """Open ``bundle_dir`` after checking its manifest (digest, bounds) and every file's sha256 against it
     (:class:`BundleError` if not). ``variant``: a variant the bundle ships, ``fp32``, or ``auto``
     (:func:`resolve_variant`). ``io_binding``: the decoder with I/O binding (None: where CUDA runs).
-    ``allow_unsealed``: load a manifest without a digest (None: as ``$CAPTIONBOT_ALLOW_UNSEALED`` says)."""
+    ``allow_unsealed``: load a manifest without a digest (None: as ``$CAPTIONBOT_ALLOW_UNSEALED`` says).
+    ``row_gather``: the step graph gathers rows itself (``inference/image_rows.py``; not with I/O binding, whose
+    decoder gathers on the device); False: the graph as shipped (the same outputs)."""
     bundle_dir = Path(bundle_dir)
     if allow_unsealed is None:
         allow_unsealed = os.environ.get(ALLOW_UNSEALED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
@@ -242,14 +270,23 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     variant = resolve_variant(manifest, variant, providers)
     paths = variant_paths(bundle_dir, manifest, variant)
     opts = session_options(threads)
-    sessions = [ort.InferenceSession(str(paths[name]), sess_options=opts, providers=providers) for name in GRAPH_FILES]
-    check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
     from captionbot.inference.device import Device, wants_io_binding
 
     device = Device(providers, opts) if wants_io_binding(providers, io_binding) else None
+    graphs: dict[str, str | bytes] = {name: str(paths[name]) for name in GRAPH_FILES}
+    if row_gather and device is None:
+        rewritten = gather_step_graph(paths[formats.DECODER_STEP_FILE].read_bytes())
+        if rewritten is not None:
+            graphs[formats.DECODER_STEP_FILE] = rewritten
+        row_gather = rewritten is not None
+    else:
+        row_gather = False
+    sessions = [ort.InferenceSession(graphs[name], sess_options=opts, providers=providers) for name in GRAPH_FILES]
+    check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
     log.info("loaded bundle %s (%s, %s) on %s%s", bundle_dir, manifest.model_version, variant, providers[0],
              f", decoder with I/O binding on {device.kind}" if device else "")
-    return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device, lm=lm)
+    return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device, lm=lm,
+                  row_gather=row_gather)
 
 
 def load_lm(bundle_dir: Path, manifest: Manifest, vocab_size: int) -> DomainRatio | None:

@@ -16,7 +16,7 @@ import numpy as np
 from captionbot.inference.beam_search import BeamOptions, Hypothesis, beam_search, beam_search_variants
 from captionbot.inference.blank import describe_blank
 from captionbot.inference.bundle import Bundle, load_bundle
-from captionbot.inference.chart import CHART_CONFIDENCE, describe_chart, is_flat_graphic
+from captionbot.inference.chart import CHART_CONFIDENCE, Palette, describe_chart, is_flat_graphic, palette
 from captionbot.inference.described import describe_arrays
 from captionbot.inference.heatmap import render_heatmap
 from captionbot.inference.policy import beam_options, bundle_policy
@@ -67,8 +67,8 @@ def caption_features(bundle: Bundle, feats: np.ndarray, options: BeamOptions) ->
         from captionbot.inference.device import bound_caption_features
 
         return bound_caption_features(bundle, bundle.device, feats, options)
-    h, c, att_proj = bundle.init(feats)
-    return beam_search(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
+    features, h, c, att_proj = bundle.search_inputs(feats)
+    return beam_search(bundle.step, features, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
 
 def caption_feature_variants(bundle: Bundle, feats: np.ndarray, options: BeamOptions) -> list[list[Hypothesis]]:
@@ -77,8 +77,8 @@ def caption_feature_variants(bundle: Bundle, feats: np.ndarray, options: BeamOpt
     (with I/O binding where the bundle has a device); several run the plain search."""
     if options.groups == 1:
         return [[hyp] for hyp in caption_features(bundle, feats, options)]
-    h, c, att_proj = bundle.init(feats)
-    return beam_search_variants(bundle.step, feats, h, c, att_proj, options, SpecialIds.of(bundle.itos))
+    features, h, c, att_proj = bundle.search_inputs(feats)
+    return beam_search_variants(bundle.step, features, h, c, att_proj, options, SpecialIds.of(bundle.itos))
 
 
 def as_sentence(words: list[str]) -> str:
@@ -179,10 +179,12 @@ class Captioner:
                 results[i] = out
             else:
                 decoded.append((i, *out))
+        colours: dict[int, Palette] = {}  # each image's palette, shared by the chart and graphic checks
         for i, img, _ in decoded:  # nothing in the picture: say so, never the model's guess
             if text := describe_blank(img):
                 results[i] = self._fixed_description(img, text, heatmap, "", 1.0)
-            elif text := describe_chart(img):  # a drawn chart: say so, and read its title, labels and values
+            elif text := describe_chart(img, colours.setdefault(i, palette(img))):  # a drawn chart: say so, and
+                # read its title, labels and values
                 read = self._read_where_labels_say(images[i], img, document=True) if self._label_led_text else ""
                 results[i] = self._fixed_description(img, text, heatmap, read, CHART_CONFIDENCE)
         decoded = [d for d in decoded if results[d[0]] is None]
@@ -210,7 +212,7 @@ class Captioner:
                     text = reading.result() if reading else ""
                     # a drawn image the labels did not call a document (a dark-mode chat, a slide): read as one;
                     # photos are never drawn images (0 of the 1,107 dev photos), so they pay nothing
-                    graphic = not d.document and is_flat_graphic(img)
+                    graphic = not d.document and is_flat_graphic(img, colours.get(i))
                     if self._label_led_text and not text and (
                             d.document or graphic or (d.text_likely and not self._gate_all)):
                         text = self._read_where_labels_say(images[i], img, document=d.document or graphic)

@@ -11,6 +11,8 @@ it calls a chart; ``bench/chart_check.py``).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image
 
@@ -41,29 +43,41 @@ def has_axes(dark: np.ndarray) -> bool:
     return rows >= AXIS_RUN * n and cols >= AXIS_RUN * n * 0.6
 
 
-def _palette(img: Image.Image) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """(thumbnail [SIZE, SIZE, 3], its 4-bit colour code per pixel, the flat background's code or None when the
-    image is not a drawn graphic: no colour covers ``MIN_BACKGROUND``, or more than ``MAX_COLOURS`` cover 95 %)."""
+class Palette(NamedTuple):
+    """An image's thumbnail [SIZE, SIZE, 3], its 4-bit colour code per pixel and the flat background's code (None
+    when the image is not a drawn graphic: no colour covers ``MIN_BACKGROUND``, or more than ``MAX_COLOURS`` cover
+    95 %). Computed once per image (:func:`palette`) and shared by the chart and graphic checks."""
+
+    thumb: np.ndarray
+    codes: np.ndarray
+    background: int | None
+
+
+def palette(img: Image.Image) -> Palette:
+    """The :class:`Palette` of ``img``."""
     thumb = np.asarray(img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.NEAREST), dtype=np.int16)
     q = thumb // 16
     codes = (q[..., 0] * 256 + q[..., 1] * 16 + q[..., 2]).reshape(-1)
-    values, counts = np.unique(codes, return_counts=True)
+    per_code = np.bincount(codes, minlength=4096)  # as np.unique(codes, return_counts=True), without the sort
+    values = np.flatnonzero(per_code)
+    counts = per_code[values]
     order = np.argsort(-counts)
     share = counts[order] / codes.size
     if share[0] < MIN_BACKGROUND or int(np.searchsorted(np.cumsum(share), 0.95)) + 1 > MAX_COLOURS:
-        return thumb, codes, None
-    return thumb, codes, int(values[order[0]])
+        return Palette(thumb, codes, None)
+    return Palette(thumb, codes, int(values[order[0]]))
 
 
-def is_flat_graphic(img: Image.Image) -> bool:
+def is_flat_graphic(img: Image.Image, colours: Palette | None = None) -> bool:
     """A drawn image (screenshot, slide, chart, meme template): a flat background and few colours. None of the
-    1,107 dev photos is one; such an image is worth the text detector's look even when the labels say nothing."""
-    return _palette(img)[2] is not None
+    1,107 dev photos is one; such an image is worth the text detector's look even when the labels say nothing.
+    ``colours``: the image's :func:`palette` where the caller has it already."""
+    return (colours or palette(img)).background is not None
 
 
-def looks_like_chart(img: Image.Image) -> bool:
-    """Whether ``img`` is a drawn chart (see the module docstring)."""
-    thumb, codes, background = _palette(img)
+def looks_like_chart(img: Image.Image, colours: Palette | None = None) -> bool:
+    """Whether ``img`` is a drawn chart (see the module docstring); ``colours`` as for :func:`is_flat_graphic`."""
+    thumb, codes, background = colours or palette(img)
     if background is None:
         return False
     flat = thumb.reshape(-1, 3)
@@ -81,6 +95,6 @@ def looks_like_chart(img: Image.Image) -> bool:
     return has_axes(lines[BORDER:-BORDER, BORDER:-BORDER])
 
 
-def describe_chart(img: Image.Image) -> str | None:
-    """ "A chart." for a drawn chart, else None."""
-    return "A chart." if looks_like_chart(img) else None
+def describe_chart(img: Image.Image, colours: Palette | None = None) -> str | None:
+    """ "A chart." for a drawn chart, else None; ``colours`` as for :func:`is_flat_graphic`."""
+    return "A chart." if looks_like_chart(img, colours) else None

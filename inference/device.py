@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
+from captionbot.inference import onnx_wire as wire
 
 from captionbot.formats import SpecialIds
 
@@ -36,40 +37,17 @@ def wants_io_binding(providers: list[str], setting: bool | None = None) -> bool:
     return bool(providers) and providers[0] == CUDA
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes | str | int) -> bytes:
-    """One protobuf field: a varint for ints, length-delimited for bytes and strings."""
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    data = payload.encode() if isinstance(payload, str) else payload
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _tensor_value(name: str, elem_type: int, dims: list[str]) -> bytes:
-    """ValueInfoProto: a tensor of ``elem_type`` (1 float, 7 int64) with symbolic dimensions ``dims``."""
-    shape = b"".join(_field(1, _field(2, d)) for d in dims)  # TensorShapeProto.dim, Dimension.dim_param
-    tensor_type = _field(1, elem_type) + _field(2, shape)
-    return _field(1, name) + _field(2, _field(1, tensor_type))
-
-
 def gather_graph(rank: int = 2) -> bytes:
     """The serialised ONNX model ``rows = Gather(data, indices, axis=0)`` for float32 ``data`` of ``rank``
     dimensions and int64 ``indices`` [K] (opset 13), written field by field so that the worker needs no ``onnx``
     package (a test checks it with ``onnx.checker``)."""
-    dims = [f"d{i}" for i in range(rank)]
-    node = _field(1, "data") + _field(1, "indices") + _field(2, "rows") + _field(3, "gather") + _field(4, "Gather")
-    graph = (_field(1, node) + _field(2, "gather_rows") + _field(11, _tensor_value("data", 1, dims))
-             + _field(11, _tensor_value("indices", 7, ["k"])) + _field(12, _tensor_value("rows", 1, ["k", *dims[1:]])))
-    opset = _field(1, "") + _field(2, 13)
-    return _field(1, 8) + _field(2, "captionbot") + _field(7, graph) + _field(8, opset)  # ir_version 8
+    dims: list[str | int] = [f"d{i}" for i in range(rank)]
+    node = wire.node("Gather", ["data", "indices"], ["rows"], "gather")
+    graph = (wire.field(1, node) + wire.field(2, "gather_rows") + wire.field(11, wire.tensor_value("data", 1, dims))
+             + wire.field(11, wire.tensor_value("indices", 7, ["k"]))
+             + wire.field(12, wire.tensor_value("rows", 1, ["k", *dims[1:]])))
+    opset = wire.field(1, "") + wire.field(2, 13)
+    return wire.field(1, 8) + wire.field(2, "captionbot") + wire.field(7, graph) + wire.field(8, opset)  # ir_version 8
 
 
 class Device:
@@ -154,7 +132,11 @@ class BoundDecoder:
         binding = session.io_binding()
         binding.bind_cpu_input("word", np.ascontiguousarray(word, dtype=np.int64))
         for name, value in (("h", h), ("c", c), ("features", features), ("att_proj", att_proj)):
+            if self.bundle.row_gather and name in ("features", "att_proj"):  # a graph that gathers rows itself
+                name = f"image_{name}"  # (inference/image_rows.py): given the rows, each row its own "image"
             binding.bind_ortvalue_input(name, value.value)
+        if self.bundle.row_gather:
+            binding.bind_cpu_input("row_image", np.arange(len(word), dtype=np.int64))
         # outputs in the graph's order (log_probs, h_out, c_out, alpha): log_probs and alpha to the host (the search
         # ranks the one, the hypotheses keep the other), the new state stays on the device
         names = [o.name for o in session.get_outputs()]

@@ -193,8 +193,7 @@ def guide_captions(
     todo = [i for i, _ in chosen]
     stoi = {w: i for i, w in enumerate(itos)}
     prefixes = [make_prefix(label, stoi) for _, label in chosen]
-    sub = feats[todo]
-    h, c, att_proj = bundle.init(sub)
+    sub, h, c, att_proj = bundle.search_inputs(feats[todo])
     inanimate = np.zeros(len(itos), dtype=bool)
     inanimate[[stoi[w] for w in CONTINUATION_WORDS if w in stoi] + [SPECIAL_IDS.end]] = True
     allowed = np.ones((len(todo), len(itos)), dtype=bool)

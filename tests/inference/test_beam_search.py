@@ -140,3 +140,40 @@ def test_min_words_forbids_an_empty_caption():
     ends_at_once = {START: {END: 0.9, A: 0.1}, A: {END: 1.0}}
     assert search([ends_at_once], [0])[0].tokens == []  # training's rules allow it
     assert search([ends_at_once], [0], min_words=1)[0].tokens == [A]
+
+
+def test_rules_on_a_token_array_mask_what_they_mask_row_by_row() -> None:
+    """The batched search hands the rules all rows at once as an array; each row must lose exactly the words the
+    per-row rules (lists, as greedy search and training pass them) take from it."""
+    from captionbot.inference.beam_search import mask_log_probs
+
+    from captionbot.formats import SPECIAL_IDS
+
+    rng = np.random.default_rng(0)
+    vocab = 12
+    rule_sets = [BeamOptions(block_repeated_word=True, no_repeat_ngram=3, min_words=1,
+                             repeatable=frozenset({4, 5})),
+                 BeamOptions(no_repeat_ngram=2, min_words=4), BeamOptions(repeatable=frozenset()), BeamOptions()]
+    for options, length in itertools.product(rule_sets, range(7)):
+        tokens = rng.integers(4, 8, size=(9, length))  # few distinct words: repeats and n-grams come up
+        lp = rng.normal(size=(9, vocab))
+        by_rows = mask_log_probs(lp.copy(), tokens.tolist(), SPECIAL_IDS, options)
+        at_once = mask_log_probs(lp.copy(), tokens, SPECIAL_IDS, options)
+        np.testing.assert_array_equal(np.isinf(at_once), np.isinf(by_rows))
+
+
+def test_top_k_takes_the_best_first_and_the_lower_index_on_ties() -> None:
+    from captionbot.inference.beam_search import _top_k
+
+    rng = np.random.default_rng(1)
+    table = rng.integers(0, 5, size=(6, 40)).astype(np.float64)  # many ties
+    table[0, :] = -np.inf
+    table[0, 7] = 1.0
+    kept = table.copy()
+    for k in (1, 3):
+        top, top_val = _top_k(table, k)
+        want = np.lexsort((np.broadcast_to(np.arange(40), table.shape), -table), axis=1)[:, :k]
+        np.testing.assert_array_equal(top[1:], want[1:])
+        np.testing.assert_array_equal(top_val, np.take_along_axis(kept, top, axis=1))
+        assert top[0, 0] == 7 and np.isneginf(top_val[0, 1:]).all()
+        np.testing.assert_array_equal(table, kept)  # left as it was
