@@ -5,9 +5,13 @@ The largest copy of an image any model reads has its long side at :data:`caption
 a reduced JPEG scale, turned upright by its EXIF orientation, resized to that long side and re-encoded, so the job
 carries a few hundred kB instead of megabytes (and no EXIF: no GPS position leaves the bot). An animation is cut
 to its first frame, the one the worker captions. Nothing is ever enlarged, and an image already within the size is
-sent as it came. Re-encoding: JPEG (quality 90) for photos from JPEG or WebP, PNG (lossless, so text stays sharp)
-for PNG and GIF sources and anything with transparency. When the copy would not be smaller, the original is sent.
-Pillow only; no model code.
+sent as it came. Re-encoding: JPEG (quality 90) for photos from JPEG or WebP, PNG (lossless, so text stays sharp;
+zlib level :data:`PNG_COMPRESS_LEVEL`) for PNG and GIF sources and anything with transparency. When the copy would
+not be smaller, the original is sent, and the encoder is stopped as soon as its output reaches the original's size.
+
+:func:`prepare_for_queue` decodes a file once: the shrink's decode (JPEG at its reduced scale, a GIF's or WebP's
+first frame) is also the integrity check of ``bot/image_check.py``, with the same refusals. Pillow only; no model
+code.
 """
 
 from __future__ import annotations
@@ -16,14 +20,21 @@ import contextlib
 import io
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from captionbot.bot.image_check import probe_image
+from captionbot.bot.image_check import JPEG_FORMATS, check_integrity, open_image
 from PIL import Image, ImageOps
 
 from captionbot.formats import MODEL_MAX_SIDE
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
+# zlib level of a PNG copy. Pixels are lossless at any level; 3 instead of zlib's default 6 costs far less CPU on a
+# busy picture (a screenshot with a photo in it) for a few % more bytes (bench/bot_shrink_cost.py, docs/bot.md).
+PNG_COMPRESS_LEVEL = 3
 LOSSY_SOURCES = ("JPEG", "MPO", "WEBP")
 SIMPLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")  # others (16-bit ...) go as they came
 
@@ -36,39 +47,72 @@ class Shrunk:
     reencoded: bool
 
 
+class _NotSmaller(Exception):
+    """The copy being written has reached the original's size: it will not be sent."""
+
+
+class _CappedBuffer(io.BytesIO):
+    """An in-memory file that refuses to grow to ``limit`` bytes (raises :class:`_NotSmaller`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, b: ReadableBuffer, /) -> int:
+        if self.tell() + memoryview(b).nbytes >= self.limit:
+            raise _NotSmaller
+        return super().write(b)
+
+
 def shrink_for_models(data: bytes, max_side: int = MODEL_MAX_SIDE) -> Shrunk:
     """``data`` with its long side at most ``max_side`` and only its first frame, re-encoded, when that makes it
-    smaller; else ``data`` itself. Expects an image :func:`probe_image` accepted; a file Pillow cannot re-encode
-    is sent as it came (the worker decides about it)."""
+    smaller; else ``data`` itself. Expects an image :func:`~captionbot.bot.image_check.probe_image` accepted; a
+    file Pillow cannot re-encode is sent as it came (the worker decides about it)."""
     with Image.open(io.BytesIO(data)) as img:
-        fmt, (w, h) = str(img.format), img.size
-        animated = getattr(img, "n_frames", 1) > 1
-        if (max(w, h) <= max_side and not animated) or img.mode not in SIMPLE_MODES:
-            return Shrunk(data, w, h, reencoded=False)
-        try:
-            out = _reencode(img, fmt, max_side)
-        except Exception as exc:  # an odd file: the worker's own decoder gets the original
-            log.info("image not shrunk (%s: %s); sent as it came", type(exc).__name__, exc)
-            return Shrunk(data, w, h, reencoded=False)
-    if len(out.data) >= len(data):
+        return _shrink(data, img, max_side, check=False)
+
+
+def prepare_for_queue(data: bytes, max_pixels: int, max_side: int = MODEL_MAX_SIDE) -> bytes:
+    """The bot's last step before queueing: the checks of ``probe_image`` (header, pixel count, integrity; raises
+    ``ImageRejected``) and :func:`shrink_for_models`, decoding the file once. CPU-bound: run it in a thread."""
+    with open_image(data, max_pixels) as img:
+        if img.format != "PNG":
+            return _shrink(data, img, max_side, check=True).data
+        check_integrity(img)  # PNG: verify() reads every chunk's CRC, and leaves img unusable
+    return shrink_for_models(data, max_side).data
+
+
+def _shrink(data: bytes, img: Image.Image, max_side: int, check: bool) -> Shrunk:
+    """:func:`shrink_for_models` of the opened ``img``; with ``check``, its decode is the integrity check."""
+    fmt, (w, h) = str(img.format), img.size
+    jpeg = fmt in JPEG_FORMATS
+    if check and not jpeg:
+        check_integrity(img)  # GIF, WebP: the first frame, which the copy is made from
+    animated = getattr(img, "n_frames", 1) > 1
+    if (max(w, h) <= max_side and not animated) or img.mode not in SIMPLE_MODES:
+        if check and jpeg:
+            check_integrity(img)  # sent as it came: the 1/8-scale decode only checks it
+        return Shrunk(data, w, h, reencoded=False)
+    if jpeg:
+        scale = min(1.0, max_side / max(w, h))
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))  # decoded at 1/2, 1/4 or 1/8 scale if that covers it
+        if check:
+            check_integrity(img, size)  # the decode the copy is made from checks the whole stream
+        else:
+            img.draft("RGB", size)
+    try:
+        out = _reencode(img, fmt, max_side, limit=len(data))
+    except _NotSmaller:
+        return Shrunk(data, w, h, reencoded=False)
+    except Exception as exc:  # an odd file: the worker's own decoder gets the original
+        log.info("image not shrunk (%s: %s); sent as it came", type(exc).__name__, exc)
         return Shrunk(data, w, h, reencoded=False)
     log.debug("image %dx%d %s %d bytes -> %dx%d %d bytes", w, h, fmt, len(data), out.width, out.height, len(out.data))
     return out
 
 
-def prepare_for_queue(data: bytes, max_pixels: int, max_side: int = MODEL_MAX_SIDE) -> bytes:
-    """The bot's last step before queueing: check the file (:func:`probe_image`, raises ``ImageRejected``), then
-    :func:`shrink_for_models`. CPU-bound: run it in a thread."""
-    probe_image(data, max_pixels)
-    return shrink_for_models(data, max_side).data
-
-
-def _reencode(img: Image.Image, fmt: str, max_side: int) -> Shrunk:
-    w, h = img.size
-    if fmt in ("JPEG", "MPO"):
-        scale = min(1.0, max_side / max(w, h))
-        img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))  # 1/2, 1/4, 1/8 scale decode
-    img.load()  # an animation: its first frame
+def _reencode(img: Image.Image, fmt: str, max_side: int, limit: int) -> Shrunk:
+    img.load()  # an animation: its first frame (a JPEG at its draft scale: already loaded when checked)
     frame: Image.Image = img
     with contextlib.suppress(Exception):  # a broken EXIF block: keep the pixels as stored, as the worker would
         frame = ImageOps.exif_transpose(img)
@@ -76,9 +120,9 @@ def _reencode(img: Image.Image, fmt: str, max_side: int) -> Shrunk:
     lossless = alpha or fmt not in LOSSY_SOURCES
     frame = frame.convert("RGBA" if alpha else "RGB")
     frame.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # keeps the aspect ratio, never enlarges
-    buf = io.BytesIO()
+    buf = _CappedBuffer(limit)
     if lossless:
-        frame.save(buf, "PNG")
+        frame.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     else:
         frame.save(buf, "JPEG", quality=JPEG_QUALITY)
     return Shrunk(buf.getvalue(), frame.width, frame.height, reencoded=True)
