@@ -35,6 +35,7 @@ JPEG_QUALITY = 90
 # zlib level of a PNG copy. Pixels are lossless at any level; 3 instead of zlib's default 6 costs far less CPU on a
 # busy picture (a screenshot with a photo in it) for a few % more bytes (bench/bot_shrink_cost.py, docs/bot.md).
 PNG_COMPRESS_LEVEL = 3
+RESAMPLE = Image.Resampling.LANCZOS  # the resize filter (bench/bot_shrink_quality.py compares others)
 LOSSY_SOURCES = ("JPEG", "MPO", "WEBP")
 SIMPLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")  # others (16-bit ...) go as they came
 
@@ -64,25 +65,27 @@ class _CappedBuffer(io.BytesIO):
         return super().write(b)
 
 
-def shrink_for_models(data: bytes, max_side: int = MODEL_MAX_SIDE) -> Shrunk:
+def shrink_for_models(data: bytes, max_side: int = MODEL_MAX_SIDE, *,
+                      resample: Image.Resampling = RESAMPLE) -> Shrunk:
     """``data`` with its long side at most ``max_side`` and only its first frame, re-encoded, when that makes it
     smaller; else ``data`` itself. Expects an image :func:`~captionbot.bot.image_check.probe_image` accepted; a
     file Pillow cannot re-encode is sent as it came (the worker decides about it)."""
     with Image.open(io.BytesIO(data)) as img:
-        return _shrink(data, img, max_side, check=False)
+        return _shrink(data, img, max_side, resample, check=False)
 
 
-def prepare_for_queue(data: bytes, max_pixels: int, max_side: int = MODEL_MAX_SIDE) -> bytes:
+def prepare_for_queue(data: bytes, max_pixels: int, max_side: int = MODEL_MAX_SIDE, *,
+                      resample: Image.Resampling = RESAMPLE) -> bytes:
     """The bot's last step before queueing: the checks of ``probe_image`` (header, pixel count, integrity; raises
     ``ImageRejected``) and :func:`shrink_for_models`, decoding the file once. CPU-bound: run it in a thread."""
     with open_image(data, max_pixels) as img:
         if img.format != "PNG":
-            return _shrink(data, img, max_side, check=True).data
+            return _shrink(data, img, max_side, resample, check=True).data
         check_integrity(img)  # PNG: verify() reads every chunk's CRC, and leaves img unusable
-    return shrink_for_models(data, max_side).data
+    return shrink_for_models(data, max_side, resample=resample).data
 
 
-def _shrink(data: bytes, img: Image.Image, max_side: int, check: bool) -> Shrunk:
+def _shrink(data: bytes, img: Image.Image, max_side: int, resample: Image.Resampling, check: bool) -> Shrunk:
     """:func:`shrink_for_models` of the opened ``img``; with ``check``, its decode is the integrity check."""
     fmt, (w, h) = str(img.format), img.size
     jpeg = fmt in JPEG_FORMATS
@@ -101,7 +104,7 @@ def _shrink(data: bytes, img: Image.Image, max_side: int, check: bool) -> Shrunk
         else:
             img.draft("RGB", size)
     try:
-        out = _reencode(img, fmt, max_side, limit=len(data))
+        out = _reencode(img, fmt, max_side, resample, limit=len(data))
     except _NotSmaller:
         return Shrunk(data, w, h, reencoded=False)
     except Exception as exc:  # an odd file: the worker's own decoder gets the original
@@ -111,7 +114,7 @@ def _shrink(data: bytes, img: Image.Image, max_side: int, check: bool) -> Shrunk
     return out
 
 
-def _reencode(img: Image.Image, fmt: str, max_side: int, limit: int) -> Shrunk:
+def _reencode(img: Image.Image, fmt: str, max_side: int, resample: Image.Resampling, limit: int) -> Shrunk:
     img.load()  # an animation: its first frame (a JPEG at its draft scale: already loaded when checked)
     frame: Image.Image = img
     with contextlib.suppress(Exception):  # a broken EXIF block: keep the pixels as stored, as the worker would
@@ -119,7 +122,7 @@ def _reencode(img: Image.Image, fmt: str, max_side: int, limit: int) -> Shrunk:
     alpha = frame.mode in ("LA", "PA", "RGBA") or "transparency" in frame.info
     lossless = alpha or fmt not in LOSSY_SOURCES
     frame = frame.convert("RGBA" if alpha else "RGB")
-    frame.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # keeps the aspect ratio, never enlarges
+    frame.thumbnail((max_side, max_side), resample)  # keeps the aspect ratio, never enlarges
     buf = _CappedBuffer(limit)
     if lossless:
         frame.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
