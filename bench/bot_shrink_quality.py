@@ -66,8 +66,9 @@ def dev_photos(n: int) -> list[tuple[str, bytes]]:
     return out
 
 
-LINES = ["Are we still on for dinner tonight", "Yes at seven near the old station", "Bring the printed tickets please",
-         "Running late the train stopped twice", "Order me the soup and a lemonade", "The meeting moved to Friday morning",
+LINES = ["Are we still on for dinner tonight", "Yes at seven near the old station",
+         "Bring the printed tickets please", "Running late the train stopped twice",
+         "Order me the soup and a lemonade", "The meeting moved to Friday morning",
          "Did you see the score last night", "Call me when you land in Berlin"]
 
 
@@ -86,7 +87,8 @@ def phone_chat(size: tuple[int, int], text_px: int, photo: bytes | None) -> tupl
         if y + 3 * text_px > size[1]:
             break
         x = 60 if i % 2 else size[0] // 8
-        draw.rounded_rectangle((x, y, size[0] - 60, y + 3 * text_px), text_px, fill=(220, 235, 255) if i % 2 else "white")
+        bubble = (220, 235, 255) if i % 2 else "white"
+        draw.rounded_rectangle((x, y, size[0] - 60, y + 3 * text_px), text_px, fill=bubble)
         draw.text((x + text_px, y + text_px), line, fill="black", font=f)
         drawn.append(line)
         y += 4 * text_px

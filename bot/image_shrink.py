@@ -6,7 +6,8 @@ a reduced JPEG scale, turned upright by its EXIF orientation, resized to that lo
 carries a few hundred kB instead of megabytes (and no EXIF: no GPS position leaves the bot). An animation is cut
 to its first frame, the one the worker captions. Nothing is ever enlarged, and an image already within the size is
 sent as it came. Re-encoding: JPEG (quality 90) for photos from JPEG or WebP, PNG (lossless, so text stays sharp;
-zlib level :data:`PNG_COMPRESS_LEVEL`) for PNG and GIF sources and anything with transparency. When the copy would
+a faster zlib level for busy pictures, see :data:`PNG_FAST_LEVEL`) for PNG and GIF sources and anything with
+transparency. When the copy would
 not be smaller, the original is sent, and the encoder is stopped as soon as its output reaches the original's size.
 
 :func:`prepare_for_queue` decodes a file once: the shrink's decode (JPEG at its reduced scale, a GIF's or WebP's
@@ -32,9 +33,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JPEG_QUALITY = 90
-# zlib level of a PNG copy. Pixels are lossless at any level; 3 instead of zlib's default 6 costs far less CPU on a
-# busy picture (a screenshot with a photo in it) for a few % more bytes (bench/bot_shrink_cost.py, docs/bot.md).
-PNG_COMPRESS_LEVEL = 3
+# zlib levels of a PNG copy (its pixels are the same at any level). A busy picture (a screenshot with a photo in it:
+# the file takes at least BUSY_BYTES_PER_PIXEL) is written at level 3, which costs it about 40 % of the default
+# level 6's time for 2-4 % more bytes; a flat one (text, a chart, a GIF) at 6, where 3 saves little time and can
+# write 1.3-2.6x the bytes. A level-3 copy that does not come out smaller than the file is written again at 6, so
+# the choice between the copy and the file is the one level 6 makes (bench/bot_shrink_cost.py, docs/bot.md).
+PNG_FAST_LEVEL = 3
+PNG_LEVEL = 6  # zlib's default, Pillow's when none is given
+BUSY_BYTES_PER_PIXEL = 0.25
 RESAMPLE = Image.Resampling.LANCZOS  # the resize filter (bench/bot_shrink_quality.py compares others)
 LOSSY_SOURCES = ("JPEG", "MPO", "WEBP")
 SIMPLE_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr")  # others (16-bit ...) go as they came
@@ -115,17 +121,27 @@ def _shrink(data: bytes, img: Image.Image, max_side: int, resample: Image.Resamp
 
 
 def _reencode(img: Image.Image, fmt: str, max_side: int, resample: Image.Resampling, limit: int) -> Shrunk:
+    """The copy; raises :class:`_NotSmaller` when it would take ``limit`` bytes (the file's size) or more."""
+    source_pixels = img.width * img.height
     img.load()  # an animation: its first frame (a JPEG at its draft scale: already loaded when checked)
-    frame: Image.Image = img
     with contextlib.suppress(Exception):  # a broken EXIF block: keep the pixels as stored, as the worker would
-        frame = ImageOps.exif_transpose(img)
-    alpha = frame.mode in ("LA", "PA", "RGBA") or "transparency" in frame.info
+        ImageOps.exif_transpose(img, in_place=True)  # no copy of the pixels when the picture is already upright
+    alpha = img.mode in ("LA", "PA", "RGBA") or "transparency" in img.info
     lossless = alpha or fmt not in LOSSY_SOURCES
-    frame = frame.convert("RGBA" if alpha else "RGB")
+    mode = "RGBA" if alpha else "RGB"
+    frame = img if img.mode == mode else img.convert(mode)  # converted in place of a copy only where needed
     frame.thumbnail((max_side, max_side), resample)  # keeps the aspect ratio, never enlarges
-    buf = _CappedBuffer(limit)
-    if lossless:
-        frame.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-    else:
+    if not lossless:
+        buf = _CappedBuffer(limit)
         frame.save(buf, "JPEG", quality=JPEG_QUALITY)
+        return Shrunk(buf.getvalue(), frame.width, frame.height, reencoded=True)
+    busy = limit >= BUSY_BYTES_PER_PIXEL * source_pixels
+    for level in (PNG_FAST_LEVEL, PNG_LEVEL) if busy else (PNG_LEVEL,):
+        buf = _CappedBuffer(limit)
+        try:
+            frame.save(buf, "PNG", compress_level=level)
+            break
+        except _NotSmaller:
+            if level == PNG_LEVEL:
+                raise
     return Shrunk(buf.getvalue(), frame.width, frame.height, reencoded=True)
