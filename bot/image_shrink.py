@@ -95,9 +95,14 @@ def _shrink(data: bytes, img: Image.Image, max_side: int, resample: Image.Resamp
     """:func:`shrink_for_models` of the opened ``img``; with ``check``, its decode is the integrity check."""
     fmt, (w, h) = str(img.format), img.size
     jpeg = fmt in JPEG_FORMATS
+    try:
+        animated = getattr(img, "n_frames", 1) > 1  # a GIF: its frames are walked, not decoded
+    except Exception:
+        if check and not jpeg:
+            check_integrity(img)  # a broken first frame is refused, as when it was checked first
+        raise
     if check and not jpeg:
-        check_integrity(img)  # GIF, WebP: the first frame, which the copy is made from
-    animated = getattr(img, "n_frames", 1) > 1
+        check_integrity(img)  # GIF, WebP: the first frame, which the copy is made from (decoded once, here)
     if (max(w, h) <= max_side and not animated) or img.mode not in SIMPLE_MODES:
         if check and jpeg:
             check_integrity(img)  # sent as it came: the 1/8-scale decode only checks it
