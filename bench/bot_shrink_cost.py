@@ -14,7 +14,10 @@ Sets (made at run time from ../shared/data, nothing committed): 12 MP phone JPEG
 ``bench/bot_shrink_quality.py``); other PNGs over 1920 px (text samples enlarged, a photo) and under it (checked
 only); GIFs (animated and still, big and small); small JPEGs (Flickr8k photos as they are: checked only).
 
-    .venv/bin/python bench/bot_shrink_cost.py --n 16 --rounds 5 --json bench/results/bot_shrink_cost.json
+    .venv/bin/python bench/bot_shrink_cost.py --n 16 --rounds 6 --candidates --json bench/results/bot_shrink_cost.json
+
+``--candidates`` also times the resize filters that were measured and not shipped (bicubic, bilinear instead of
+Lanczos), as a ratio to "before" in the same rounds.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ from captionbot.formats import MAX_PIXELS  # noqa: E402
 Shrink = Callable[[bytes], bytes]
 BEFORE: Shrink = lambda d: shrink_reference.prepare_for_queue(d, MAX_PIXELS)  # noqa: E731
 AFTER: Shrink = lambda d: prepare_for_queue(d, MAX_PIXELS)  # noqa: E731
+CANDIDATES: dict[str, Shrink] = {  # cheaper resize filters: not shipped (bench/bot_shrink_quality.py)
+    "bicubic": lambda d: prepare_for_queue(d, MAX_PIXELS, resample=Image.Resampling.BICUBIC),
+    "bilinear": lambda d: prepare_for_queue(d, MAX_PIXELS, resample=Image.Resampling.BILINEAR),
+}
 
 
 def encode(img: Image.Image, fmt: str, **opts: object) -> bytes:
@@ -98,8 +105,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=16, help="phone photos (and small JPEGs)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--candidates", action="store_true",
+                    help="also time the resize filters that were not shipped (after/before ratio each)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    candidates = CANDIDATES if args.candidates else {}
     sets = image_sets(args.n)
     load_start = os.getloadavg()
     report: dict[str, object] = {"rounds": args.rounds, "load_start": load_start, "sets": {}}
@@ -112,26 +122,26 @@ def main() -> int:
         same_pixels = sum(pixels(a) == pixels(b) for a, b in zip(before, after, strict=True))
         as_came = (sum(b == d for b, d in zip(before, images, strict=True)),
                    sum(a == d for a, d in zip(after, images, strict=True)))
-        ms_a: list[float] = []
-        ms_b: list[float] = []
+        fns = {"before": BEFORE, "after": AFTER, **candidates}
+        ms: dict[str, list[float]] = {k: [] for k in fns}
         for r in range(args.rounds):
-            if r % 2 == 0:
-                ms_a.append(cpu_ms(BEFORE, images))
-                ms_b.append(cpu_ms(AFTER, images))
-            else:
-                ms_b.append(cpu_ms(AFTER, images))
-                ms_a.append(cpu_ms(BEFORE, images))
+            for k in list(fns) if r % 2 == 0 else list(fns)[::-1]:  # A B (C D) then (D C) B A
+                ms[k].append(cpu_ms(fns[k], images))
+        ms_a, ms_b = ms["before"], ms["after"]
         ratios = [b / a for a, b in zip(ms_a, ms_b, strict=True)]
         row = {"n": len(images), "before_ms": statistics.median(ms_a), "after_ms": statistics.median(ms_b),
                "ratio_median": statistics.median(ratios), "ratios": ratios, "same_bytes": same_bytes,
                "same_pixels": same_pixels, "sent_as_it_came": as_came,
                "kB_before": sum(map(len, before)) / len(images) / 1e3,
-               "kB_after": sum(map(len, after)) / len(images) / 1e3}
+               "kB_after": sum(map(len, after)) / len(images) / 1e3,
+               "candidates_ratio_median": {k: statistics.median(c / a for a, c in zip(ms_a, ms[k], strict=True))
+                                           for k in candidates}}
         report["sets"][name] = row  # type: ignore[index]
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
         print(f"{name:36s} {len(images):3d} {row['before_ms']:9.1f} {row['after_ms']:8.1f} "
               f"{row['ratio_median']:11.2f}x {spread:>22s} {same_bytes:6d}/{len(images):<3d} "
-              f"{same_pixels:7d}/{len(images):<3d} {as_came!s:>32s}", flush=True)
+              f"{same_pixels:7d}/{len(images):<3d} {as_came!s:>32s}"
+              + "".join(f"  {k} {v:.2f}x" for k, v in row["candidates_ratio_median"].items()), flush=True)
     report["load_end"] = os.getloadavg()
     print(f"load average at end {report['load_end']}")
     if args.json:
