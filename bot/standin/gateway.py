@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_RESUME, OP_RECONNECT = 0, 1, 2, 6, 7
 OP_INVALID_SESSION, OP_HELLO, OP_HEARTBEAT_ACK = 9, 10, 11
+# Why acks wait a network round trip: discord.py's heartbeat thread records the send time only after its send has
+# completed on the event loop; an ack arriving before that (an in-process gateway answers in microseconds) is timed
+# against the previous heartbeat, so the bot logs "Can't keep up ... 41s behind" and reports a latency of one interval.
+HEARTBEAT_ACK_DELAY_S = 0.05
 REPLAY_LIMIT = 5000  # events kept per session for RESUME
 
 
@@ -113,6 +117,7 @@ class Gateway:
         self.identifies = 0
         self.identified_shards: list[tuple[int, int] | None] = []  # the ``shard`` of each IDENTIFY, in order
         self.resumes = 0
+        self._acks: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()  # set at the first READY
 
     # -- the websocket endpoint ------------------------------------------------------------------------------
@@ -136,7 +141,9 @@ class Gateway:
                 frame = json.loads(msg.data)
                 op, d = frame.get("op"), frame.get("d")
                 if op == OP_HEARTBEAT:
-                    await conn.send({"op": OP_HEARTBEAT_ACK})
+                    ack = asyncio.create_task(self._ack_heartbeat(conn))
+                    self._acks.add(ack)
+                    ack.add_done_callback(self._acks.discard)
                 elif op == OP_IDENTIFY:
                     session = await self._identify(conn, d)
                 elif op == OP_RESUME:
@@ -146,6 +153,15 @@ class Gateway:
             if session is not None and session.conn is conn:
                 session.conn = None
         return ws
+
+    async def _ack_heartbeat(self, conn: Connection) -> None:
+        await asyncio.sleep(HEARTBEAT_ACK_DELAY_S)
+        if conn.ws.closed:
+            return
+        try:
+            await conn.send({"op": OP_HEARTBEAT_ACK})
+        except (ConnectionError, RuntimeError) as exc:
+            log.info("gateway: heartbeat ack not sent (%s)", exc)
 
     async def _identify(self, conn: Connection, d: dict[str, Any]) -> Session | None:
         if d.get("token") != self.token:

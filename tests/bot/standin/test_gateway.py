@@ -108,3 +108,32 @@ async def test_resume_replays_exactly_the_events_missed_and_intents_shape_messag
                                                                 (6, "RESUMED")]
     finally:
         await standin.stop()
+
+
+async def test_a_real_discord_client_sees_a_heartbeat_latency_of_a_round_trip_not_of_an_interval() -> None:
+    """discord.py times an ack against the heartbeat it last *finished* sending: an instant ack (in-process
+    gateway) often lands before that bookkeeping, and the client then reports one whole interval of latency and
+    logs "Can't keep up, ... 41s behind" on every `captionbot run`. The stand-in answers after a round trip."""
+    import asyncio
+
+    import discord
+    from captionbot.bot.standin.server import point_discord_at
+
+    saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    standin = StandIn(heartbeat_ms=150)
+    await standin.start()
+    point_discord_at(standin.base_url)
+    client = discord.Client(intents=discord.Intents.default())
+    task = asyncio.create_task(client.start(standin.token))
+    try:
+        await asyncio.wait_for(client.wait_until_ready(), 10)
+        seen = []
+        for _ in range(300):  # 6 s: about 40 heartbeats, each latency sampled several times
+            await asyncio.sleep(0.02)
+            seen.append(client.latency)
+        assert min(seen) > 0 and max(seen) < 0.13, sorted(seen)[-5:]  # a 50 ms round trip, never ~0.15 s
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 10)
+        await standin.stop()
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
