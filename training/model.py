@@ -50,6 +50,8 @@ LOCAL_STAGE_END = 10  # index of the last block of Lite0's 112-channel, 14×14 s
 # The local activations' RMS is about 6.5 per channel on Flickr8k photos, the global vector's about 0.47: the local
 # part is scaled by 1/8 (exact in fp16) so neither part dwarfs the other at the decoder's input.
 LOCAL_SCALE = 0.125
+# encoder -> how many of its last feature channels are the same in every cell (DecoderConfig.shared_dim)
+SHARED_CHANNELS = {"efficientnet_lite0_local": 1280}
 
 
 class EncoderWeightsUnavailable(RuntimeError):
@@ -211,29 +213,47 @@ class DecoderConfig:
     attention_dim: int = 512  # A
     dropout: float = 0.5
     max_len: int = 22  # longest caption in words (without <start>/<end>)
+    # the last ``shared_dim`` feature channels are the same in every cell (efficientnet_lite0_local's global
+    # vector): the decoder then reads them from cell 0 only, which computes exactly what reading every cell
+    # would, with a fraction of the work (see SoftAttention)
+    shared_dim: int = 0
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
 
 
 class SoftAttention(nn.Module):
-    """e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax(e_t);  z_t = sum_i alpha_ti a_i."""
+    """e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax(e_t);  z_t = sum_i alpha_ti a_i.
 
-    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int) -> None:
+    With ``shared_dim`` = S > 0 the last S channels of every a_i are the same vector g (an image-wide part), so
+    W_a a_i = W_local a_i[:-S] + W_g g and z_t = [sum_i alpha_ti a_i[:-S]; g]: the same numbers (up to rounding)
+    with g read once per image instead of once per cell."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int, shared_dim: int = 0) -> None:
         super().__init__()
         self.feature_proj = nn.Linear(feature_dim, attention_dim)  # W_a: computed once per image
         self.hidden_proj = nn.Linear(hidden_dim, attention_dim)  # W_h: once per step
         self.score = nn.Linear(attention_dim, 1)  # w
+        self.local_dim = feature_dim - shared_dim
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
-        return self.feature_proj(features)  # [B, P, A]
+        if self.local_dim == features.size(2):
+            return self.feature_proj(features)  # [B, P, A]
+        w, L = self.feature_proj.weight, self.local_dim
+        shared = F.linear(features[:, 0, L:], w[:, L:], self.feature_proj.bias)  # [B, A]
+        return F.linear(features[:, :, :L], w[:, :L]) + shared.unsqueeze(1)
 
     def forward(
         self, features: torch.Tensor, att_proj: torch.Tensor, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.score(torch.tanh(att_proj + self.hidden_proj(h).unsqueeze(1))).squeeze(2)  # [B, P]
         alpha = F.softmax(e, dim=1)  # [B, P]
-        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # [B, C]
+        L = self.local_dim
+        if features.size(2) == L:
+            context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # [B, C]
+        else:  # the weights sum to 1, so the shared part of the context is g itself
+            local = torch.bmm(alpha.unsqueeze(1), features[:, :, :L]).squeeze(1)
+            context = torch.cat([local, features[:, 0, L:]], dim=1)
         return context, alpha
 
 
@@ -244,7 +264,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
-        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim)
+        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim, cfg.shared_dim)
         # Why the gate: beta = sigma(f_beta(h)) lets the model turn down the image context for words like
         # "a" or "of" that the language model predicts on its own; the paper found it sharpens attention.
         self.gate = nn.Linear(cfg.hidden_dim, cfg.feature_dim)
@@ -265,7 +285,7 @@ class Decoder(nn.Module):
     # --- the two graphs of the bundle -------------------------------------------------------------------
     def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features [B, P, C] -> h0 [B, D], c0 [B, D], att_proj [B, P, A]."""
-        mean = features.mean(dim=1)
+        mean = features.mean(dim=1)  # (with shared channels their mean is g: computed alike, kept simple)
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), self.attention.project(features)
 
     def step(
