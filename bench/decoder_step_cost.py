@@ -30,23 +30,26 @@ def main() -> int:
     args = ap.parse_args()
     paths = {"before": args.before, "after": args.after}
     bundles = {k: load_bundle(p, provider="cpu", threads=1) for k, p in paths.items()}
-    b = bundles["before"]
     rng = np.random.default_rng(0)
-    cells = b.manifest.encoder.grid[0] * b.manifest.encoder.grid[1]
-    feats = rng.standard_normal((args.rows, cells, b.manifest.encoder.channels)).astype(np.float32)
-    h, c, att_proj = b.init(feats)
-    word = np.full(args.rows, 4, dtype=np.int64)
+    inputs = {}  # each bundle's own grid and channels (a 14×14 local-grid bundle's step attends over 196 cells)
+    for k, b in bundles.items():
+        cells = b.manifest.encoder.grid[0] * b.manifest.encoder.grid[1]
+        feats = rng.standard_normal((args.rows, cells, b.manifest.encoder.channels)).astype(np.float32)
+        h, c, att_proj = b.init(feats)
+        inputs[k] = (np.full(args.rows, 4, dtype=np.int64), h, c, feats, att_proj)
     best = {k: float("inf") for k in bundles}
     for _ in range(args.blocks):
         for k, bundle in bundles.items():
             t = time.perf_counter()
             for _ in range(args.steps):
-                bundle.step(word, h, c, feats, att_proj)
+                bundle.step(*inputs[k])
             best[k] = min(best[k], time.perf_counter() - t)
     per = {k: 1000 * v / args.steps for k, v in best.items()}
-    print(f"decoder step, {args.rows} rows, best of {args.blocks} blocks of {args.steps}: "
-          f"before {per['before']:.2f} ms, after {per['after']:.2f} ms, "
-          f"after/before {per['after'] / per['before']:.3f}")
+    print(
+        f"decoder step, {args.rows} rows, best of {args.blocks} blocks of {args.steps}: "
+        f"before {per['before']:.2f} ms, after {per['after']:.2f} ms, "
+        f"after/before {per['after'] / per['before']:.3f}"
+    )
     return 0
 
 

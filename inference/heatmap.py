@@ -63,6 +63,8 @@ def _outline(panel: Image.Image, cell: tuple[int, int], grid: tuple[int, int]) -
     x0, y0 = c * size / grid[1], r * size / grid[0]
     x1, y1 = (c + 1) * size / grid[1], (r + 1) * size / grid[0]
     width = max(2, size // 64)
+    if size / max(grid) < 16:  # a fine grid's small cell (14×14 in a 192 px panel: 14 px): a thin box, not a blob
+        width = 1
     draw = ImageDraw.Draw(panel)
     draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=(0, 0, 0), width=width + 2)
     draw.rectangle((x0 + 1, y0 + 1, x1 - 2, y1 - 2), outline=(255, 255, 255), width=width)

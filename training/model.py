@@ -33,9 +33,25 @@ ENCODERS: dict[str, tuple[int, RGB, RGB, int, int]] = {
     "efficientnet_lite0": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 7),
     "efficientnet_lite1": (240, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 8),
     "efficientnet_lite2": (260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 9),
+    # Lite0's 14×14 stride-16 features (112 channels) + the image's global 1280-d vector in every cell (issue 19)
+    "efficientnet_lite0_local": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112 + 1280, 14),
     "resnet101": (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 2048, 7),
     "vgg16": (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 512, 14),
 }
+
+
+# efficientnet_lite0_local (issue 19): the 7×7×1280 head features each mix most of the image, so greying the cells
+# the decoder attended to barely changes a word's probability. Its regions are instead the output of Lite0's
+# stride-16 stage (blocks 8-10, 112 channels, 14×14 = 196 cells, each a far smaller part of the image), and each
+# cell also carries the image's global vector (the mean of the usual 7×7×1280 head features), the same in every
+# cell. So the scores can only tell cells apart by their local part, while the context vector
+# [sum alpha·local; global] still holds the pooled head features today's decoder effectively reads.
+LOCAL_STAGE_END = 10  # index of the last block of Lite0's 112-channel, 14×14 stage
+# The local activations' RMS is about 6.5 per channel on Flickr8k photos, the global vector's about 0.47: the local
+# part is scaled by 1/8 (exact in fp16) so neither part dwarfs the other at the decoder's input.
+LOCAL_SCALE = 0.125
+# encoder -> how many of its last feature channels are the same in every cell (DecoderConfig.shared_dim)
+SHARED_CHANNELS = {"efficientnet_lite0_local": 1280}
 
 
 class EncoderWeightsUnavailable(RuntimeError):
@@ -87,8 +103,9 @@ class Encoder(nn.Module):
         self.input_size, self.mean, self.std, self.channels, self.grid = ENCODERS[arch]
         self.net: Any  # an EfficientNet or a torchvision trunk: untyped libraries, attributes vary by arch
         self._blocks: list[nn.Module]
+        self.local = arch.endswith("_local")
         if arch.startswith("efficientnet_lite"):
-            self.net = _efficientnet_lite(arch, pretrained)
+            self.net = _efficientnet_lite(arch.removesuffix("_local"), pretrained)
             self._blocks = list(self.net._blocks)
         else:
             tv: Any = _torchvision(arch, pretrained)
@@ -101,6 +118,8 @@ class Encoder(nn.Module):
 
     def fine_tune_top(self, n_blocks: int) -> None:
         """Let gradients reach the last ``n_blocks`` blocks (and the head), the rest stays frozen."""
+        if self.local and n_blocks > 0:
+            raise ValueError(f"{self.arch}: fine-tuning the top blocks is not supported")
         for block in self._blocks[len(self._blocks) - n_blocks :] if n_blocks > 0 else []:
             for p in block.parameters():
                 p.requires_grad_(True)
@@ -111,11 +130,23 @@ class Encoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, H, W], normalised -> features [B, P, C]."""
+        if self.local:
+            return self._local_features(images)
         if self.arch.startswith("efficientnet_lite"):
             fmap = self.net.extract_features(images)  # [B, C, H', W']
         else:
             fmap = self.net(images)
         return fmap.flatten(2).transpose(1, 2)  # [B, P, C]
+
+    def _local_features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 196, 112 + 1280]: per cell, the stride-16 stage's output (× LOCAL_SCALE), then the global vector."""
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(images)))
+        local = self._run_blocks(x, 0, LOCAL_STAGE_END + 1)  # [B, 112, 14, 14]
+        x = self._run_blocks(local, LOCAL_STAGE_END + 1, len(self._blocks))
+        glob = net._swish(net._bn1(net._conv_head(x))).mean((2, 3))  # [B, 1280]: the usual features, pooled
+        cells = (local * LOCAL_SCALE).flatten(2).transpose(1, 2)  # [B, 196, 112]
+        return torch.cat([cells, glob.unsqueeze(1).expand(-1, cells.size(1), -1)], dim=2)
 
     # --- split in two, for fine-tuning the top on cached trunk activations ----------------------------------
     # Why: with only the top blocks trainable, everything below them gives the same output for an image every
@@ -135,6 +166,8 @@ class Encoder(nn.Module):
 
     def trunk(self, images: torch.Tensor, top_blocks: int) -> torch.Tensor:
         """images [B, 3, H, W] -> the activations that enter the top ``top_blocks`` blocks, [B, P', C']."""
+        if self.local:
+            raise ValueError(f"{self.arch}: fine-tuning the top blocks is not supported")
         x = images
         if self.arch.startswith("efficientnet_lite"):
             x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
@@ -180,29 +213,47 @@ class DecoderConfig:
     attention_dim: int = 512  # A
     dropout: float = 0.5
     max_len: int = 22  # longest caption in words (without <start>/<end>)
+    # the last ``shared_dim`` feature channels are the same in every cell (efficientnet_lite0_local's global
+    # vector): the decoder then reads them from cell 0 only, which computes exactly what reading every cell
+    # would, with a fraction of the work (see SoftAttention)
+    shared_dim: int = 0
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
 
 
 class SoftAttention(nn.Module):
-    """e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax(e_t);  z_t = sum_i alpha_ti a_i."""
+    """e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax(e_t);  z_t = sum_i alpha_ti a_i.
 
-    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int) -> None:
+    With ``shared_dim`` = S > 0 the last S channels of every a_i are the same vector g (an image-wide part), so
+    W_a a_i = W_local a_i[:-S] + W_g g and z_t = [sum_i alpha_ti a_i[:-S]; g]: the same numbers (up to rounding)
+    with g read once per image instead of once per cell."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int, shared_dim: int = 0) -> None:
         super().__init__()
         self.feature_proj = nn.Linear(feature_dim, attention_dim)  # W_a: computed once per image
         self.hidden_proj = nn.Linear(hidden_dim, attention_dim)  # W_h: once per step
         self.score = nn.Linear(attention_dim, 1)  # w
+        self.local_dim = feature_dim - shared_dim
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
-        return self.feature_proj(features)  # [B, P, A]
+        if self.local_dim == features.size(2):
+            return self.feature_proj(features)  # [B, P, A]
+        w, L = self.feature_proj.weight, self.local_dim
+        shared = F.linear(features[:, 0, L:], w[:, L:], self.feature_proj.bias)  # [B, A]
+        return F.linear(features[:, :, :L], w[:, :L]) + shared.unsqueeze(1)
 
     def forward(
         self, features: torch.Tensor, att_proj: torch.Tensor, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.score(torch.tanh(att_proj + self.hidden_proj(h).unsqueeze(1))).squeeze(2)  # [B, P]
         alpha = F.softmax(e, dim=1)  # [B, P]
-        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # [B, C]
+        L = self.local_dim
+        if features.size(2) == L:
+            context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # [B, C]
+        else:  # the weights sum to 1, so the shared part of the context is g itself
+            local = torch.bmm(alpha.unsqueeze(1), features[:, :, :L]).squeeze(1)
+            context = torch.cat([local, features[:, 0, L:]], dim=1)
         return context, alpha
 
 
@@ -213,7 +264,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
-        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim)
+        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim, cfg.shared_dim)
         # Why the gate: beta = sigma(f_beta(h)) lets the model turn down the image context for words like
         # "a" or "of" that the language model predicts on its own; the paper found it sharpens attention.
         self.gate = nn.Linear(cfg.hidden_dim, cfg.feature_dim)
@@ -234,7 +285,7 @@ class Decoder(nn.Module):
     # --- the two graphs of the bundle -------------------------------------------------------------------
     def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features [B, P, C] -> h0 [B, D], c0 [B, D], att_proj [B, P, A]."""
-        mean = features.mean(dim=1)
+        mean = features.mean(dim=1)  # (with shared channels their mean is g: computed alike, kept simple)
         return torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)), self.attention.project(features)
 
     def step(

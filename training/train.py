@@ -29,6 +29,7 @@ from captionbot.training.evaluate import evaluate_images
 from captionbot.training.features import FeatureCache
 from captionbot.training.model import (
     ENCODERS,
+    SHARED_CHANNELS,
     Captioner,
     DecoderConfig,
     Encoder,
@@ -149,7 +150,7 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
     else:
         dcfg = DecoderConfig(vocab_size=vocab_size, feature_dim=ENCODERS[cfg.encoder][3], embed_dim=cfg.embed_dim,
                              hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
-                             max_len=cfg.max_len)
+                             max_len=cfg.max_len, shared_dim=SHARED_CHANNELS.get(cfg.encoder, 0))
     model = Captioner(dcfg, arch=cfg.encoder, pretrained=start is None)
     if start_weights is not None:
         model.load_state_dict(start_weights)

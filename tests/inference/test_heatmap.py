@@ -125,3 +125,33 @@ def test_real_photos_alt_text_names_a_region_for_each_content_word(photo_outputs
         parts = [p.split(": ") for p in heatmap_description(out.heatmap_png).split("; ")]
         assert [w for w, _ in parts] == [out.words[i] for i in content_indices(out.words)], out.caption
         assert all(where in regions for _, where in parts), parts
+
+
+def test_a_14x14_grid_is_drawn_outlined_and_named_on_a_real_photo(data_dir):
+    """The local-grid encoder's 196 cells (issue 19): maps of two words over a real photo land where they peak."""
+    grid = (14, 14)
+    name = sorted((data_dir / "flickr8k" / "Flickr_8k.devImages.txt").read_text().split())[0]
+    img = Image.open(data_dir / "flickr8k" / "images" / name).convert("RGB")
+    rng = np.random.default_rng(0)
+    dog, ball = (rng.dirichlet(np.ones(196)).astype(np.float32) * 0.4 for _ in range(2))
+    dog[13 * 14 + 1] += 0.6  # lower left (row 13, column 1)
+    ball[6 * 14 + 7] += 0.6  # centre
+    words = ["a", "dog", "with", "a", "ball"]
+    flat = np.full(196, 1 / 196, dtype=np.float32)
+    png = render_heatmap(img, words, np.stack([flat, dog, flat, flat, ball]), grid)
+    assert heatmap_description(png) == "dog: lower left; ball: centre"
+    assert sum(panels_drawn(png, 2 * COLUMNS)) == 3
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    x0, y0 = panel_origin(1)
+    cell = PANEL / 14
+
+    def white(y: float, x: float) -> bool:
+        return bool((sheet[y0 + round(y), x0 + round(x)] > 240).all())
+
+    # the dog panel's box: the white line one pixel inside the cell's top edge, and nothing like it elsewhere
+    top = [white(13 * cell + 1, 1 * cell + dx) for dx in range(3, round(cell) - 3)]
+    assert np.mean(top) > 0.8
+    assert np.mean([white(2 * cell + 1, 10 * cell + dx) for dx in range(3, round(cell) - 3)]) < 0.2
+    # a thin box on so small a cell: a third of the cell still shows the photo (the 7×7 grid's box covered 91 %)
+    tile = sheet[y0 + round(13 * cell) : y0 + round(14 * cell), x0 + round(cell) : x0 + round(2 * cell)]
+    assert ((tile > 240).all(-1) | (tile < 15).all(-1)).mean() < 0.75

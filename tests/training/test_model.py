@@ -33,3 +33,24 @@ def test_attention_penalty_is_zero_only_when_every_region_gets_one_unit_of_atten
     stare[..., 0] = 1.0  # every step looks at region 0
     assert doubly_stochastic_penalty(spread, lengths).item() == 0.0
     assert doubly_stochastic_penalty(stare, lengths).item() > 0.5
+
+
+def test_shared_channels_are_read_once_with_the_same_result() -> None:
+    """DecoderConfig.shared_dim (efficientnet_lite0_local's global vector, the same in every cell): the decoder
+    reads those channels from cell 0 only and computes what the plain decoder computes."""
+    torch.manual_seed(0)
+    plain = Decoder(DecoderConfig(vocab_size=30, feature_dim=16, embed_dim=8, hidden_dim=8, attention_dim=8)).eval()
+    shared = Decoder(
+        DecoderConfig(vocab_size=30, feature_dim=16, embed_dim=8, hidden_dim=8, attention_dim=8, shared_dim=10)
+    ).eval()
+    shared.load_state_dict(plain.state_dict())
+    features = torch.cat([torch.randn(3, 9, 6), torch.randn(3, 1, 10).expand(3, 9, 10)], dim=2)
+    captions = torch.randint(4, 30, (3, 6))
+    lengths = torch.tensor([6, 4, 3])
+    for a, b in zip(plain(features, captions, lengths), shared(features, captions, lengths), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    h, c, att_proj = shared.init_state(features)
+    assert torch.allclose(att_proj, plain.init_state(features)[2], atol=1e-6)
+    outs = shared.step(captions[:, 0], h, c, features, att_proj)
+    for a, b in zip(outs, plain.step(captions[:, 0], h, c, features, att_proj), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
