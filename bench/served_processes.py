@@ -119,7 +119,7 @@ def main() -> int:
     ap.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated kind:PxT (default {DEFAULT_CONFIGS})")
     ap.add_argument("--photos", choices=("flickr8k", "queued"), default="flickr8k",
                     help="queued: also served 1x2 / 2x1 on 12 MP phone photos as the bot queues them, and the "
-                         "tutorial 1x2 on the 12 MP files")
+                         "tutorial 1x2 / 2x1 on the 12 MP files")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--per-round", type=int, default=64, help="images per round for served configurations")
     ap.add_argument("--slow-per-round", type=int, default=4, help="images per round for the tutorial")
@@ -142,7 +142,8 @@ def main() -> int:
         pools["12 MP phone photos"] = phone
         pools["phone photos as the bot queues them"] = [prepare_for_queue(d, MAX_PIXELS) for d in phone]
         specs += [("served:1x2", "phone photos as the bot queues them"),
-                  ("served:2x1", "phone photos as the bot queues them"), ("tutorial:1x2", "12 MP phone photos")]
+                  ("served:2x1", "phone photos as the bot queues them"), ("tutorial:1x2", "12 MP phone photos"),
+                  ("tutorial:2x1", "12 MP phone photos")]
     print(f"starting {sum(int(s.split(':')[1].split('x')[0]) for s, _ in specs)} processes ...", flush=True)
     configs = [Config(spec, pool, pools[pool], args.bundle) for spec, pool in specs]
     for c in configs:  # warm-up: allocations, thread pools
@@ -170,7 +171,7 @@ def main() -> int:
         ips = rows[c.name]
         cols = [f"{ips / (x.images / x.seconds):10.2f}x" if x else f"{'-':>11s}" for x in (base, base2)]
         vs_ref = f"{ips / (ref.images / ref.seconds):13.2f}x" if ref else f"{'-':>14s}"
-        print(f"{c.name:64s} {ips:9.2f} {cols[0]} {cols[1]} {vs_ref}")
+        print(f"{c.name:74s} {ips:9.2f} {cols[0]} {cols[1]} {vs_ref}")
     agree = {}
     for c in configs:  # the same captions in P processes as in one (batches differ in size, not in content)
         if ref and c is not ref and c.kind == "served" and c.pool == "flickr8k":
