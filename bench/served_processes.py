@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 32
+SETTLE_S = 0.3  # > OpenMP's (200 ms) and onnxruntime's spin-wait after a parallel region
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_CONFIGS = "served:1x2,served:2x1,served:1x1,tutorial:1x2,tutorial:2x1"
 
@@ -153,6 +154,7 @@ def main() -> int:
             n = args.per_round if c.kind == "served" else args.slow_per_round
             pool = len(pools[c.pool])
             idx = [(r * n + j) % pool for j in range(n)]
+            time.sleep(SETTLE_S)  # the last configuration's idle threads stop spinning before this one is timed
             c.seconds += c.run(idx)
             c.images += n
         print(f"round {r + 1}/{args.rounds} (load {os.getloadavg()[0]:.2f})", flush=True)
