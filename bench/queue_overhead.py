@@ -9,6 +9,13 @@
 2. Null-model throughput with the default batch settings and many jobs in flight: jobs/s and ms per job.
 3. The real model (``models/default`` or ``--bundle``): the same images through a worker with ``batch_size=1`` and
    one with ``batch_size=16``; images/s of each and their ratio (same machine, same run).
+
+``--processes P`` runs only this instead: the real model, served end to end through Redis (default batch settings,
+64 jobs in flight) by ``captionbot worker --threads T`` in one process against ``captionbot worker --threads T
+--processes P`` (``CAPTIONBOT_WORKER_PROCESSES``), both started once, each on its own stream, in interleaved rounds
+(ABAB: one serves while the other waits idle on its empty stream):
+
+    .venv/bin/python bench/queue_overhead.py --processes 2 --threads 2 --rounds 6 --images 128
 """
 
 from __future__ import annotations
@@ -172,24 +179,70 @@ async def bench_real(url: str, bundle: Path, n: int, threads: int) -> dict[str, 
     return out
 
 
+async def bench_processes(url: str, bundle: Path, n: int, threads: int, processes: int, rounds: int
+                          ) -> dict[str, object]:
+    """1 process of ``threads`` threads vs ``processes`` processes sharing them, ABAB, through Redis."""
+    images = load_images(n)
+    configs = {"1 process": [], f"{processes} processes": ["--processes", str(processes)]}
+    clients: dict[str, CaptionClient] = {}
+    workers: list[subprocess.Popen[bytes]] = []
+    seconds = dict.fromkeys(configs, 0.0)
+    try:
+        for name, extra in configs.items():
+            settings = load_settings(redis_url=url, stream=f"bench:procs{len(clients)}", result_timeout_s=600)
+            clients[name] = await CaptionClient.connect(settings)
+            workers.append(start_worker(settings, ["--bundle", str(bundle), "--threads", str(threads), *extra], {}))
+        for name, client in clients.items():
+            await wait_for_worker(client)
+            await asyncio.sleep(5 if "processes" in name else 0)  # every process started, not just the first
+            await throughput(client, images[:32], concurrency=64)  # warm-up
+        for r in range(rounds):
+            for name, client in clients.items():
+                t = time.perf_counter()
+                _, failed = await throughput(client, images, concurrency=64)
+                seconds[name] += time.perf_counter() - t
+                assert not failed, f"{failed} jobs failed"
+            print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {len(images) * (r + 1) / v:.1f} images/s"
+                                                      for k, v in seconds.items()), file=sys.stderr, flush=True)
+        workers_seen = {r.worker for r in await asyncio.gather(*(clients[f"{processes} processes"].caption(i)
+                                                                   for i in images[:32]))}
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait(60)
+        for c in clients.values():
+            await c.close()
+    rates = {k: round(len(images) * rounds / v, 2) for k, v in seconds.items()}
+    return {"bundle": str(bundle), "images": len(images), "rounds": rounds, "threads": threads,
+            "images_per_s": rates, "processes_over_one": round(rates[f"{processes} processes"] / rates["1 process"], 3),
+            "consumers_seen": sorted(workers_seen), "load_at_end": os.getloadavg()[0]}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs and images")
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="model bundle for part 3")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads for part 3 (0: default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--processes", type=int, default=0, help="only: 1 worker process vs this many, real model")
+    parser.add_argument("--rounds", type=int, default=6, help="with --processes: interleaved rounds")
+    parser.add_argument("--images", type=int, default=128, help="with --processes: images per round")
     args = parser.parse_args()
     n = 200 if args.quick else 2000
     report: dict[str, object] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         redis_proc, url = start_redis(Path(tmp))
         try:
-            report["null_model_redis"] = await bench_null_redis(url, n)
-            report["null_model_embedded"] = await bench_null_embedded(n)
-            if (args.bundle / "manifest.json").is_file():
-                report["real_model"] = await bench_real(url, args.bundle, 64 if args.quick else 256, args.threads)
+            if args.processes:
+                report["processes"] = await bench_processes(url, args.bundle, args.images, args.threads or 2,
+                                                            args.processes, args.rounds)
             else:
-                report["real_model"] = f"skipped: no bundle at {args.bundle} (pass --bundle)"
+                report["null_model_redis"] = await bench_null_redis(url, n)
+                report["null_model_embedded"] = await bench_null_embedded(n)
+                if (args.bundle / "manifest.json").is_file():
+                    report["real_model"] = await bench_real(url, args.bundle, 64 if args.quick else 256, args.threads)
+                else:
+                    report["real_model"] = f"skipped: no bundle at {args.bundle} (pass --bundle)"
         finally:
             redis_proc.terminate()
             redis_proc.wait(10)

@@ -13,7 +13,7 @@ published) and the model time per batch; the rest of post -> reply is the bot's 
 header probe, enqueue, result delivery, reply POST). CPU seconds per photo of each process come from /proc.
 
     MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 \\
-    .venv/bin/python bench/steady_latency.py --rate 20 --seconds 60 [--threads 2] [--variant int8]
+    .venv/bin/python bench/steady_latency.py --rate 20 --seconds 60 [--threads 2] [--processes 2] [--variant int8]
 
 Prints the figures and writes them to bench/results/steady_latency.json (``--out``). A rate is "sustained" when
 every photo was described, the replies kept pace with the posts (answered within the run + 10 s), and the last
@@ -64,9 +64,12 @@ def dev_photos(n: int) -> list[FileToPost]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
+    """User + system CPU seconds of a process and its live children so far (Linux /proc): a worker run with
+    ``--processes`` does its work in child processes."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    children = {int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()}
+    return own + sum(cpu_seconds(c) for c in children if Path(f"/proc/{c}").exists())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -127,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         worker_port, bot_port = free_port(), free_port()
         worker = subprocess.Popen(
             [sys.executable, "-m", "captionbot.cli", "worker", "--threads", str(args.threads),
-             "--variant", args.variant],
+             "--variant", args.variant, "--processes", str(args.processes)],
             cwd=REPO_ROOT, env={**env, "CAPTIONBOT_METRICS_PORT": str(worker_port),
                                 "CAPTIONBOT_BATCH_WAIT_MS": str(args.batch_wait_ms)})
         bot = subprocess.Popen([sys.executable, "-m", "captionbot.cli", "bot", "--standin", standin.base_url],
@@ -207,7 +210,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "worker_job_latency_s (enqueue -> result)": job,
         "worker_batch_model_s": batch, "worker_batch_size": batch_size,
         "cpu_s_per_photo": {k: round(v / max(answered, 1), 4) for k, v in cpu.items()},
-        "threads": args.threads, "variant": args.variant, "batch_wait_ms": args.batch_wait_ms,
+        "threads": args.threads, "processes": args.processes, "variant": args.variant,
+        "batch_wait_ms": args.batch_wait_ms,
         "load_average_at_end": os.getloadavg(), "cpus": os.cpu_count(),
     }
     if sustained and job["mean"] is not None:  # overloaded, the worker also times jobs the bot gave up on
@@ -225,6 +229,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long to post (default 60)")
     ap.add_argument("--threads", type=int, default=2, help="worker onnxruntime threads (default 2)")
     ap.add_argument("--variant", default="int8", help="bundle variant the worker serves (default int8)")
+    ap.add_argument("--processes", type=int, default=1, help="worker processes sharing the threads (default 1)")
     ap.add_argument("--batch-wait-ms", type=int, default=10, help="CAPTIONBOT_BATCH_WAIT_MS (default 10, the worker's)")
     ap.add_argument("--photos", type=int, default=100, help="distinct dev photos, cycled (default 100)")
     ap.add_argument("--drain-s", type=float, default=60.0, help="wait this long after posting for late replies")

@@ -50,6 +50,9 @@ async def run(settings: Settings, stop: asyncio.Event, test_model: str | None = 
 
     if settings.shard_count is not None:
         log.warning("`captionbot run` is one unsharded bot: CAPTIONBOT_SHARD_* settings apply to `captionbot bot`")
+    if settings.worker_processes > 1:
+        log.warning("`captionbot run` has one worker in its own process: CAPTIONBOT_WORKER_PROCESSES applies to "
+                    "`captionbot worker`")
     captioner = load_captioner(settings, test_model)
     standin = None
     config = BotConfig(settings=settings)

@@ -18,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,18 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 Service = Callable[[asyncio.Event], Awaitable[int | None]]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (a container's CPU
+    limit) when one is set. Kubernetes and Docker show a container every core of the node in ``os.cpu_count()``."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with contextlib.suppress(OSError, ValueError):
+        with open("/sys/fs/cgroup/cpu.max") as f:  # "max 100000" (none) or "200000 100000" (2 CPUs)
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, cpus)
 
 
 class StartupError(Exception):
@@ -72,14 +87,15 @@ def _request_stop(name: str, sig: signal.Signals, stop: asyncio.Event) -> None:
 
 
 @contextlib.contextmanager
-def health_endpoints(port: int, is_ready: Callable[[], bool]) -> Iterator[None]:
-    """Serve the probes and metrics on ``port`` for the block (nothing when ``port`` is 0)."""
+def health_endpoints(port: int, is_ready: Callable[[], bool], registry: Any = None) -> Iterator[None]:
+    """Serve the probes and metrics on ``port`` for the block (nothing when ``port`` is 0); ``registry``: the
+    Prometheus registry for /metrics (default: this process's)."""
     if not port:
         yield
         return
     from captionbot.queue.health import HealthServer
 
-    server = HealthServer(port, is_ready)
+    server = HealthServer(port, is_ready, registry=registry)
     try:
         yield
     finally:

@@ -85,7 +85,11 @@ class Settings(BaseSettings):
     # or a variant by name: fp32 | int8 | fp16 (docs/inference.md, "An int8 encoder")
     variant: str = "auto"
     provider: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # 0 = onnxruntime's default
+    threads: int = 0  # 0 = onnxruntime's default (with worker_processes > 1: the CPUs, shared out)
+    # ``captionbot worker`` as N processes, each a consumer of its own with threads // N onnxruntime threads (at least
+    # 1): a CPU worker's per-image Python work (JPEG decode, beam search) uses one core per process. auto: one per
+    # CPU this container may use (docs/inference.md, "Worker processes").
+    worker_processes: int = Field(default=1, ge=1, le=256)
     # Decoder with I/O binding (its state stays on the GPU across steps, inference/device.py). Unset: on with CUDA.
     io_binding: bool | None = None
     # Load a bundle whose manifest has no digest (exported before digests): refused unless set (docs/contracts.md).
@@ -118,6 +122,15 @@ class Settings(BaseSettings):
         if not VARIANT_NAME.fullmatch(text):
             raise ValueError("give auto, fp32, int8, fp16 or another variant the bundle ships (a plain name)")
         return text
+
+    @field_validator("worker_processes", mode="before")
+    @classmethod
+    def _worker_processes(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            from captionbot.process import available_cpus
+
+            return available_cpus()
+        return value
 
     @property
     def redis_keys(self) -> RedisKeys:

@@ -13,12 +13,12 @@ import argparse
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from captionbot.formats import MANIFEST_FILE
 
 if TYPE_CHECKING:
-    from captionbot.queue.worker import CaptionModel
+    from captionbot.queue.worker import CaptionModel, Worker
     from captionbot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=None, help="auto | fp32 | int8 | fp16 (default: $CAPTIONBOT_VARIANT; "
                         "auto: int8 on CPU when the bundle ships it, else fp32)")
     parser.add_argument("--provider", default=None, help="auto | cpu | cuda (default: $CAPTIONBOT_PROVIDER)")
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0: its default)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads (0: its default); with "
+                        "--processes, shared out among the processes")
+    parser.add_argument("--processes", default=None, help="worker processes, each a consumer with its share of the "
+                        "threads: a number or auto, one per CPU (default: $CAPTIONBOT_WORKER_PROCESSES or 1)")
     parser.add_argument("--batch-size", type=int, default=None, help="jobs per batch (default: $CAPTIONBOT_BATCH_SIZE)")
-    parser.add_argument("--name", default=None, help="consumer name in the group (default: host-pid)")
+    parser.add_argument("--name", default=None, help="consumer name in the group (default: host-pid; with "
+                        "--processes, NAME-0, NAME-1, ...)")
     parser.add_argument("--allow-unsealed", action="store_true", default=None,
                         help="load a bundle whose manifest has no digest (default: $CAPTIONBOT_ALLOW_UNSEALED)")
     parser.add_argument("--metrics-port", type=int, default=None, help="port for /healthz /readyz /metrics (0: off)")
@@ -44,22 +48,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from captionbot.process import run_service
-    from captionbot.settings import load_settings
+    import sys
+
+    from pydantic import ValidationError
+
+    from captionbot.process import EXIT_CANNOT_START, run_service
+    from captionbot.settings import explain, load_settings
 
     overrides = {k: v for k, v in {
         "bundle": args.bundle, "variant": args.variant, "provider": args.provider, "threads": args.threads,
-        "batch_size": args.batch_size, "metrics_port": args.metrics_port,
+        "worker_processes": args.processes, "batch_size": args.batch_size, "metrics_port": args.metrics_port,
         "allow_unsealed": args.allow_unsealed,
     }.items() if v is not None}
-    settings = load_settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+    except ValidationError as exc:  # a bad flag: one line and exit code 2, as for a bad environment variable
+        print(f"captionbot worker cannot start: {explain(exc)}", file=sys.stderr)
+        return EXIT_CANNOT_START
     delay_s = args.test_model_delay_ms / 1000
+    if settings.worker_processes > 1:
+        from captionbot.inference.worker_processes import Supervisor
+
+        from captionbot.queue.worker import default_worker_name
+
+        if settings.redis_url is None:
+            print("captionbot worker cannot start: CAPTIONBOT_WORKER_PROCESSES > 1 needs CAPTIONBOT_REDIS_URL (the "
+                  "processes share the queue through Redis)", file=sys.stderr)
+            return EXIT_CANNOT_START
+        supervisor = Supervisor(settings, args.name or default_worker_name(), args.test_model, delay_s,
+                                logging.getLevelName(logging.getLogger().level))
+        return run_service("worker", supervisor.serve)
     return run_service("worker", lambda stop: serve(settings, stop, args.name, args.test_model, delay_s))
 
 
 async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None, test_model: str | None = None,
-                delay_s: float = 0.0) -> int:
-    """Load the model, then serve the stream (and the health/metrics endpoints when configured) until ``stop``."""
+                delay_s: float = 0.0, ready_flag: Any = None) -> int:
+    """Load the model, then serve the stream (and the health/metrics endpoints when configured) until ``stop``.
+
+    ``ready_flag``: a shared value (``multiprocessing.Value``) kept equal to the worker's readiness, for the
+    supervisor of several worker processes (``inference/worker_processes.py``)."""
     from captionbot.process import health_endpoints
     from captionbot.queue.connection import is_embedded
     from captionbot.queue.worker import Worker
@@ -69,9 +96,21 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
         log.warning("CAPTIONBOT_REDIS_URL is not set: serving an in-process queue that no bot can reach "
                     "(use `captionbot run` for bot and worker in one process)")
     worker = Worker(settings, captioner, name=name)
-    with health_endpoints(settings.metrics_port, lambda: worker.ready):
-        await worker.serve(stop)
+    mirror = asyncio.create_task(_mirror_ready(worker, ready_flag)) if ready_flag is not None else None
+    try:
+        with health_endpoints(settings.metrics_port, lambda: worker.ready):
+            await worker.serve(stop)
+    finally:
+        if mirror:
+            mirror.cancel()
+            ready_flag.value = 0
     return 0
+
+
+async def _mirror_ready(worker: Worker, flag: Any) -> None:
+    while True:
+        flag.value = int(worker.ready)
+        await asyncio.sleep(0.2)
 
 
 def load_captioner(settings: Settings, test_model: str | None = None, delay_s: float = 0.0) -> CaptionModel:

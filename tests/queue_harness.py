@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from captionbot.inference.null_captioner import NullCaptioner
@@ -56,16 +56,18 @@ async def running_worker(
 class WorkerProcess:
     """A real ``captionbot worker`` process running the null test model."""
 
-    def __init__(self, settings: Settings, name: str, delay_ms: float, model: str = "null") -> None:
+    def __init__(self, settings: Settings, name: str, delay_ms: float, model: str = "null",
+                 args: Sequence[str] = (), env_extra: dict[str, str] | None = None, log_level: str = "WARNING") -> None:
         env = dict(os.environ, CAPTIONBOT_REDIS_URL=settings.redis_url.get_secret_value() if settings.redis_url else "",
                    CAPTIONBOT_STREAM=settings.stream, CAPTIONBOT_BATCH_SIZE=str(settings.batch_size),
                    CAPTIONBOT_BATCH_WAIT_MS=str(settings.batch_wait_ms),
                    CAPTIONBOT_CLAIM_IDLE_MS=str(settings.claim_idle_ms),
                    CAPTIONBOT_MAX_ATTEMPTS=str(settings.max_attempts), CAPTIONBOT_METRICS_PORT="0")
+        env.update(env_extra or {})
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "captionbot.cli", "--log-level", "WARNING", "worker", "--name", name,
-             "--test-model", model, "--test-model-delay-ms", str(delay_ms)],
+            [sys.executable, "-m", "captionbot.cli", "--log-level", log_level, "worker", "--name", name,
+             "--test-model", model, "--test-model-delay-ms", str(delay_ms), *args],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,9 @@ class _QuietHandler(WSGIRequestHandler):
 class HealthServer:
     """Serves the probes on ``host:port`` in a daemon thread until :meth:`close`."""
 
-    def __init__(self, port: int, is_ready: Callable[[], bool], host: str = "0.0.0.0") -> None:
-        metrics_app = make_wsgi_app()
+    def __init__(self, port: int, is_ready: Callable[[], bool], host: str = "0.0.0.0",
+                 registry: CollectorRegistry | None = None) -> None:
+        metrics_app = make_wsgi_app(registry) if registry is not None else make_wsgi_app()
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             path = environ.get("PATH_INFO", "/")

@@ -1,11 +1,15 @@
-"""Prometheus metrics of the queue (one set per process, on the default registry)."""
+"""Prometheus metrics of the queue (one set per process, on the default registry; with several worker processes,
+``inference/worker_processes.py`` adds theirs up in Prometheus multiprocess mode: the queue gauges are the same for
+every worker, so the largest live one is shown)."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-QUEUE_DEPTH = Gauge("captionbot_queue_depth", "Jobs waiting in the stream, not yet delivered to a worker")
-QUEUE_PENDING = Gauge("captionbot_queue_pending", "Jobs delivered to a worker and not yet answered")
+QUEUE_DEPTH = Gauge("captionbot_queue_depth", "Jobs waiting in the stream, not yet delivered to a worker",
+                    multiprocess_mode="livemax")
+QUEUE_PENDING = Gauge("captionbot_queue_pending", "Jobs delivered to a worker and not yet answered",
+                      multiprocess_mode="livemax")
 BATCH_SIZE = Histogram(
     "captionbot_batch_size", "Jobs per worker batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )

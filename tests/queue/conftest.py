@@ -20,8 +20,9 @@ def settings(redis_url: str) -> Settings:
 def spawn_worker() -> Iterator[Callable[..., WorkerProcess]]:
     procs: list[WorkerProcess] = []
 
-    def spawn(settings: Settings, name: str, delay_ms: float = 0.0, model: str = "null") -> WorkerProcess:
-        p = WorkerProcess(settings, name, delay_ms, model)
+    def spawn(settings: Settings, name: str, delay_ms: float = 0.0, model: str = "null",
+              **kwargs: object) -> WorkerProcess:
+        p = WorkerProcess(settings, name, delay_ms, model, **kwargs)  # type: ignore[arg-type]
         procs.append(p)
         return p
 
