@@ -50,6 +50,7 @@ LOCAL_STAGE_END = 10  # index of the last block of Lite0's 112-channel, 14×14 s
 # The local activations' RMS is about 6.5 per channel on Flickr8k photos, the global vector's about 0.47: the local
 # part is scaled by 1/8 (exact in fp16) so neither part dwarfs the other at the decoder's input.
 LOCAL_SCALE = 0.125
+LOCAL_CHANNELS = 112  # the stride-16 stage's output channels
 # encoder -> how many of its last feature channels are the same in every cell (DecoderConfig.shared_dim)
 SHARED_CHANNELS = {"efficientnet_lite0_local": 1280}
 
@@ -118,8 +119,8 @@ class Encoder(nn.Module):
 
     def fine_tune_top(self, n_blocks: int) -> None:
         """Let gradients reach the last ``n_blocks`` blocks (and the head), the rest stays frozen."""
-        if self.local and n_blocks > 0:
-            raise ValueError(f"{self.arch}: fine-tuning the top blocks is not supported")
+        if self.local and not 0 <= n_blocks < len(self._blocks) - LOCAL_STAGE_END:
+            raise ValueError(f"{self.arch}: only blocks above the local stage (block {LOCAL_STAGE_END}) can be tuned")
         for block in self._blocks[len(self._blocks) - n_blocks :] if n_blocks > 0 else []:
             for p in block.parameters():
                 p.requires_grad_(True)
@@ -166,16 +167,41 @@ class Encoder(nn.Module):
 
     def trunk(self, images: torch.Tensor, top_blocks: int) -> torch.Tensor:
         """images [B, 3, H, W] -> the activations that enter the top ``top_blocks`` blocks, [B, P', C']."""
-        if self.local:
-            raise ValueError(f"{self.arch}: fine-tuning the top blocks is not supported")
         x = images
         if self.arch.startswith("efficientnet_lite"):
             x = self.net._swish(self.net._bn0(self.net._conv_stem(x)))
+        if self.local:
+            return self._local_trunk(x, top_blocks)
         x = self._run_blocks(x, 0, len(self._blocks) - top_blocks)
         return x.flatten(2).transpose(1, 2)
 
+    # The local grid's trunk holds two things: the frozen 14×14 local cells (which lie below the tuned blocks) and
+    # what enters the top blocks (7×7×C'). Both go into one [B, 196, 112 + 49·C'/196] array, the second flattened
+    # into the spare channels, so the feature cache and the trainer handle it like any other trunk.
+    def _local_trunk(self, stem: torch.Tensor, top_blocks: int) -> torch.Tensor:
+        if not 0 < top_blocks < len(self._blocks) - LOCAL_STAGE_END:
+            raise ValueError(f"{self.arch}: only blocks above the local stage (block {LOCAL_STAGE_END}) can be tuned")
+        local = self._run_blocks(stem, 0, LOCAL_STAGE_END + 1)  # [B, 112, 14, 14]
+        x = self._run_blocks(local, LOCAL_STAGE_END + 1, len(self._blocks) - top_blocks)  # [B, C', 7, 7]
+        cells = local.flatten(2).transpose(1, 2)  # [B, 196, 112]
+        packed = x.flatten(2).transpose(1, 2).reshape(x.size(0), cells.size(1), -1)  # [B, 196, 49·C'/196]
+        return torch.cat([cells, packed], dim=2)
+
+    def _local_top(self, trunk: torch.Tensor, top_blocks: int) -> torch.Tensor:
+        """The local grid's packed trunk -> [B, 196, 112 + 1280], through the top blocks for the global part."""
+        cells, packed = trunk[:, :, :LOCAL_CHANNELS], trunk[:, :, LOCAL_CHANNELS:]
+        b, side = trunk.size(0), self.grid // 2
+        x = packed.reshape(b, side * side, -1).transpose(1, 2).reshape(b, -1, side, side)
+        x = self._run_blocks(x, len(self._blocks) - top_blocks, len(self._blocks))
+        net = self.net
+        glob = net._swish(net._bn1(net._conv_head(x))).mean((2, 3))
+        cells = cells * LOCAL_SCALE
+        return torch.cat([cells, glob.unsqueeze(1).expand(-1, cells.size(1), -1)], dim=2)
+
     def top(self, trunk: torch.Tensor, top_blocks: int) -> torch.Tensor:
         """``trunk`` activations [B, P', C'] (square grid) -> features [B, P, C], through the top blocks."""
+        if self.local:
+            return self._local_top(trunk, top_blocks)
         side = math.isqrt(trunk.size(1))
         x = trunk.transpose(1, 2).reshape(trunk.size(0), trunk.size(2), side, side)
         x = self._run_blocks(x, len(self._blocks) - top_blocks, len(self._blocks))

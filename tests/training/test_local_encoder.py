@@ -44,3 +44,36 @@ def test_local_grid_is_196_cells_of_local_then_global_features(few_images: list[
     far = (g[:, 10:, 10:] - f[:, 10:, 10:]).abs().mean() / f[:, 10:, 10:].abs().mean()
     near = (g[:, :7, :7] - f[:, :7, :7]).abs().mean() / f[:, :7, :7].abs().mean()
     assert far < 0.05 < near
+
+
+def test_local_grid_fine_tunes_the_global_part_and_leaves_the_local_cells_frozen(
+        few_images: list[CaptionedImage], tmp_path: Path) -> None:
+    from captionbot.training.train import TrainConfig, Trainer, prepare_features
+
+    cfg = TrainConfig(out_dir=tmp_path / "run", encoder="efficientnet_lite0_local", embed_dim=64, hidden_dim=96,
+                      attention_dim=48, dropout=0.0, min_count=1, batch_size=8, lr=3e-3, warmup_steps=1,
+                      weight_decay=0.0, val_limit=0, progress=False, epochs=1, max_steps_per_epoch=2,
+                      fine_tune_blocks=1, encoder_lr_scale=1.0, cache_dir=tmp_path / "cache")
+    trunk, _ = prepare_features(cfg, few_images[:4])
+    # one cached array per image: the 14×14 local cells (unscaled) and, packed in the spare channels, the 7×7×192
+    # activations that enter the last block
+    assert trunk.features.shape[1:] == (196, 112 + 49 * 192 // 196)
+    trainer = Trainer(cfg, few_images[:4], [], trunk)
+    encoder = trainer.model.encoder
+    top, local_stage = encoder._blocks[-1], encoder._blocks[10]
+    top_before = [p.detach().clone() for p in top.parameters()]
+    local_before = [p.detach().clone() for p in local_stage.parameters()]
+    x = _pixels([few_images[0].path], encoder)
+    with torch.no_grad():
+        before = encoder.eval()(x)
+        # the packed trunk through the top blocks is the whole encoder's output for the same pixels
+        assert torch.allclose(encoder.top(encoder.trunk(x, 1), 1), before, atol=1e-5)
+    trainer.run_epoch()  # two steps
+    assert any(not torch.equal(a, b) for a, b in zip(top_before, top.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(local_before, local_stage.parameters(), strict=True))
+    with torch.no_grad():
+        after = encoder.eval()(x)
+    assert torch.equal(after[:, :, :112], before[:, :, :112])  # local cells: unchanged
+    assert not torch.allclose(after[:, :, 112:], before[:, :, 112:])  # the global vector: tuned
+    np.testing.assert_allclose(trainer.validation_features([few_images[0].image_id])[0], after[0].numpy(),
+                               atol=0.05)
