@@ -27,12 +27,13 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--variant", default="fp32", help="fp32, int8 or auto (the worker's default)")
     args = ap.parse_args()
     data = Path(os.environ.get("CAPTIONBOT_DATA", REPO.parent / "shared" / "data"))
     names = sorted((data / "flickr8k/Flickr_8k.devImages.txt").read_text().split())[: args.n]
     blobs = [(data / "flickr8k/images" / n).read_bytes() for n in names]
     caps = {
-        k: Captioner.load(p, provider="cpu", threads=args.threads)
+        k: Captioner.load(p, variant=args.variant, provider="cpu", threads=args.threads)
         for k, p in (("before", args.before), ("after", args.after))
     }
     best = {k: 0.0 for k in caps}
@@ -44,7 +45,8 @@ def main() -> int:
             best[k] = max(best[k], len(blobs) / (time.perf_counter() - t))
     print(
         f"images/s, best of {args.rounds}: before {best['before']:.1f}, after {best['after']:.1f}, "
-        f"ratio {best['after'] / best['before']:.3f} ({len(blobs)} Flickr8k dev photos, threads={args.threads})"
+        f"ratio {best['after'] / best['before']:.3f} ({len(blobs)} Flickr8k dev photos, threads={args.threads}, "
+        f"variant {args.variant})"
     )
     return 0
 
