@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from captionbot.formats import CHAT_CONTENT_TYPES, CHAT_PILLOW_FORMATS, ErrorCode, ImageRejected
 
@@ -50,8 +50,10 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageRejected(ErrorCode.TOO_MANY_PIXELS, str(exc)) from exc
-    except Exception as exc:
+    except UnidentifiedImageError as exc:  # no decoder recognises the bytes
         raise ImageRejected(ErrorCode.NOT_AN_IMAGE, f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # recognised, but the header is cut off or broken (a WebP's decoder opens it there)
+        raise ImageRejected(ErrorCode.TRUNCATED, f"{type(exc).__name__}: {exc}") from exc
     fmt, (width, height) = str(img.format), img.size
     if fmt not in CHAT_PILLOW_FORMATS:
         img.close()

@@ -29,7 +29,7 @@ def test_real_photos_in_each_accepted_format_pass(photo: Image.Image, fmt: str) 
     assert (info.format, info.width, info.height) == (fmt, *photo.size)
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
 def test_a_truncated_file_is_refused_as_truncated(photo: Image.Image, fmt: str) -> None:
     data = encoded(photo, fmt)
     with pytest.raises(ImageRejected) as err:
