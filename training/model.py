@@ -243,6 +243,9 @@ class DecoderConfig:
     # vector): the decoder then reads them from cell 0 only, which computes exactly what reading every cell
     # would, with a fraction of the work (see SoftAttention)
     shared_dim: int = 0
+    # alpha = softmax(e / T): T < 1 sharpens the attention the context is computed from (issue 19); part of the
+    # exported decoder step, so the heatmap shows the map the decoder used
+    attention_temperature: float = 1.0
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -255,8 +258,12 @@ class SoftAttention(nn.Module):
     W_a a_i = W_local a_i[:-S] + W_g g and z_t = [sum_i alpha_ti a_i[:-S]; g]: the same numbers (up to rounding)
     with g read once per image instead of once per cell."""
 
-    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int, shared_dim: int = 0) -> None:
+    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int, shared_dim: int = 0,
+                 temperature: float = 1.0) -> None:
         super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"attention temperature must be > 0, not {temperature}")
+        self.inv_temperature = 1.0 / temperature
         self.feature_proj = nn.Linear(feature_dim, attention_dim)  # W_a: computed once per image
         self.hidden_proj = nn.Linear(hidden_dim, attention_dim)  # W_h: once per step
         self.score = nn.Linear(attention_dim, 1)  # w
@@ -273,6 +280,8 @@ class SoftAttention(nn.Module):
         self, features: torch.Tensor, att_proj: torch.Tensor, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         e = self.score(torch.tanh(att_proj + self.hidden_proj(h).unsqueeze(1))).squeeze(2)  # [B, P]
+        if self.inv_temperature != 1.0:
+            e = e * self.inv_temperature
         alpha = F.softmax(e, dim=1)  # [B, P]
         L = self.local_dim
         if features.size(2) == L:
@@ -290,7 +299,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
-        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim, cfg.shared_dim)
+        self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim, cfg.shared_dim,
+                                      cfg.attention_temperature)
         # Why the gate: beta = sigma(f_beta(h)) lets the model turn down the image context for words like
         # "a" or "of" that the language model predicts on its own; the paper found it sharpens attention.
         self.gate = nn.Linear(cfg.hidden_dim, cfg.feature_dim)

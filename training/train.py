@@ -151,6 +151,8 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
         dcfg = DecoderConfig(vocab_size=vocab_size, feature_dim=ENCODERS[cfg.encoder][3], embed_dim=cfg.embed_dim,
                              hidden_dim=cfg.hidden_dim, attention_dim=cfg.attention_dim, dropout=cfg.dropout,
                              max_len=cfg.max_len, shared_dim=SHARED_CHANNELS.get(cfg.encoder, 0))
+    if cfg.attention_temperature is not None and cfg.resume is None:  # a resumed run keeps what it started with
+        dcfg.attention_temperature = cfg.attention_temperature
     model = Captioner(dcfg, arch=cfg.encoder, pretrained=start is None)
     if start_weights is not None:
         model.load_state_dict(start_weights)

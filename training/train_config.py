@@ -36,6 +36,10 @@ class TrainConfig:
     hidden_dim: int = setting(512, group=MODEL, flag="--hidden", help="LSTM size (default: 512)")
     attention_dim: int = setting(512, group=MODEL, flag="--attention", help="attention MLP size (default: 512)")
     dropout: float = setting(0.5, group=MODEL, help="dropout before the output layer (default: 0.5)")
+    attention_temperature: float | None = setting(
+        None, group=MODEL, metavar="T",
+        help="attend with softmax(scores / T) (issue 19: T < 1 sharpens the map the decoder uses and the heatmap "
+             "shows); given with --init-from it replaces the checkpoint's T (default: the checkpoint's, else 1)")
     fine_tune_blocks: int = setting(
         0, group=MODEL, help="train the encoder's top N blocks too, on cached activations of the blocks below "
                              "(default 0: frozen encoder, cached features)")

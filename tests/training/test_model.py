@@ -54,3 +54,23 @@ def test_shared_channels_are_read_once_with_the_same_result() -> None:
     outs = shared.step(captions[:, 0], h, c, features, att_proj)
     for a, b in zip(outs, plain.step(captions[:, 0], h, c, features, att_proj), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_an_attention_temperature_sharpens_the_map_the_context_is_computed_from() -> None:
+    torch.manual_seed(0)
+    plain = _tiny_decoder()
+    sharp = Decoder(DecoderConfig(vocab_size=30, feature_dim=16, embed_dim=8, hidden_dim=8, attention_dim=8,
+                                  attention_temperature=0.3)).eval()
+    sharp.load_state_dict(plain.state_dict())
+    features = torch.randn(2, 5, 16)
+    h, c, att_proj = plain.init_state(features)
+    words = torch.tensor([5, 7])
+    _, _, _, a1 = plain.step(words, h, c, features, att_proj)
+    logp, _, _, a3 = sharp.step(words, h, c, features, att_proj)
+    # the same scores over T: log alpha differs from the plain map's by a factor 1/T, up to the normalisation
+    la1, la3 = a1.log(), a3.log()
+    assert torch.allclose(la3 - la3.mean(1, keepdim=True), (la1 - la1.mean(1, keepdim=True)) / 0.3, atol=1e-4)
+    entropy = [float(-(a * a.log()).sum(1).mean()) for a in (a1, a3)]
+    assert entropy[1] < entropy[0]
+    # and the decoder reads its context through the sharper map: the next word's distribution changes
+    assert not torch.allclose(logp, plain.step(words, h, c, features, att_proj)[0])

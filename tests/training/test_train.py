@@ -142,3 +142,13 @@ def test_the_same_seed_gives_a_bit_identical_checkpoint(few_images: list[Caption
     for i, state in first["optimizer"]["state"].items():
         assert all(torch.equal(v, again["optimizer"]["state"][i][k]) for k, v in state.items())
     assert not torch.equal(first["model"]["decoder.embedding.weight"], other["model"]["decoder.embedding.weight"])
+
+
+def test_init_from_with_an_attention_temperature_fine_tunes_and_saves_the_sharper_decoder(
+        few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
+    Trainer(small_config(tmp_path / "a", epochs=1), few_images, [], few_features).fit()
+    sharp = Trainer(small_config(tmp_path / "b", epochs=1, init_from=tmp_path / "a" / "last.pt",
+                                 attention_temperature=0.3), few_images, [], few_features)
+    assert sharp.decoder.cfg.attention_temperature == 0.3
+    sharp.fit()
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["decoder_config"]["attention_temperature"] == 0.3
