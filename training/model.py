@@ -119,8 +119,8 @@ class Encoder(nn.Module):
 
     def fine_tune_top(self, n_blocks: int) -> None:
         """Let gradients reach the last ``n_blocks`` blocks (and the head), the rest stays frozen."""
-        if self.local and not 0 <= n_blocks < len(self._blocks) - LOCAL_STAGE_END:
-            raise ValueError(f"{self.arch}: only blocks above the local stage (block {LOCAL_STAGE_END}) can be tuned")
+        if self.local and n_blocks > 0:
+            self._check_above_local_stage(n_blocks)
         for block in self._blocks[len(self._blocks) - n_blocks :] if n_blocks > 0 else []:
             for p in block.parameters():
                 p.requires_grad_(True)
@@ -145,9 +145,18 @@ class Encoder(nn.Module):
         x = net._swish(net._bn0(net._conv_stem(images)))
         local = self._run_blocks(x, 0, LOCAL_STAGE_END + 1)  # [B, 112, 14, 14]
         x = self._run_blocks(local, LOCAL_STAGE_END + 1, len(self._blocks))
-        glob = net._swish(net._bn1(net._conv_head(x))).mean((2, 3))  # [B, 1280]: the usual features, pooled
-        cells = (local * LOCAL_SCALE).flatten(2).transpose(1, 2)  # [B, 196, 112]
+        return self._join_local_and_global(local.flatten(2).transpose(1, 2), x)
+
+    def _join_local_and_global(self, cells: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Local cells [B, 196, 112] (unscaled) and the last block's output [B, C, 7, 7] -> [B, 196, 112 + 1280]."""
+        net = self.net
+        glob = net._swish(net._bn1(net._conv_head(last))).mean((2, 3))  # [B, 1280]: the usual features, pooled
+        cells = cells * LOCAL_SCALE
         return torch.cat([cells, glob.unsqueeze(1).expand(-1, cells.size(1), -1)], dim=2)
+
+    def _check_above_local_stage(self, top_blocks: int) -> None:
+        if not 0 < top_blocks < len(self._blocks) - LOCAL_STAGE_END:
+            raise ValueError(f"{self.arch}: only blocks above the local stage (block {LOCAL_STAGE_END}) can be tuned")
 
     # --- split in two, for fine-tuning the top on cached trunk activations ----------------------------------
     # Why: with only the top blocks trainable, everything below them gives the same output for an image every
@@ -179,8 +188,7 @@ class Encoder(nn.Module):
     # what enters the top blocks (7×7×C'). Both go into one [B, 196, 112 + 49·C'/196] array, the second flattened
     # into the spare channels, so the feature cache and the trainer handle it like any other trunk.
     def _local_trunk(self, stem: torch.Tensor, top_blocks: int) -> torch.Tensor:
-        if not 0 < top_blocks < len(self._blocks) - LOCAL_STAGE_END:
-            raise ValueError(f"{self.arch}: only blocks above the local stage (block {LOCAL_STAGE_END}) can be tuned")
+        self._check_above_local_stage(top_blocks)
         local = self._run_blocks(stem, 0, LOCAL_STAGE_END + 1)  # [B, 112, 14, 14]
         x = self._run_blocks(local, LOCAL_STAGE_END + 1, len(self._blocks) - top_blocks)  # [B, C', 7, 7]
         cells = local.flatten(2).transpose(1, 2)  # [B, 196, 112]
@@ -190,13 +198,10 @@ class Encoder(nn.Module):
     def _local_top(self, trunk: torch.Tensor, top_blocks: int) -> torch.Tensor:
         """The local grid's packed trunk -> [B, 196, 112 + 1280], through the top blocks for the global part."""
         cells, packed = trunk[:, :, :LOCAL_CHANNELS], trunk[:, :, LOCAL_CHANNELS:]
-        b, side = trunk.size(0), self.grid // 2
+        b, side = trunk.size(0), self.grid // 2  # the top blocks work at stride 32: half the local grid's side
         x = packed.reshape(b, side * side, -1).transpose(1, 2).reshape(b, -1, side, side)
         x = self._run_blocks(x, len(self._blocks) - top_blocks, len(self._blocks))
-        net = self.net
-        glob = net._swish(net._bn1(net._conv_head(x))).mean((2, 3))
-        cells = cells * LOCAL_SCALE
-        return torch.cat([cells, glob.unsqueeze(1).expand(-1, cells.size(1), -1)], dim=2)
+        return self._join_local_and_global(cells, x)
 
     def top(self, trunk: torch.Tensor, top_blocks: int) -> torch.Tensor:
         """``trunk`` activations [B, P', C'] (square grid) -> features [B, P, C], through the top blocks."""
