@@ -34,6 +34,7 @@ from captionbot.training.model import (
     DecoderConfig,
     Encoder,
     EncoderTrunk,
+    attention_entropy,
     doubly_stochastic_penalty,
 )
 from captionbot.training.sources import DataSource, read_sources
@@ -282,8 +283,8 @@ class Trainer:
             trunk = torch.from_numpy(self.cache.get(image_ids)).to(self.device)
             return self.encoder.top(trunk, self.cfg.fine_tune_blocks).float().cpu().numpy()
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(total loss to minimise, cross-entropy alone) for one length-sorted batch."""
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total loss to minimise, cross-entropy alone, attention entropy) for one length-sorted batch."""
         feats = batch.features.to(self.device, non_blocking=True)
         if self.encoder_top is not None:
             with self._autocast():
@@ -304,8 +305,11 @@ class Trainer:
         ce = F.cross_entropy(logits[mask].float(), targets[mask], label_smoothing=self.cfg.label_smoothing)
         total = ce
         if self.cfg.alpha_c > 0:
-            total = ce + self.cfg.alpha_c * doubly_stochastic_penalty(alphas.float(), lengths)
-        return total, ce
+            total = total + self.cfg.alpha_c * doubly_stochastic_penalty(alphas.float(), lengths)
+        entropy = attention_entropy(alphas.float(), lengths)
+        if self.cfg.attention_entropy_weight > 0:
+            total = total + self.cfg.attention_entropy_weight * entropy
+        return total, ce, entropy.detach()
 
     def train_epoch(self) -> dict[str, float]:
         cfg = self.cfg
@@ -320,13 +324,14 @@ class Trainer:
         t0 = time.perf_counter()
         seen = 0
         ce_sum = 0.0
+        entropy_sum = 0.0
         ema = None
         for i, idx in enumerate(self.batches):
             if i >= n_batches:
                 break
             flip = self.batches.flips(len(idx), i) if self.data.flipped is not None else None
             batch = self.data.batch(idx, flip)
-            total, ce = self.loss(batch)
+            total, ce, entropy = self.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.grad_clip)
@@ -336,6 +341,7 @@ class Trainer:
             ce_v = float(ce.detach())
             self.step_losses.append(ce_v)
             ce_sum += ce_v
+            entropy_sum += float(entropy)
             seen += batch.size
             ema = ce_v if ema is None else 0.98 * ema + 0.02 * ce_v
             rate = seen * self.world / (time.perf_counter() - t0)
@@ -349,7 +355,8 @@ class Trainer:
         bar.close()
         elapsed = time.perf_counter() - t0
         steps = max(1, min(n_batches, len(self.batches)))
-        return {"loss": ce_sum / steps, "captions_per_s": seen * self.world / elapsed, "train_seconds": elapsed}
+        return {"loss": ce_sum / steps, "attention_entropy": entropy_sum / steps,
+                "captions_per_s": seen * self.world / elapsed, "train_seconds": elapsed}
 
     # --- validation -------------------------------------------------------------------------------------------
     def validate(self) -> dict[str, float | None]:

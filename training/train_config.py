@@ -58,6 +58,10 @@ class TrainConfig:
     alpha_c: float = setting(  # lambda in Xu et al.
         1.0, group=OPTIMISATION,
         help="weight of the doubly-stochastic attention regulariser (default: 1.0; 0 turns it off)")
+    attention_entropy_weight: float = setting(
+        0.0, group=OPTIMISATION, flag="--attention-entropy", metavar="W",
+        help="add W x the attention maps' mean normalised entropy to the loss (issue 19: sharper heatmaps; "
+             "default 0: off)")
     label_smoothing: float = setting(0.0, group=OPTIMISATION, help="cross-entropy label smoothing (default: 0)")
     word_dropout: float = setting(
         0.0, group=OPTIMISATION, metavar="P",

@@ -1,7 +1,7 @@
 """The teacher-forced training pass computes exactly what the word-by-word decoder (the exported graphs) does."""
 
 import torch
-from captionbot.training.model import Decoder, DecoderConfig, doubly_stochastic_penalty
+from captionbot.training.model import Decoder, DecoderConfig, attention_entropy, doubly_stochastic_penalty
 
 
 def _tiny_decoder() -> Decoder:
@@ -33,6 +33,18 @@ def test_attention_penalty_is_zero_only_when_every_region_gets_one_unit_of_atten
     stare[..., 0] = 1.0  # every step looks at region 0
     assert doubly_stochastic_penalty(spread, lengths).item() == 0.0
     assert doubly_stochastic_penalty(stare, lengths).item() > 0.5
+
+
+def test_attention_entropy_is_zero_for_one_region_one_for_uniform_and_ignores_steps_past_the_end() -> None:
+    lengths = torch.tensor([3, 2])  # 2 real steps, then 1
+    one = torch.zeros(2, 2, 8)
+    one[..., 3] = 1.0
+    uniform = torch.full((2, 2, 8), 1 / 8)
+    assert attention_entropy(one, lengths).item() == 0.0
+    assert abs(attention_entropy(uniform, lengths).item() - 1.0) < 1e-6
+    mixed = one.clone()
+    mixed[1, 1] = 1 / 8  # the second caption's padding step: not counted
+    assert attention_entropy(mixed, lengths).item() == 0.0
 
 
 def test_shared_channels_are_read_once_with_the_same_result() -> None:

@@ -33,6 +33,21 @@ def test_a_few_steps_lower_the_loss(few_images: list[CaptionedImage], few_featur
     assert first < np.log(len(trainer.vocab)) + 1.0  # a sane start: about ln(vocab), not hundreds
 
 
+def test_the_entropy_penalty_trains_sharper_attention(few_images: list[CaptionedImage], few_features: FeatureCache,
+                                                      tmp_path: Path) -> None:
+    """`--attention-entropy W` (issue 19): the same run with the penalty ends with clearly sharper maps."""
+    ends = {}
+    for weight in (0.0, 1.0):
+        trainer = Trainer(small_config(tmp_path / str(weight), alpha_c=0.0, attention_entropy_weight=weight),
+                          few_images, [], few_features)
+        for epoch in range(6):
+            trainer.epoch = epoch
+            stats = trainer.train_epoch()
+        ends[weight] = stats["attention_entropy"]
+    assert ends[0.0] > 0.8  # left alone, the maps stay nearly uniform over the 49 regions
+    assert ends[1.0] < ends[0.0] - 0.2
+
+
 def test_a_tiny_model_overfits_eight_images_until_greedy_says_their_captions(
     few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path
 ) -> None:
@@ -116,7 +131,7 @@ def test_word_dropout_hides_input_words_but_not_the_words_to_predict(
     fed: list[torch.Tensor] = []
     trainer.decoder.embedding.register_forward_hook(lambda _m, args, _out: fed.append(args[0]))
     batch = trainer.data.batch(np.arange(16))
-    _, ce = trainer.loss(batch)
+    _, ce, _ = trainer.loss(batch)
     inputs, targets = fed[0], batch.captions
     words = (targets != PAD) & (targets != END)
     words[:, 0] = False  # <start> is never hidden
