@@ -75,6 +75,10 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
     opts.intra_op_num_threads = threads  # 0: onnxruntime picks (one per physical core)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
+    # Threads sleep instead of spinning between runs: the worker's Python work (JPEG decoding, the beam search's
+    # numpy) runs between the graph calls, and spinning pool threads took its core. 1 process x 2 threads served
+    # 189-200 images/s with spinning off vs 124-138 on (bench/served_processes.py, ABAB, docs/inference.md)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

@@ -74,6 +74,8 @@ def test_provider_choice(caption_bundle, caplog):
     b = load_bundle(caption_bundle, provider="cpu", threads=1)
     assert b.encoder.get_providers() == ["CPUExecutionProvider"]
     assert b.encoder.get_session_options().intra_op_num_threads == 1
+    for session in (b.encoder, b.decoder_init, b.decoder_step):  # idle threads sleep instead of spinning
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_a_manifest_edited_after_export_is_refused_and_an_old_one_without_a_digest_loads_when_allowed(
