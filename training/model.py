@@ -251,6 +251,9 @@ class DecoderConfig:
     # alpha = softmax(e / T): T < 1 sharpens the attention the context is computed from (issue 19); part of the
     # exported decoder step, so the heatmap shows the map the decoder used
     attention_temperature: float = 1.0
+    # False: the shared channels (the global vector) reach the LSTM's initial state and the attention scores but
+    # not each step's context, so every word's image evidence comes through the attended cells (issue 19)
+    shared_in_context: bool = True
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -264,8 +267,9 @@ class SoftAttention(nn.Module):
     with g read once per image instead of once per cell."""
 
     def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int, shared_dim: int = 0,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, shared_in_context: bool = True) -> None:
         super().__init__()
+        self.shared_in_context = shared_in_context
         if not temperature > 0:
             raise ValueError(f"attention temperature must be > 0, not {temperature}")
         self.inv_temperature = 1.0 / temperature
@@ -293,7 +297,8 @@ class SoftAttention(nn.Module):
             context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # [B, C]
         else:  # the weights sum to 1, so the shared part of the context is g itself
             local = torch.bmm(alpha.unsqueeze(1), features[:, :, :L]).squeeze(1)
-            context = torch.cat([local, features[:, 0, L:]], dim=1)
+            shared = features[:, 0, L:] if self.shared_in_context else torch.zeros_like(features[:, 0, L:])
+            context = torch.cat([local, shared], dim=1)
         return context, alpha
 
 
@@ -305,7 +310,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         self.attention = SoftAttention(cfg.feature_dim, cfg.hidden_dim, cfg.attention_dim, cfg.shared_dim,
-                                      cfg.attention_temperature)
+                                      cfg.attention_temperature, cfg.shared_in_context)
         # Why the gate: beta = sigma(f_beta(h)) lets the model turn down the image context for words like
         # "a" or "of" that the language model predicts on its own; the paper found it sharpens attention.
         self.gate = nn.Linear(cfg.hidden_dim, cfg.feature_dim)

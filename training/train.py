@@ -154,6 +154,8 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
                              max_len=cfg.max_len, shared_dim=SHARED_CHANNELS.get(cfg.encoder, 0))
     if cfg.attention_temperature is not None and cfg.resume is None:  # a resumed run keeps what it started with
         dcfg.attention_temperature = cfg.attention_temperature
+    if cfg.no_shared_context and cfg.resume is None:
+        dcfg.shared_in_context = False
     model = Captioner(dcfg, arch=cfg.encoder, pretrained=start is None)
     if start_weights is not None:
         model.load_state_dict(start_weights)

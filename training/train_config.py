@@ -40,6 +40,11 @@ class TrainConfig:
         None, group=MODEL, metavar="T",
         help="attend with softmax(scores / T) (issue 19: T < 1 sharpens the map the decoder uses and the heatmap "
              "shows); given with --init-from it replaces the checkpoint's T (default: the checkpoint's, else 1)")
+    no_shared_context: bool = setting(
+        False, group=MODEL,
+        help="the global vector of efficientnet_lite0_local reaches the initial state and the attention scores, "
+             "not each step's context: words must find their evidence in the attended cells (issue 19); given "
+             "with --init-from it applies to the checkpoint's decoder")
     fine_tune_blocks: int = setting(
         0, group=MODEL, help="train the encoder's top N blocks too, on cached activations of the blocks below "
                              "(default 0: frozen encoder, cached features)")

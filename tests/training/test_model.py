@@ -68,6 +68,25 @@ def test_shared_channels_are_read_once_with_the_same_result() -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_without_the_shared_context_a_step_reads_the_image_only_through_the_attended_cells() -> None:
+    """DecoderConfig.shared_in_context False (issue 19): the global vector still shapes the initial state and the
+    attention scores (both computed before the step), but a step given another global vector says the same."""
+    cfg = dict(vocab_size=30, feature_dim=16, embed_dim=8, hidden_dim=8, attention_dim=8, shared_dim=10)
+    torch.manual_seed(0)
+    reads = Decoder(DecoderConfig(**cfg)).eval()
+    cells_only = Decoder(DecoderConfig(**cfg, shared_in_context=False)).eval()
+    cells_only.load_state_dict(reads.state_dict())
+    local = torch.randn(2, 9, 6)
+    features = torch.cat([local, torch.randn(2, 1, 10).expand(2, 9, 10)], dim=2)
+    other_global = torch.cat([local, torch.randn(2, 1, 10).expand(2, 9, 10)], dim=2)
+    h, c, att_proj = reads.init_state(features)
+    words = torch.tensor([5, 7])
+    for model, same in ((cells_only, True), (reads, False)):
+        a = model.step(words, h, c, features, att_proj)[0]
+        b = model.step(words, h, c, other_global, att_proj)[0]
+        assert torch.allclose(a, b, atol=1e-6) == same
+
+
 def test_an_attention_temperature_sharpens_the_map_the_context_is_computed_from() -> None:
     torch.manual_seed(0)
     plain = _tiny_decoder()

@@ -163,7 +163,8 @@ def test_init_from_with_an_attention_temperature_fine_tunes_and_saves_the_sharpe
         few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
     Trainer(small_config(tmp_path / "a", epochs=1), few_images, [], few_features).fit()
     sharp = Trainer(small_config(tmp_path / "b", epochs=1, init_from=tmp_path / "a" / "last.pt",
-                                 attention_temperature=0.3), few_images, [], few_features)
+                                 attention_temperature=0.3, no_shared_context=True), few_images, [], few_features)
     assert sharp.decoder.cfg.attention_temperature == 0.3
     sharp.fit()
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["decoder_config"]["attention_temperature"] == 0.3
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")["decoder_config"]
+    assert saved["attention_temperature"] == 0.3 and saved["shared_in_context"] is False
