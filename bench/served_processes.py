@@ -14,6 +14,8 @@ tutorial), split into equal contiguous shares, one per process; a configuration'
 time from handing out the shares to the last process's answer. Processes are started once (spawned, each loading
 its own model) and wait on a pipe between rounds, so idle ones take no CPU. ``--photos queued`` adds the served
 path on 12 MP phone photos as the bot queues them (``bot/image_shrink.py``), and the baseline on the 12 MP files.
+``spinning:PxT`` is the served path with onnxruntime's idle pool threads spinning, as before stop 26
+(``--configs served:1x2,spinning:1x2`` measures what letting them sleep gave).
 
     MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 \\
     .venv/bin/python bench/served_processes.py --rounds 8 [--photos queued] [--json bench/results/X.json]
@@ -34,6 +36,7 @@ BATCH = 32
 SETTLE_S = 0.3  # > OpenMP's (200 ms) and onnxruntime's spin-wait after a parallel region
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 DEFAULT_CONFIGS = "served:1x2,served:2x1,served:1x1,tutorial:1x2,tutorial:2x1"
+SERVED_KINDS = ("served", "spinning")  # spinning: the served path with onnxruntime's threads spinning between runs
 
 
 def _child(conn, kind: str, threads: int, bundle: str, images: list[bytes]) -> None:  # type: ignore[no-untyped-def]
@@ -41,8 +44,20 @@ def _child(conn, kind: str, threads: int, bundle: str, images: list[bytes]) -> N
     for var in THREAD_VARS:  # numpy's and torch's OpenMP pools: as many as onnxruntime's, as a worker process sets
         os.environ[var] = str(threads)
     sys.path[:0] = [str(REPO), str(REPO / "bench")]
-    if kind == "served":
+    if kind in SERVED_KINDS:
         from captionbot.inference.captioner import Captioner
+
+        if kind == "spinning":  # the served path as before stop 26: idle onnxruntime pool threads spin
+            import captionbot.inference.bundle as bundle_module
+
+            sleeping = bundle_module.session_options
+
+            def spinning(threads: int = 0):  # type: ignore[no-untyped-def]
+                opts = sleeping(threads)
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+                return opts
+
+            bundle_module.session_options = spinning
 
         captioner = Captioner.load(Path(bundle), variant="int8", provider="cpu", threads=threads)
 
@@ -151,7 +166,7 @@ def main() -> int:
         c.run(list(range(2 * c.procs)))
     for r in range(args.rounds):
         for c in configs:
-            n = args.per_round if c.kind == "served" else args.slow_per_round
+            n = args.per_round if c.kind in SERVED_KINDS else args.slow_per_round
             pool = len(pools[c.pool])
             idx = [(r * n + j) % pool for j in range(n)]
             time.sleep(SETTLE_S)  # the last configuration's idle threads stop spinning before this one is timed
@@ -176,7 +191,7 @@ def main() -> int:
         print(f"{c.name:74s} {ips:9.2f} {cols[0]} {cols[1]} {vs_ref}")
     agree = {}
     for c in configs:  # the same captions in P processes as in one (batches differ in size, not in content)
-        if ref and c is not ref and c.kind == "served" and c.pool == "flickr8k":
+        if ref and c is not ref and c.kind in SERVED_KINDS and c.pool == "flickr8k":
             common = sorted(set(c.outputs) & set(ref.outputs))
             agree[c.name] = sum(c.outputs[i] == ref.outputs[i] for i in common) / max(1, len(common))
             print(f"{c.name}: captions identical to served 1x2 on {agree[c.name]:.0%} of {len(common)} images")

@@ -77,7 +77,7 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
     opts.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise here
     # Threads sleep instead of spinning between runs: the worker's Python work (JPEG decoding, the beam search's
     # numpy) runs between the graph calls, and spinning pool threads took its core. 1 process x 2 threads served
-    # 189-200 images/s with spinning off vs 124-138 on (bench/served_processes.py, ABAB, docs/inference.md)
+    # 188 images/s with spinning off vs 133 on (bench/served_processes.py --configs served:1x2,spinning:1x2)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
