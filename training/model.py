@@ -414,13 +414,18 @@ class Decoder(nn.Module):
         return logits, alphas
 
 
+def _step_mask(alphas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """[B, T] 1.0 for the decoding steps of each caption (``lengths`` counts <start> and <end>), 0.0 past its end."""
+    return (torch.arange(alphas.size(1), device=alphas.device)[None, :] < (lengths - 1)[:, None]).float()
+
+
 def doubly_stochastic_penalty(alphas: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Xu et al. eq. 14: (1 - sum_t alpha_ti)^2, averaged over regions i and the batch (times lambda outside).
 
     Why: it pushes the model to look at every region of the image at some point of the caption, instead of
     staring at one spot; the paper credits it with better BLEU and richer captions.
     """
-    mask = (torch.arange(alphas.size(1), device=alphas.device)[None, :] < (lengths - 1)[:, None]).float()
+    mask = _step_mask(alphas, lengths)
     coverage = (alphas * mask.unsqueeze(2)).sum(dim=1)  # [B, P]
     # Averaged over regions, not summed: with 49 regions and ~12 words the total attention (one unit per word)
     # cannot cover every region once, so a sum would dwarf the caption loss; the mean keeps lambda ~ 1 sensible.
@@ -433,7 +438,7 @@ def attention_entropy(alphas: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     Why (issue 19): as a training penalty it keeps the heatmap sharp; the model cannot trade the sharpness away by
     shrinking its scores, as it does with a fixed attention temperature.
     """
-    mask = (torch.arange(alphas.size(1), device=alphas.device)[None, :] < (lengths - 1)[:, None]).float()
+    mask = _step_mask(alphas, lengths)
     entropy = -(alphas * alphas.clamp_min(1e-12).log()).sum(dim=2) / math.log(alphas.size(2))  # [B, T]
     return (entropy * mask).sum() / mask.sum().clamp_min(1.0)
 

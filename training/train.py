@@ -155,6 +155,9 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
     if cfg.attention_temperature is not None and cfg.resume is None:  # a resumed run keeps what it started with
         dcfg.attention_temperature = cfg.attention_temperature
     if cfg.no_shared_context and cfg.resume is None:
+        if dcfg.shared_dim == 0:
+            raise ValueError(f"--no-shared-context needs an encoder with a global vector in every cell "
+                             f"(efficientnet_lite0_local); {cfg.encoder} has none")
         dcfg.shared_in_context = False
     model = Captioner(dcfg, arch=cfg.encoder, pretrained=start is None)
     if start_weights is not None:

@@ -53,12 +53,14 @@ def test_local_grid_fine_tunes_the_global_part_and_leaves_the_local_cells_frozen
     cfg = TrainConfig(out_dir=tmp_path / "run", encoder="efficientnet_lite0_local", embed_dim=64, hidden_dim=96,
                       attention_dim=48, dropout=0.0, min_count=1, batch_size=8, lr=3e-3, warmup_steps=1,
                       weight_decay=0.0, val_limit=0, progress=False, epochs=1, max_steps_per_epoch=2,
-                      fine_tune_blocks=1, encoder_lr_scale=1.0, cache_dir=tmp_path / "cache")
+                      fine_tune_blocks=1, encoder_lr_scale=1.0, cache_dir=tmp_path / "cache", no_shared_context=True)
     trunk, _ = prepare_features(cfg, few_images[:4])
     # one cached array per image: the 14×14 local cells (unscaled) and, packed in the spare channels, the 7×7×192
     # activations that enter the last block
     assert trunk.features.shape[1:] == (196, 112 + 49 * 192 // 196)
     trainer = Trainer(cfg, few_images[:4], [], trunk)
+    # --no-shared-context: the global vector only shapes the initial state and the attention scores (and is saved)
+    assert trainer.checkpoint_fields()["decoder_config"]["shared_in_context"] is False
     encoder = trainer.model.encoder
     top, local_stage = encoder._blocks[-1], encoder._blocks[10]
     top_before = [p.detach().clone() for p in top.parameters()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from captionbot.inference.beam_search import BeamOptions
 from captionbot.inference.preprocess import decode_image, to_array
@@ -163,8 +164,13 @@ def test_init_from_with_an_attention_temperature_fine_tunes_and_saves_the_sharpe
         few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
     Trainer(small_config(tmp_path / "a", epochs=1), few_images, [], few_features).fit()
     sharp = Trainer(small_config(tmp_path / "b", epochs=1, init_from=tmp_path / "a" / "last.pt",
-                                 attention_temperature=0.3, no_shared_context=True), few_images, [], few_features)
+                                 attention_temperature=0.3), few_images, [], few_features)
     assert sharp.decoder.cfg.attention_temperature == 0.3
     sharp.fit()
-    saved = load_checkpoint(tmp_path / "b" / "last.pt")["decoder_config"]
-    assert saved["attention_temperature"] == 0.3 and saved["shared_in_context"] is False
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["decoder_config"]["attention_temperature"] == 0.3
+
+
+def test_no_shared_context_is_refused_for_an_encoder_without_a_global_vector(
+        few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no-shared-context needs an encoder with a global vector"):
+        Trainer(small_config(tmp_path, no_shared_context=True), few_images, [], few_features)
