@@ -35,6 +35,9 @@ ENCODERS: dict[str, tuple[int, RGB, RGB, int, int]] = {
     "efficientnet_lite2": (260, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 1280, 9),
     # Lite0's 14×14 stride-16 features (112 channels) + the image's global 1280-d vector in every cell (issue 19)
     "efficientnet_lite0_local": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112 + 1280, 14),
+    # the same, its local cells averaged 2×2 into a 7×7 grid: the shipped grid's 49 cells, so the decoder step
+    # costs what today's does, with each cell's local part still from under that cell only
+    "efficientnet_lite0_local7": (224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 112 + 1280, 7),
     "resnet101": (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 2048, 7),
     "vgg16": (224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 512, 14),
 }
@@ -51,8 +54,9 @@ LOCAL_STAGE_END = 10  # index of the last block of Lite0's 112-channel, 14×14 s
 # part is scaled by 1/8 (exact in fp16) so neither part dwarfs the other at the decoder's input.
 LOCAL_SCALE = 0.125
 LOCAL_CHANNELS = 112  # the stride-16 stage's output channels
+LOCAL_STAGE_GRID = 14  # that stage's side at 224 px; the head (and the top blocks) work at half of it
 # encoder -> how many of its last feature channels are the same in every cell (DecoderConfig.shared_dim)
-SHARED_CHANNELS = {"efficientnet_lite0_local": 1280}
+SHARED_CHANNELS = {"efficientnet_lite0_local": 1280, "efficientnet_lite0_local7": 1280}
 
 
 class EncoderWeightsUnavailable(RuntimeError):
@@ -104,9 +108,9 @@ class Encoder(nn.Module):
         self.input_size, self.mean, self.std, self.channels, self.grid = ENCODERS[arch]
         self.net: Any  # an EfficientNet or a torchvision trunk: untyped libraries, attributes vary by arch
         self._blocks: list[nn.Module]
-        self.local = arch.endswith("_local")
+        self.local = "_local" in arch
         if arch.startswith("efficientnet_lite"):
-            self.net = _efficientnet_lite(arch.removesuffix("_local"), pretrained)
+            self.net = _efficientnet_lite(arch.split("_local")[0], pretrained)
             self._blocks = list(self.net._blocks)
         else:
             tv: Any = _torchvision(arch, pretrained)
@@ -145,10 +149,17 @@ class Encoder(nn.Module):
         x = net._swish(net._bn0(net._conv_stem(images)))
         local = self._run_blocks(x, 0, LOCAL_STAGE_END + 1)  # [B, 112, 14, 14]
         x = self._run_blocks(local, LOCAL_STAGE_END + 1, len(self._blocks))
-        return self._join_local_and_global(local.flatten(2).transpose(1, 2), x)
+        return self._join_local_and_global(self._cells(local), x)
+
+    def _cells(self, local: torch.Tensor) -> torch.Tensor:
+        """The stride-16 stage's output [B, 112, 14, 14] -> the grid's cells [B, grid², 112], averaged if coarser."""
+        factor = LOCAL_STAGE_GRID // self.grid
+        if factor > 1:
+            local = F.avg_pool2d(local, factor)
+        return local.flatten(2).transpose(1, 2)
 
     def _join_local_and_global(self, cells: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """Local cells [B, 196, 112] (unscaled) and the last block's output [B, C, 7, 7] -> [B, 196, 112 + 1280]."""
+        """Local cells [B, P, 112] (unscaled) and the last block's output [B, C, 7, 7] -> [B, P, 112 + 1280]."""
         net = self.net
         glob = net._swish(net._bn1(net._conv_head(last))).mean((2, 3))  # [B, 1280]: the usual features, pooled
         cells = cells * LOCAL_SCALE
@@ -185,20 +196,21 @@ class Encoder(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     # The local grid's trunk holds two things: the frozen 14×14 local cells (which lie below the tuned blocks) and
-    # what enters the top blocks (7×7×C'). Both go into one [B, 196, 112 + 49·C'/196] array, the second flattened
-    # into the spare channels, so the feature cache and the trainer handle it like any other trunk.
+    # what enters the top blocks (7×7×C'). Both go into one [B, P, 112 + 49·C'/P] array (P = 196, or 49 for the 7×7
+    # grid), the second flattened into the spare channels, so the feature cache and the trainer handle it like any
+    # other trunk.
     def _local_trunk(self, stem: torch.Tensor, top_blocks: int) -> torch.Tensor:
         self._check_above_local_stage(top_blocks)
         local = self._run_blocks(stem, 0, LOCAL_STAGE_END + 1)  # [B, 112, 14, 14]
         x = self._run_blocks(local, LOCAL_STAGE_END + 1, len(self._blocks) - top_blocks)  # [B, C', 7, 7]
-        cells = local.flatten(2).transpose(1, 2)  # [B, 196, 112]
-        packed = x.flatten(2).transpose(1, 2).reshape(x.size(0), cells.size(1), -1)  # [B, 196, 49·C'/196]
+        cells = self._cells(local)  # [B, P, 112]
+        packed = x.flatten(2).transpose(1, 2).reshape(x.size(0), cells.size(1), -1)  # [B, P, 49·C'/P]
         return torch.cat([cells, packed], dim=2)
 
     def _local_top(self, trunk: torch.Tensor, top_blocks: int) -> torch.Tensor:
-        """The local grid's packed trunk -> [B, 196, 112 + 1280], through the top blocks for the global part."""
+        """The local grid's packed trunk -> [B, P, 112 + 1280], through the top blocks for the global part."""
         cells, packed = trunk[:, :, :LOCAL_CHANNELS], trunk[:, :, LOCAL_CHANNELS:]
-        b, side = trunk.size(0), self.grid // 2  # the top blocks work at stride 32: half the local grid's side
+        b, side = trunk.size(0), LOCAL_STAGE_GRID // 2  # the top blocks work at stride 32: half the stage's side
         x = packed.reshape(b, side * side, -1).transpose(1, 2).reshape(b, -1, side, side)
         x = self._run_blocks(x, len(self._blocks) - top_blocks, len(self._blocks))
         return self._join_local_and_global(cells, x)

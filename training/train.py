@@ -154,6 +154,9 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
                              max_len=cfg.max_len, shared_dim=SHARED_CHANNELS.get(cfg.encoder, 0))
     if cfg.attention_temperature is not None and cfg.resume is None:  # a resumed run keeps what it started with
         dcfg.attention_temperature = cfg.attention_temperature
+    if cfg.global_dropout > 0 and dcfg.shared_dim == 0:
+        raise ValueError(f"--global-dropout needs an encoder with a global vector in every cell "
+                         f"(efficientnet_lite0_local); {cfg.encoder} has none")
     if cfg.no_shared_context and cfg.resume is None:
         if dcfg.shared_dim == 0:
             raise ValueError(f"--no-shared-context needs an encoder with a global vector in every cell "
@@ -168,6 +171,14 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
         # (dropout masks, batch order) shifts, and `make model` gives another model: dev CIDEr 0.488, not 0.516.
         nn.init.uniform_(model.decoder.embedding.weight, -0.1, 0.1)
     return model
+
+
+def hide_global(feats: torch.Tensor, shared_dim: int, p: float) -> torch.Tensor:
+    """Zero the last ``shared_dim`` channels (the global vector) of every cell of an image with probability ``p``:
+    that caption is then learnt from the local cells alone (its initial state, scores and context)."""
+    hidden = torch.rand(feats.size(0), 1, 1, device=feats.device) < p
+    local, shared = feats[:, :, :-shared_dim], feats[:, :, -shared_dim:]
+    return torch.cat([local, shared.masked_fill(hidden, 0.0)], dim=2)
 
 
 def distributed(module: nn.Module, world: int, device: torch.device) -> nn.Module:
@@ -303,6 +314,8 @@ class Trainer:
             inputs = caps.masked_fill(hide & (caps != PAD), UNK)
         if self.cfg.feature_dropout > 0:
             feats = F.dropout(feats, self.cfg.feature_dropout)
+        if self.cfg.global_dropout > 0:
+            feats = hide_global(feats, self.decoder.cfg.shared_dim, self.cfg.global_dropout)
         with self._autocast():
             logits, alphas = self.train_module(feats, inputs, lengths)
         targets = caps[:, 1:]

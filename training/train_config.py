@@ -73,6 +73,10 @@ class TrainConfig:
         help="replace teacher-forced input words by <unk> with probability P (default 0)")
     feature_dropout: float = setting(
         0.0, group=OPTIMISATION, metavar="P", help="dropout on the region features the decoder reads (default 0)")
+    global_dropout: float = setting(
+        0.0, group=OPTIMISATION, metavar="P",
+        help="hide the global vector of efficientnet_lite0_local(7) from a whole caption with probability P, so "
+             "the decoder learns to find words in the attended cells too (issue 19; default 0)")
     bf16: bool = setting(
         False, group=OPTIMISATION, help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
     beam_size: int = setting(

@@ -79,3 +79,27 @@ def test_local_grid_fine_tunes_the_global_part_and_leaves_the_local_cells_frozen
     assert not torch.allclose(after[:, :, 112:], before[:, :, 112:])  # the global vector: tuned
     np.testing.assert_allclose(trainer.validation_features([few_images[0].image_id])[0], after[0].numpy(),
                                atol=0.05)
+
+
+def test_local7_grid_averages_the_local_cells_two_by_two(few_images: list[CaptionedImage]) -> None:
+    """efficientnet_lite0_local7: the shipped grid's 49 cells, each the 2×2 average of the 14×14 local cells under
+    it, with the same global vector; its split trunk/top (fine-tuning) gives the same features."""
+    fine, coarse = Encoder("efficientnet_lite0_local").eval(), Encoder("efficientnet_lite0_local7").eval()
+    assert ENCODERS["efficientnet_lite0_local7"][3:] == (112 + 1280, 7)
+    x = _pixels([im.path for im in few_images[:2]], coarse)
+    with torch.no_grad():
+        f14, f7 = fine(x), coarse(x)
+        top = coarse.top(coarse.trunk(x, 1), 1)
+    assert f7.shape == (2, 49, 1392)
+    local14 = f14[:, :, :112].reshape(2, 7, 2, 7, 2, 112)
+    assert torch.allclose(f7[:, :, :112], local14.mean((2, 4)).reshape(2, 49, 112), atol=1e-6)
+    assert torch.allclose(f7[:, :, 112:], f14[:, :49, 112:], atol=1e-6)
+    assert torch.allclose(top, f7, atol=1e-5)
+    # still local: greying the top-left quarter leaves the bottom-right cells' local part almost unchanged
+    grey = x.clone()
+    grey[:, :, :112, :112] = 0.0
+    with torch.no_grad():
+        g = coarse(grey)[:, :, :112].reshape(2, 7, 7, 112)
+    f = f7[:, :, :112].reshape(2, 7, 7, 112)
+    far = (g[:, 5:, 5:] - f[:, 5:, 5:]).abs().mean() / f[:, 5:, 5:].abs().mean()
+    assert far < 0.05

@@ -174,3 +174,20 @@ def test_no_shared_context_is_refused_for_an_encoder_without_a_global_vector(
         few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no-shared-context needs an encoder with a global vector"):
         Trainer(small_config(tmp_path, no_shared_context=True), few_images, [], few_features)
+
+
+def test_global_dropout_hides_the_whole_global_vector_of_some_images_and_never_the_local_cells(
+        few_images: list[CaptionedImage], few_features: FeatureCache, tmp_path: Path) -> None:
+    from captionbot.training.train import hide_global
+
+    torch.manual_seed(0)
+    feats = torch.rand(64, 49, 112 + 1280) + 0.5
+    out = hide_global(feats, 1280, 0.5)
+    assert torch.equal(out[:, :, :112], feats[:, :, :112])  # local cells: untouched
+    hidden = (out[:, :, 112:] == 0).all(2).all(1)  # per image: the global part is all gone ...
+    kept = torch.isclose(out[:, :, 112:], feats[:, :, 112:]).all(2).all(1)  # ... or all there, in every cell
+    assert bool((hidden ^ kept).all())
+    assert 16 < int(hidden.sum()) < 48
+    assert torch.equal(hide_global(feats, 1280, 0.0), feats)
+    with pytest.raises(ValueError, match="global-dropout needs an encoder with a global vector"):
+        Trainer(small_config(tmp_path, global_dropout=0.5), few_images, [], few_features)
