@@ -21,6 +21,8 @@ from captionbot.inference.image_rows import ImageRows, gather_step_graph
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from golden_captions import DEFAULT_OUT, bundle_key, dev_photos, served_answers
 
+from tests.conftest import AVX512
+
 VARIANTS = ("fp32", "int8")
 
 
@@ -38,6 +40,8 @@ def golden() -> dict:
     return json.loads(DEFAULT_OUT.read_text())
 
 
+@pytest.mark.skipif(not AVX512, reason="the golden answers are bit-exact on AVX-512 CPUs, where they were "
+                    "written; onnxruntime's AVX2 kernels round differently (the same-run check below still holds)")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_served_answers_are_the_golden_ones(default_bundle: Path, data_dir: Path, golden: dict, variant: str) -> None:
     run = next((r for r in golden["runs"] if r["key"] == bundle_key(default_bundle, variant)), None)
