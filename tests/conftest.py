@@ -140,17 +140,3 @@ def caption_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
 
-
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags (Linux), empty where /proc/cpuinfo is absent."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
-
-
-# onnxruntime's CPU kernels are bit-exact only on the instruction set they ran on: the golden answers and the int8
-# encoder's measured error come from AVX-512 machines; on AVX2-only ones the int8 (u8s8) kernels saturate
-AVX512 = "avx512f" in cpu_flags()

@@ -154,13 +154,11 @@ def build_model(cfg: TrainConfig, vocab_size: int, start: dict[str, Any] | None,
                              max_len=cfg.max_len, shared_dim=SHARED_CHANNELS.get(cfg.encoder, 0))
     if cfg.attention_temperature is not None and cfg.resume is None:  # a resumed run keeps what it started with
         dcfg.attention_temperature = cfg.attention_temperature
-    if cfg.global_dropout > 0 and dcfg.shared_dim == 0:
-        raise ValueError(f"--global-dropout needs an encoder with a global vector in every cell "
-                         f"(efficientnet_lite0_local); {cfg.encoder} has none")
+    for flag, used in (("--global-dropout", cfg.global_dropout > 0), ("--no-shared-context", cfg.no_shared_context)):
+        if used and dcfg.shared_dim == 0:
+            raise ValueError(f"{flag} needs an encoder with a global vector in every cell "
+                             f"(efficientnet_lite0_local or _local7); {cfg.encoder} has none")
     if cfg.no_shared_context and cfg.resume is None:
-        if dcfg.shared_dim == 0:
-            raise ValueError(f"--no-shared-context needs an encoder with a global vector in every cell "
-                             f"(efficientnet_lite0_local); {cfg.encoder} has none")
         dcfg.shared_in_context = False
     model = Captioner(dcfg, arch=cfg.encoder, pretrained=start is None)
     if start_weights is not None:

@@ -21,7 +21,7 @@ from captionbot.inference.image_rows import ImageRows, gather_step_graph
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from golden_captions import DEFAULT_OUT, bundle_key, dev_photos, served_answers
 
-from tests.conftest import AVX512
+from tests.cpu import AVX512
 
 VARIANTS = ("fp32", "int8")
 
