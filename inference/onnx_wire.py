@@ -9,14 +9,18 @@ are left as bytes except where a name is read. Field numbers are those of onnx.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 # ModelProto
 MODEL_GRAPH = 7
 # GraphProto
 GRAPH_NODE, GRAPH_INITIALIZER, GRAPH_INPUT, GRAPH_OUTPUT, GRAPH_VALUE_INFO = 1, 5, 11, 12, 13
 # NodeProto
-NODE_INPUT, NODE_OUTPUT = 1, 2
+NODE_INPUT, NODE_OUTPUT, NODE_OP_TYPE, NODE_ATTRIBUTE = 1, 2, 4, 5
+# AttributeProto: its name, an int value, a tensor value
+ATTR_NAME, ATTR_INT, ATTR_TENSOR = 1, 3, 5
+# TensorProto: its data type, int64 values (packed or not), raw little-endian bytes
+TENSOR_DATA_TYPE, TENSOR_INT64_DATA, TENSOR_RAW_DATA = 2, 7, 9
 # ValueInfoProto and TensorProto (initializer) both keep their name in field 1 (TensorProto: field 8)
 VALUE_NAME, TENSOR_NAME = 1, 8
 FLOAT, INT64 = 1, 7  # TensorProto.DataType
@@ -158,10 +162,83 @@ def _dimension(dim: bytes) -> str | int:
     return ""
 
 
-def replace_inputs(model: bytes, drop: set[str], add: list[bytes], nodes_first: list[bytes]) -> bytes:
+def _int64(n: int) -> int:
+    """A varint read back as the signed int64 it encodes (negative ones are ten-byte two's complement)."""
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def nodes(graph: bytes) -> list[bytes]:
+    """The graph's NodeProtos, in order."""
+    return _sub(graph, GRAPH_NODE)
+
+
+def op_type(node_proto: bytes) -> str:
+    return "".join(strings(node_proto, NODE_OP_TYPE))
+
+
+def int_attribute(node_proto: bytes, name: str) -> int | None:
+    """The int attribute ``name`` of a node, None where it has none."""
+    for attr in _sub(node_proto, NODE_ATTRIBUTE):
+        if strings(attr, ATTR_NAME) == [name]:
+            for n, w, s, _ in fields(attr):
+                if n == ATTR_INT and w == VARINT:
+                    return _int64(_read_varint(attr, s + 1)[0])
+    return None
+
+
+def _tensor_ints(tensor: bytes) -> list[int] | None:
+    """The values of an int64 TensorProto (packed, repeated or raw), None for any other data type."""
+    kinds = [_read_varint(tensor, s + 1)[0] for n, w, s, _ in fields(tensor) if n == TENSOR_DATA_TYPE and w == VARINT]
+    if kinds != [INT64]:
+        return None
+    out: list[int] = []
+    for n, w, s, _ in fields(tensor):
+        if n == TENSOR_INT64_DATA and w == VARINT:
+            out.append(_int64(_read_varint(tensor, s + 1)[0]))
+        elif n == TENSOR_INT64_DATA and w == LENGTH:
+            packed, pos = value(tensor, s), 0
+            while pos < len(packed):
+                v, pos = _read_varint(packed, pos)
+                out.append(_int64(v))
+        elif n == TENSOR_RAW_DATA and w == LENGTH:
+            raw = value(tensor, s)
+            out += [int.from_bytes(raw[i : i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
+    return out
+
+
+def constant_ints(graph: bytes, name: str) -> list[int] | None:
+    """The int64 values of tensor ``name`` where a ``Constant`` node or an initialiser fixes them, else None."""
+    for tensor in _sub(graph, GRAPH_INITIALIZER):
+        if strings(tensor, TENSOR_NAME) == [name]:
+            return _tensor_ints(tensor)
+    for n in nodes(graph):
+        if op_type(n) == "Constant" and strings(n, NODE_OUTPUT) == [name]:
+            for attr in _sub(n, NODE_ATTRIBUTE):
+                if strings(attr, ATTR_NAME) == ["value"]:
+                    return next((_tensor_ints(t) for t in _sub(attr, ATTR_TENSOR)), None)
+    return None
+
+
+def renamed(node_proto: bytes, inputs: dict[str, str], outputs: dict[str, str]) -> bytes:
+    """The node with the inputs and outputs named in ``inputs`` / ``outputs`` renamed; every other field kept."""
+    parts = []
+    for number, wire, start, end in fields(node_proto):
+        names = inputs if number == NODE_INPUT else outputs if number == NODE_OUTPUT else None
+        if names is not None and wire == LENGTH:
+            name = value(node_proto, start).decode()
+            if name in names:
+                parts.append(field(number, names[name]))
+                continue
+        parts.append(node_proto[start:end])
+    return b"".join(parts)
+
+
+def replace_inputs(model: bytes, drop: set[str], add: list[bytes], nodes_first: list[bytes],
+                   edit: Callable[[bytes], list[bytes]] | None = None) -> bytes:
     """``model`` with the graph inputs named in ``drop`` removed, the ValueInfoProtos ``add`` appended as inputs
     and the NodeProtos ``nodes_first`` placed before the graph's own nodes (ONNX keeps nodes in topological order:
-    what they compute may then feed any node)."""
+    what they compute may then feed any node). ``edit``: each of the graph's own nodes -> the nodes to put in its
+    place (in order)."""
     graph, g_start, g_end = graph_of(model)
     parts: list[bytes] = []
     placed = False
@@ -170,6 +247,9 @@ def replace_inputs(model: bytes, drop: set[str], add: list[bytes], nodes_first: 
             parts += [field(GRAPH_NODE, n) for n in nodes_first]
             placed = True
         if number == GRAPH_INPUT and wire == LENGTH and set(strings(value(graph, start), VALUE_NAME)) & drop:
+            continue
+        if number == GRAPH_NODE and wire == LENGTH and edit is not None:
+            parts += [field(GRAPH_NODE, n) for n in edit(value(graph, start))]
             continue
         parts.append(graph[start:end])
     if not placed:
