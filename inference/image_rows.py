@@ -36,11 +36,12 @@ FEATURES, ATT_PROJ = "features", "att_proj"  # the step graph's inputs per row (
 IMAGE_FEATURES, IMAGE_ATT_PROJ, ROW_IMAGE = "image_features", "image_att_proj", "row_image"
 
 
-def gather_step_graph(model: bytes) -> bytes | None:
+def gather_step_graph(model: bytes, after_slices: bool = True) -> bytes | None:
     """The serialised step graph ``model`` with inputs ``image_features``, ``image_att_proj`` (one row per image)
     and ``row_image`` (int64, one per decoder row) in place of ``features`` and ``att_proj``, which two ``Gather``
     nodes now compute; None where the graph does not have those two inputs as rank-3 tensors or already uses one
-    of the new names."""
+    of the new names. ``after_slices``: where the graph reads ``features`` only through slices within rows, gather
+    those slices' outputs instead (False: always the whole features, as before; for the bench that compares)."""
     graph, _, _ = wire.graph_of(model)
     dims = {name: wire.input_dims(graph, name) for name in (FEATURES, ATT_PROJ)}
     if any(d is None or len(d) != 3 for d in dims.values()):
@@ -54,7 +55,7 @@ def gather_step_graph(model: bytes) -> bytes | None:
            # log-probabilities 1e-6 off)
            wire.tensor_value(ROW_IMAGE, wire.INT64, [(dims[FEATURES] or ["rows"])[0] or "rows"])]
     proj = [wire.node("Gather", [IMAGE_ATT_PROJ, ROW_IMAGE], [ATT_PROJ], "row_gather_att_proj")]
-    if _only_sliced_within_rows(graph, FEATURES):
+    if after_slices and _only_sliced_within_rows(graph, FEATURES):
         return wire.replace_inputs(model, {FEATURES, ATT_PROJ}, add, proj, edit=_gather_after_slice)
     gathers = [wire.node("Gather", [IMAGE_FEATURES, ROW_IMAGE], [FEATURES], "row_gather_features"), *proj]
     return wire.replace_inputs(model, {FEATURES, ATT_PROJ}, add, gathers)
@@ -67,7 +68,7 @@ def _within_rows(graph: bytes, node: bytes) -> bool:
     inputs = wire.strings(node, wire.NODE_INPUT)
     if wire.op_type(node) == "Slice" and inputs[0] == FEATURES and FEATURES not in inputs[1:] and len(inputs) >= 4:
         axes = wire.constant_ints(graph, inputs[3])
-        return bool(axes) and all(a % 3 != 0 for a in axes)
+        return axes is not None and len(axes) > 0 and all(a % 3 != 0 for a in axes)
     if wire.op_type(node) == "Gather" and inputs[0] == FEATURES and FEATURES not in inputs[1:]:
         return (wire.int_attribute(node, "axis") or 0) % 3 != 0
     return False
