@@ -3,9 +3,11 @@ open its ONNX graphs with onnxruntime.
 
 A variant (``fp16``, ``int8``) lives in a sub-directory named in the manifest; any graph it does not replace is
 taken from the fp32 files at the top. ``auto`` (the settings' default) is the int8 variant on the CPU provider
-when the bundle ships one, fp32 otherwise. The execution provider is CUDA when asked for (``cuda`` or ``auto``) and
-available, else CPU; asking for CUDA where there is none logs a warning and runs on CPU. On CUDA the decoder runs
-with I/O binding (``inference/device.py``: its state stays on the GPU across steps).
+when the bundle ships one, fp32 otherwise; on an x86 CPU without VNNI ``auto`` keeps that variant's decoder but
+runs the fp32 encoder (``inference/cpu_int8.py``: there the int8 encoder's captions drift). The execution provider
+is CUDA when asked for (``cuda`` or ``auto``) and available, else CPU; asking for CUDA where there is none logs a
+warning and runs on CPU. On CUDA the decoder runs with I/O binding (``inference/device.py``: its state stays on the
+GPU across steps).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnxruntime as ort
 from captionbot.inference.caption_lm import DomainRatio
+from captionbot.inference.cpu_int8 import int8_encoder_drifts
 from captionbot.inference.image_rows import (
     IMAGE_ATT_PROJ,
     IMAGE_FEATURES,
@@ -198,11 +201,17 @@ class Bundle:
     lm: DomainRatio | None = None  # the caption language models (manifest ``lm``; bundles >= 1.3)
     # the step graph gathers each row's image features itself (inference/image_rows.py): it takes them per image
     row_gather: bool = False
+    # the variant whose encoder runs: the fp32 one where the variant's own int8 encoder would drift (cpu_int8.py)
+    encoder_variant: str = ""
 
     @property
     def model_version(self) -> str:
         version = self.manifest.model_version
-        return version if self.variant == "fp32" else f"{version}+{self.variant}"
+        if self.variant == "fp32":
+            return version
+        if self.encoder_variant == "fp32":
+            return f"{version}+{self.variant}-decoder"
+        return f"{version}+{self.variant}"
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """images [B,3,H,W] float32 -> features [B,P,C]."""
@@ -249,13 +258,16 @@ class Bundle:
 
 
 def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto", threads: int = 0,
-                io_binding: bool | None = None, allow_unsealed: bool | None = None, row_gather: bool = True) -> Bundle:
+                io_binding: bool | None = None, allow_unsealed: bool | None = None, row_gather: bool = True,
+                int8_encoder: bool | None = None) -> Bundle:
     """Open ``bundle_dir`` after checking its manifest (digest, bounds) and every file's sha256 against it
     (:class:`BundleError` if not). ``variant``: a variant the bundle ships, ``fp32``, or ``auto``
     (:func:`resolve_variant`). ``io_binding``: the decoder with I/O binding (None: where CUDA runs).
     ``allow_unsealed``: load a manifest without a digest (None: as ``$CAPTIONBOT_ALLOW_UNSEALED`` says).
     ``row_gather``: the step graph gathers rows itself (``inference/image_rows.py``; not with I/O binding, whose
-    decoder gathers on the device); False: the graph as shipped (the same outputs)."""
+    decoder gathers on the device); False: the graph as shipped (the same outputs). ``int8_encoder``: whether
+    ``auto`` may run its variant's int8 encoder (None: unless :func:`int8_encoder_drifts` on this CPU; an explicitly
+    named variant always runs its own encoder)."""
     bundle_dir = Path(bundle_dir)
     if allow_unsealed is None:
         allow_unsealed = os.environ.get(ALLOW_UNSEALED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
@@ -271,8 +283,15 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
         check_policy(manifest.decoding, itos)
     lm = load_lm(bundle_dir, manifest, len(itos))
     providers = choose_providers(provider)
-    variant = resolve_variant(manifest, variant, providers)
+    asked, variant = variant, resolve_variant(manifest, variant, providers)
     paths = variant_paths(bundle_dir, manifest, variant)
+    encoder_variant = variant
+    if asked == AUTO_VARIANT and keeps_fp32_encoder(paths, bundle_dir, int8_encoder):
+        paths[formats.ENCODER_FILE] = bundle_dir / formats.ENCODER_FILE
+        encoder_variant = "fp32"
+        log.info("this CPU has no VNNI, where the %s encoder's captions drift (inference/cpu_int8.py): running the "
+                 "fp32 encoder with the %s decoder (--variant %s runs its own encoder anyway)", variant, variant,
+                 variant)
     opts = session_options(threads)
     from captionbot.inference.device import Device, wants_io_binding
 
@@ -287,10 +306,19 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
         row_gather = False
     sessions = [ort.InferenceSession(graphs[name], sess_options=opts, providers=providers) for name in GRAPH_FILES]
     check_graph_shapes(manifest, sessions[0], sessions[1], sessions[2], where=bundle_dir)
-    log.info("loaded bundle %s (%s, %s) on %s%s", bundle_dir, manifest.model_version, variant, providers[0],
+    log.info("loaded bundle %s (%s, %s%s) on %s%s", bundle_dir, manifest.model_version, variant,
+             "" if encoder_variant == variant else f", {encoder_variant} encoder", providers[0],
              f", decoder with I/O binding on {device.kind}" if device else "")
     return Bundle(bundle_dir, manifest, itos, variant, providers, sessions[0], sessions[1], sessions[2], device, lm=lm,
-                  row_gather=row_gather)
+                  row_gather=row_gather, encoder_variant=encoder_variant)
+
+
+def keeps_fp32_encoder(paths: dict[str, Path], bundle_dir: Path, int8_encoder: bool | None = None) -> bool:
+    """Whether ``auto`` should run the fp32 encoder instead of the one its variant ships (``paths``): the variant
+    has an encoder of its own and ``int8_encoder`` is False (None: this CPU's int8 kernels drift)."""
+    if paths[formats.ENCODER_FILE] == Path(bundle_dir) / formats.ENCODER_FILE:
+        return False
+    return not int8_encoder if int8_encoder is not None else int8_encoder_drifts()
 
 
 def load_lm(bundle_dir: Path, manifest: Manifest, vocab_size: int) -> DomainRatio | None:

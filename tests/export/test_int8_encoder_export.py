@@ -30,7 +30,7 @@ def test_into_adds_a_quantised_encoder_to_the_int8_variant_and_reseals(caption_b
     ops = [n.op_type for n in onnx.load(str(bundle / "int8" / formats.ENCODER_FILE)).graph.node]
     assert "QuantizeLinear" in ops and "Clip" not in ops  # every ReLU6 quantised with its convolution
 
-    loaded = load_bundle(bundle, variant="auto", provider="cpu", threads=1)
+    loaded = load_bundle(bundle, variant="auto", provider="cpu", threads=1, int8_encoder=True)
     assert loaded.variant == "int8" and loaded.model_version == "9.9.9+int8"
     assert any(i.name.endswith("_quantized") for i in onnx.load(str(bundle / "int8" / formats.ENCODER_FILE))
                .graph.initializer)

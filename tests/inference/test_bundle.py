@@ -11,6 +11,7 @@ from captionbot.inference.bundle import choose_providers, load_bundle
 
 from captionbot import formats
 from captionbot.formats import BundleError
+from tests.cpu import auto_suffix
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_auto_runs_the_int8_variant_on_cpu_when_the_bundle_ships_one(caption_bun
     b = load_bundle(caption_bundle, variant="auto", provider="cpu", threads=1)
     expected = "int8" if "int8" in manifest.variants else "fp32"
     assert b.variant == expected
-    assert b.model_version == manifest.model_version + ("+int8" if expected == "int8" else "")
+    assert b.model_version == manifest.model_version + auto_suffix(manifest.variants, manifest.files)
     plain = tmp_path / "plain"
     shutil.copytree(caption_bundle, plain, ignore=shutil.ignore_patterns(*manifest.variants))
     manifest.variants = {}

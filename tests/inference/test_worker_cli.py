@@ -16,6 +16,7 @@ from queue_harness import REPO_ROOT, queue_settings, wait_for
 
 from captionbot import formats
 from captionbot.queue.client import CaptionClient
+from tests.cpu import auto_suffix
 
 
 def _png() -> bytes:
@@ -39,9 +40,11 @@ async def test_worker_command_serves_captions_from_the_bundle_and_stops_on_sigte
         result = await client.caption(_png(), timeout=30)
         assert result.ok and result.worker == "cli-worker"
         manifest = json.loads((caption_bundle / "manifest.json").read_text())
-        # CAPTIONBOT_VARIANT unset (auto): a CPU worker runs the bundle's int8 variant when it ships one
-        int8 = "int8" in manifest["variants"] and "CUDAExecutionProvider" not in _providers()
-        assert result.model_version == manifest["model_version"] + ("+int8" if int8 else "")
+        # CAPTIONBOT_VARIANT unset (auto): a CPU worker runs the bundle's int8 variant when it ships one (with the
+        # fp32 encoder on a CPU without VNNI)
+        suffix = "" if "CUDAExecutionProvider" in _providers() else auto_suffix(manifest["variants"],
+                                                                                 manifest["files"])
+        assert result.model_version == manifest["model_version"] + suffix
         stats = await client.stats()
         assert stats["workers"] == 1 and stats["model_version"] == result.model_version
         proc.send_signal(signal.SIGTERM)
