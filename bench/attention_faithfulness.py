@@ -11,6 +11,10 @@
   over images. ``--mask features`` instead replaces those cells' *features* by the image's mean feature (no
   re-encoding): a diagnostic of whether the decoder relies on the cells it attends to, as opposed to whether
   those cells' features come from the pixels beneath them.
+- ``--display-temperatures 0.5,0.3``: the entropy, peak and distance again for each map *as a heatmap would show
+  it* sharpened, alpha ** (1 / T) renormalised (= softmax(scores / T): the same cells in the same order, so the
+  deletion test, which ranks cells, is unchanged; the captions are the model's own, unlike a temperature in the
+  graph, which changes the attention the decoder reads).
 
 Captions are the served ones (``Captioner``: bundle policy, beam 3, label-guided where it applies); an image
 whose
@@ -76,6 +80,25 @@ def entropy(alpha: np.ndarray) -> float:
     return float(-(a * np.log(a)).sum() / np.log(a.size))
 
 
+def sharpened(alpha: np.ndarray, temperature: float) -> np.ndarray:
+    """``alpha ** (1 / temperature)`` renormalised: softmax of the same scores at that temperature."""
+    log_a = np.log(np.clip(np.asarray(alpha, dtype=np.float64), 1e-30, None)) / temperature
+    a = np.exp(log_a - log_a.max())
+    return a / a.sum()
+
+
+def display_stats(maps: list[tuple[list[str], list[int], np.ndarray]], temperature: float) -> dict:
+    """Entropy (content words), peak and content-pair distance of every caption's maps sharpened to ``temperature``."""
+    ent, peaks, dists = [], [], []
+    for words, idx, alphas in maps:
+        sharp = [sharpened(a, temperature) for a in alphas]
+        ent += [entropy(sharp[i]) for i in idx]
+        peaks += [float(a.max()) for a in sharp]
+        dists += [tv(sharp[i], sharp[j]) for i, j in combinations(idx, 2) if words[i] != words[j]]
+    return {"temperature": temperature, "entropy_content_words": round(float(np.mean(ent)), 4),
+            "peak_weight": round(float(np.mean(peaks)), 4), "content_pair_tv": round(float(np.mean(dists)), 4)}
+
+
 def tv(a: np.ndarray, b: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).sum())
 
@@ -88,7 +111,7 @@ def feature_masked(feats: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: int, seed: int,
-            mask: str = "pixels") -> dict:
+            mask: str = "pixels", display_temperatures: tuple[float, ...] = ()) -> dict:
     bundle, grid = cap.bundle, cap.grid
     stoi = {w: i for i, w in enumerate(bundle.itos)}
     rng = np.random.default_rng(seed)
@@ -96,6 +119,7 @@ def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: in
     per_image: list[tuple[float, float]] = []  # (sum of top falls, sum of random falls) per image
     words_scored = skipped = 0
     examples = []
+    maps: list[tuple[list[str], list[int], np.ndarray]] = []  # (words, content indices, teacher-forced attention)
     for start in range(0, len(names), 16):
         chunk = names[start : start + 16]
         blobs = [(images / n).read_bytes() for n in chunk]
@@ -123,6 +147,7 @@ def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: in
             feats = stacked if mask == "features" else encode(bundle, stacked)
             probs, alphas = teacher_forced(bundle, feats, tokens)
             base_alphas = alphas[0]
+            maps.append((words, idx, base_alphas))
             ent_all += [entropy(a) for a in base_alphas]
             ent_content += [entropy(base_alphas[i]) for i in idx]
             peaks += [float(a.max()) for a in base_alphas]
@@ -162,6 +187,7 @@ def measure(cap: Captioner, names: list[str], images: Path, k: int, n_random: in
         "deletion_random_fall": round(float(rands.sum() / words_scored), 4),
         "deletion_ratio": round(ratio, 3),
         "deletion_ratio_ci95": [round(float(np.percentile(boot, 2.5)), 3), round(float(np.percentile(boot, 97.5)), 3)],
+        "display": [display_stats(maps, temp) for temp in display_temperatures],
         "examples": examples,
     }
 
@@ -175,17 +201,20 @@ def main() -> int:
     ap.add_argument("--random", type=int, default=3, help="random masks per word")
     ap.add_argument("--mask", choices=("pixels", "features"), default="pixels",
                     help="grey the image's cells (default) or replace their features by the mean feature")
+    ap.add_argument("--display-temperatures", default="",
+                    help="comma-separated T: also measure the maps sharpened to softmax(scores / T) for display")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     data = Path(os.environ.get("CAPTIONBOT_DATA", REPO.parent / "shared" / "data"))
     names = sorted((data / "flickr8k/Flickr_8k.devImages.txt").read_text().split())[args.offset : args.offset + args.n]
+    temps = tuple(float(x) for x in args.display_temperatures.split(",") if x.strip())
     cap = Captioner.load(args.bundle, provider="cpu", threads=args.threads, read_text=False)
     t = time.perf_counter()
     result = {"bundle": str(args.bundle), "offset": args.offset, **measure(cap, names, data / "flickr8k/images",
                                                                             args.k, args.random, args.seed,
-                                                                            args.mask)}
+                                                                            args.mask, temps)}
     result["seconds"] = round(time.perf_counter() - t, 1)
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=1))
     if args.out:
