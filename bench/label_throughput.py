@@ -20,6 +20,20 @@ sys.path.insert(0, str(REPO))
 from captionbot.inference.captioner import Captioner  # noqa: E402
 
 
+def interleaved_rates(caps: dict[str, Captioner], blobs: list[bytes], rounds: int) -> tuple[dict[str, float],
+                                                                                          dict[str, list]]:
+    """Each captioner's best images/s over ``rounds``, the captioners taking turns within a round, batches of 16
+    as the worker takes them; and each one's outputs of its last round."""
+    best = {k: 0.0 for k in caps}
+    outputs: dict[str, list] = {}
+    for _ in range(rounds):
+        for k, cap in caps.items():
+            t = time.perf_counter()
+            outputs[k] = [o for i in range(0, len(blobs), 16) for o in cap.caption_images(blobs[i : i + 16])]
+            best[k] = max(best[k], len(blobs) / (time.perf_counter() - t))
+    return best, outputs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, required=True)
@@ -36,13 +50,7 @@ def main() -> int:
         k: Captioner.load(p, variant=args.variant, provider="cpu", threads=args.threads)
         for k, p in (("before", args.before), ("after", args.after))
     }
-    best = {k: 0.0 for k in caps}
-    for _ in range(args.rounds):
-        for k, cap in caps.items():
-            t = time.perf_counter()
-            for i in range(0, len(blobs), 16):
-                cap.caption_images(blobs[i : i + 16])
-            best[k] = max(best[k], len(blobs) / (time.perf_counter() - t))
+    best, _ = interleaved_rates(caps, blobs, args.rounds)
     print(
         f"images/s, best of {args.rounds}: before {best['before']:.1f}, after {best['after']:.1f}, "
         f"ratio {best['after'] / best['before']:.3f} ({len(blobs)} Flickr8k dev photos, threads={args.threads}, "

@@ -12,17 +12,18 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
 import onnxruntime as ort
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from captionbot.inference.bundle import load_bundle, session_options, variant_paths  # noqa: E402
 from captionbot.inference.captioner import Captioner, CaptionOutput  # noqa: E402
 from captionbot.inference.image_rows import gather_step_graph  # noqa: E402
+from label_throughput import interleaved_rates  # noqa: E402
 
 from captionbot import formats  # noqa: E402
 
@@ -54,14 +55,8 @@ def main() -> int:
         "whole": whole_features_gathered(args.bundle, args.variant, args.threads),
         "sliced": Captioner.load(args.bundle, variant=args.variant, provider="cpu", threads=args.threads),
     }
-    best = {k: 0.0 for k in caps}
-    words = {}
-    for _ in range(args.rounds):
-        for k, cap in caps.items():
-            t = time.perf_counter()
-            out = [c for i in range(0, len(blobs), 16) for c in cap.caption_images(blobs[i : i + 16])]
-            best[k] = max(best[k], len(blobs) / (time.perf_counter() - t))
-            words[k] = sum(len(c.words) for c in out if isinstance(c, CaptionOutput)) / len(out)
+    best, outputs = interleaved_rates(caps, blobs, args.rounds)
+    words = {k: sum(len(c.words) for c in out if isinstance(c, CaptionOutput)) / len(out) for k, out in outputs.items()}
     print(f"images/s, best of {args.rounds} ({len(blobs)} Flickr8k dev photos, threads={args.threads}, variant "
           f"{args.variant}); mean words per caption in brackets")
     for k in caps:

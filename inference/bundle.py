@@ -289,9 +289,9 @@ def load_bundle(bundle_dir: Path, variant: str = "fp32", provider: str = "auto",
     if asked == AUTO_VARIANT and keeps_fp32_encoder(paths, bundle_dir, int8_encoder):
         paths[formats.ENCODER_FILE] = bundle_dir / formats.ENCODER_FILE
         encoder_variant = "fp32"
-        log.info("this CPU has no VNNI, where the %s encoder's captions drift (inference/cpu_int8.py): running the "
-                 "fp32 encoder with the %s decoder (--variant %s runs its own encoder anyway)", variant, variant,
-                 variant)
+        log.info("running the fp32 encoder with the %s decoder: %s (inference/cpu_int8.py; --variant %s runs its "
+                 "own encoder anyway)", variant, "asked for" if int8_encoder is False else
+                 f"this CPU has no VNNI, where the {variant} encoder's captions drift", variant)
     opts = session_options(threads)
     from captionbot.inference.device import Device, wants_io_binding
 

@@ -8,12 +8,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from captionbot.inference.attention_words import (
-    content_indices,
-    region_name,
-    strongest_cell,
-    where_words_looked,
-)
+from captionbot.inference.attention_words import content_indices, region_name, where_words_looked
 from captionbot.inference.captioner import Captioner, CaptionOutput
 from captionbot.inference.heatmap import COLUMNS, PANEL, heatmap_description, panel_origin, render_heatmap
 from PIL import Image
@@ -133,12 +128,11 @@ def test_real_photos_alt_text_names_a_region_for_each_content_word(photo_outputs
         assert all(where in regions for _, where in parts), parts
 
 
-def test_real_photos_give_different_content_words_different_maps(photo_outputs, caption_bundle):
+def test_real_photos_give_different_content_words_different_maps(photo_outputs):
     """Issue 19: the heatmap is worth opening only if words look in different places. On each real photo the two
     most different content words' maps are at least 0.1 apart (total variation; measured 0.19-0.36 with the
     shipped model) and peak in different cells; over all pairs of different content words the mean distance is at
     least 0.1 (measured 0.16: issue 19's bar for a finished fix is 0.35, docs/model.md)."""
-    grid = Captioner.load(caption_bundle, provider="cpu", threads=1, read_text=False).grid
     distances = []
     for out in photo_outputs:
         idx = content_indices(out.words)
@@ -147,7 +141,7 @@ def test_real_photos_give_different_content_words_different_maps(photo_outputs, 
         tv = [0.5 * float(np.abs(out.alphas[i] - out.alphas[j]).sum()) for i, j in pairs]
         i, j = pairs[int(np.argmax(tv))]
         assert max(tv) >= 0.1, (out.caption, out.words[i], out.words[j], max(tv))
-        assert len({strongest_cell(out.alphas[k], grid) for k in idx}) >= 2, out.caption
+        assert len({int(np.argmax(out.alphas[k])) for k in idx}) >= 2, out.caption  # peaks in different cells
         distances += tv
     assert float(np.mean(distances)) >= 0.1, distances
 
